@@ -1,0 +1,417 @@
+//! Export to the Datadog Agent's trace API through `opentelemetry-datadog`.
+//!
+//! This is the only module that knows about `opentelemetry-datadog` (deprecated upstream, final
+//! version 0.20): swapping the exporter later touches this file alone.
+//!
+//! The crate maps OpenTelemetry spans to Datadog's v0.5 msgpack format. Three small layers make
+//! the result look like what Datadog's own tracers send:
+//! 1. the mapping closures take the Datadog operation name and service from span attributes
+//!    ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is the OpenTelemetry span name;
+//! 2. [`EnrichingExporter`] adds what only the span context knows: `span.kind`, the sampling
+//!    priority, the upper 64 bits of the trace id (`_dd.p.tid`), the error message;
+//! 3. [`AgentClient`], the HTTP client handed to the crate, rewrites each payload before it
+//!    leaves: numeric tags become metrics (the crate writes every attribute as a string tag),
+//!    `_dd.p.tid` stays on the first span of each trace chunk only, and the attributes that only
+//!    steer the mapping are removed. It uses a blocking client with timeouts, because the batch
+//!    processor runs on its own thread without an async runtime, and an unreachable or slow agent
+//!    must never hold anything up for long.
+
+// The crate is deprecated upstream (final version); this module is where that is accepted.
+#![allow(deprecated)]
+
+use super::propagation::DdState;
+use super::TelemetryConfig;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use rmpv::Value as Mp;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Span attribute holding the Datadog operation name (`postgres.query`, `actix_web.request`, …).
+pub const OPERATION_NAME: &str = "operation.name";
+/// Span attribute holding a service other than the process's own (`postgres`, `notes_helper`).
+pub const SERVICE_NAME: &str = "service.name";
+/// Operation name of spans that do not set one.
+pub const DEFAULT_OPERATION: &str = "internal";
+
+/// Attributes that steer the mapping and are not sent as tags.
+const CONTROL_KEYS: &[&str] = &[OPERATION_NAME, SERVICE_NAME, "span.type"];
+/// Tags that Datadog expects as numeric metrics rather than strings.
+const METRIC_KEYS: &[&str] = &[
+    "_sampling_priority_v1",
+    "db.row_count",
+    "network.destination.port",
+    "_dd.top_level",
+    "_dd.measured",
+    "process_id",
+];
+/// Tags written on the first span of each trace chunk only.
+const CHUNK_KEYS: &[&str] = &["_dd.p.tid", "_dd.p.dm"];
+
+fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
+    span.attributes.iter().find_map(|kv| match &kv.value {
+        Value::String(s) if kv.key.as_str() == key => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Builds the exporter chain for the batch processor.
+pub(crate) fn exporter(config: &TelemetryConfig) -> Result<EnrichingExporter, String> {
+    let client = AgentClient::new(config)?;
+    let mut pipeline = opentelemetry_datadog::new_pipeline()
+        .with_service_name(config.service.clone())
+        .with_api_version(ApiVersion::Version05)
+        .with_agent_endpoint(config.agent_url.clone())
+        .with_http_client(client)
+        .with_name_mapping(|span: &SpanData, _: &ModelConfig| {
+            attr(span, OPERATION_NAME).unwrap_or(DEFAULT_OPERATION)
+        })
+        .with_service_name_mapping(|span: &SpanData, model: &ModelConfig| {
+            attr(span, SERVICE_NAME).unwrap_or(model.service_name.as_str())
+        });
+    // Given explicitly so that their case is kept (the crate lowercases what it reads itself).
+    if let Some(env) = &config.env {
+        pipeline = pipeline.with_env(env.clone());
+    }
+    if let Some(version) = &config.version {
+        pipeline = pipeline.with_version(version.clone());
+    }
+    let inner = pipeline
+        .build_exporter()
+        .map_err(|e| format!("cannot build the Datadog exporter: {e}"))?;
+    Ok(EnrichingExporter {
+        inner,
+        service: config.service.clone(),
+    })
+}
+
+/// The tags (`DD_TAGS`) every span carries, as the exporter's resource.
+pub(crate) fn resource(config: &TelemetryConfig) -> Resource {
+    Resource::builder_empty()
+        .with_attributes(
+            config
+                .tags
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .build()
+}
+
+/// Adds to each span what Datadog's tracers write and only the span context knows.
+#[derive(Debug)]
+pub(crate) struct EnrichingExporter {
+    /// The `opentelemetry-datadog` exporter doing the mapping and the sending.
+    inner: DatadogExporter,
+    /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
+    service: String,
+}
+
+fn enrich(span: &mut SpanData) {
+    let mut extra = Vec::new();
+    let has = |span: &SpanData, key: &str| span.attributes.iter().any(|kv| kv.key.as_str() == key);
+    if !has(span, "span.kind") {
+        let kind = match span.span_kind {
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+            SpanKind::Internal => "internal",
+        };
+        extra.push(KeyValue::new("span.kind", kind));
+    }
+    let priority = DdState::from_trace_state(span.span_context.trace_state())
+        .priority
+        .unwrap_or(1);
+    extra.push(KeyValue::new("_sampling_priority_v1", i64::from(priority)));
+    let high = (u128::from_be_bytes(span.span_context.trace_id().to_bytes()) >> 64) as u64;
+    if high != 0 {
+        extra.push(KeyValue::new("_dd.p.tid", format!("{high:016x}")));
+    }
+    extra.push(KeyValue::new("_dd.p.dm", "-0"));
+    if let Status::Error { description } = &span.status {
+        if !has(span, "error.message") && !description.is_empty() {
+            extra.push(KeyValue::new("error.message", description.to_string()));
+        }
+    }
+    if span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote {
+        extra.push(KeyValue::new("language", "rust"));
+    }
+    span.attributes.extend(extra);
+}
+
+impl SpanExporter for EnrichingExporter {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        for span in &mut batch {
+            enrich(span);
+            if let Some(other) = attr(span, SERVICE_NAME) {
+                if other != self.service {
+                    let base = KeyValue::new("_dd.base_service", self.service.clone());
+                    span.attributes.push(base);
+                }
+            }
+        }
+        self.inner.export(batch).await
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The HTTP client given to `opentelemetry-datadog`: rewrites each payload, then posts it.
+#[derive(Debug)]
+pub(crate) struct AgentClient {
+    /// Blocking client (the batch processor's thread has no async runtime), with timeouts.
+    client: reqwest::blocking::Client,
+    /// `DD_TRACE_DEBUG`: log every payload sent and every answer.
+    debug: bool,
+    /// Whether the last send failed, so that an outage is logged once, not per batch.
+    failing: AtomicBool,
+    /// Spans lost because the agent could not be reached or refused them.
+    lost_spans: AtomicU64,
+}
+
+impl AgentClient {
+    fn new(config: &TelemetryConfig) -> Result<Self, String> {
+        let timeout = config.agent_timeout;
+        // Build the blocking client on a plain thread: building (and dropping) it on a tokio
+        // worker thread panics.
+        let client = std::thread::spawn(move || {
+            reqwest::blocking::Client::builder()
+                .connect_timeout(timeout.min(Duration::from_secs(1)))
+                .timeout(timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+        })
+        .join()
+        .map_err(|_| "the agent HTTP client could not be built".to_string())?
+        .map_err(|e| format!("the agent HTTP client could not be built: {e}"))?;
+        Ok(Self {
+            client,
+            debug: config.debug,
+            failing: AtomicBool::new(false),
+            lost_spans: AtomicU64::new(0),
+        })
+    }
+
+    fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let (body, spans) = match rewrite_payload(&body) {
+            Ok(rewritten) => rewritten,
+            Err(e) => {
+                tracing::warn!(error = %e, "trace payload could not be rewritten; sent as built");
+                (body.to_vec(), 0)
+            }
+        };
+        let mut builder = self.client.post(parts.uri.to_string());
+        for (name, value) in parts.headers.iter() {
+            builder = builder.header(name, value);
+        }
+        builder = builder.header("Datadog-Meta-Lang-Version", env!("CARGO_PKG_RUST_VERSION"));
+        let sent = builder.body(body).send();
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(url = %parts.uri, "the Datadog Agent accepts traces again");
+                }
+                if self.debug {
+                    tracing::info!(url = %parts.uri, spans, status = response.status().as_u16(), "sent spans to the Datadog Agent");
+                }
+                let status = response.status();
+                let bytes = response.bytes()?;
+                Ok(Response::builder().status(status).body(bytes)?)
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().unwrap_or_default();
+                self.report_failure(&parts.uri, spans, &format!("agent answered {status}: {text}"));
+                Err(format!("agent answered {status}").into())
+            }
+            Err(e) => {
+                self.report_failure(&parts.uri, spans, &e.to_string());
+                Err(Box::new(e))
+            }
+        }
+    }
+
+    fn report_failure(&self, url: &http::Uri, spans: usize, error: &str) {
+        let lost = self.lost_spans.fetch_add(spans as u64, Ordering::Relaxed) + spans as u64;
+        let first = !self.failing.swap(true, Ordering::Relaxed);
+        if first || self.debug {
+            tracing::warn!(%url, error, lost_spans_total = lost, "cannot send traces to the Datadog Agent; spans are dropped until it is back");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for AgentClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        self.post(request)
+    }
+}
+
+/// Rewrites a v0.5 payload (`[strings, [[span, …], …]]`, a span being a 12-element array whose
+/// strings are indexes into `strings`). Returns the new payload and its span count.
+fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    let mut value = rmpv::decode::read_value(&mut &payload[..]).map_err(|e| e.to_string())?;
+    let Mp::Array(root) = &mut value else {
+        return Err("payload is not an array".into());
+    };
+    let [Mp::Array(strings), Mp::Array(traces)] = root.as_mut_slice() else {
+        return Err("payload is not [strings, traces]".into());
+    };
+    let strings: Vec<String> = strings
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_string())
+        .collect();
+    let name = |v: &Mp| v.as_u64().and_then(|i| strings.get(i as usize)).map(String::as_str);
+    let mut count = 0;
+    for trace in traces.iter_mut() {
+        let Mp::Array(spans) = trace else { continue };
+        for (position, span) in spans.iter_mut().enumerate() {
+            count += 1;
+            let Mp::Array(fields) = span else { continue };
+            if fields.len() != 12 {
+                continue;
+            }
+            let (meta, metrics) = fields.split_at_mut(10);
+            let (Mp::Map(meta), Mp::Map(metrics)) = (&mut meta[9], &mut metrics[0]) else {
+                continue;
+            };
+            let mut moved: Vec<(Mp, f64)> = Vec::new();
+            meta.retain(|(k, v)| {
+                let Some(key) = name(k) else { return true };
+                if CONTROL_KEYS.contains(&key) {
+                    return false;
+                }
+                if CHUNK_KEYS.contains(&key) && position != 0 {
+                    return false;
+                }
+                if METRIC_KEYS.contains(&key) {
+                    if let Some(number) = name(v).and_then(|s| s.parse::<f64>().ok()) {
+                        moved.push((k.clone(), number));
+                    }
+                    return false;
+                }
+                true
+            });
+            metrics.retain(|(k, v)| {
+                let key = name(k);
+                let replaced = moved.iter().any(|(mk, _)| Some(key) == Some(name(mk)));
+                // The crate always writes `_dd.measured: 0`; a zero there is noise.
+                let zero_measured = key == Some("_dd.measured") && v.as_f64() == Some(0.0);
+                !replaced && !zero_measured
+            });
+            metrics.extend(moved.into_iter().map(|(k, n)| (k, Mp::F64(n))));
+        }
+    }
+    let mut out = Vec::with_capacity(payload.len());
+    rmpv::encode::write_value(&mut out, &value).map_err(|e| e.to_string())?;
+    Ok((out, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn payload(meta: Vec<(&str, &str)>, metrics: Vec<(&str, f64)>, spans: usize) -> Vec<u8> {
+        let mut strings: Vec<String> = vec!["".into()];
+        let mut intern = |s: &str| -> u64 {
+            if let Some(i) = strings.iter().position(|x| x == s) {
+                return i as u64;
+            }
+            strings.push(s.into());
+            (strings.len() - 1) as u64
+        };
+        let meta_map: Vec<(Mp, Mp)> = meta
+            .iter()
+            .map(|(k, v)| (Mp::from(intern(k)), Mp::from(intern(v))))
+            .collect();
+        let metric_map: Vec<(Mp, Mp)> = metrics
+            .iter()
+            .map(|(k, v)| (Mp::from(intern(k)), Mp::F64(*v)))
+            .collect();
+        let span = Mp::Array(vec![
+            Mp::from(0),
+            Mp::from(0),
+            Mp::from(0),
+            Mp::from(1u64),
+            Mp::from(2u64),
+            Mp::from(0u64),
+            Mp::from(0i64),
+            Mp::from(5i64),
+            Mp::from(0i32),
+            Mp::Map(meta_map),
+            Mp::Map(metric_map),
+            Mp::from(0),
+        ]);
+        let root = Mp::Array(vec![
+            Mp::Array(strings.into_iter().map(Mp::from).collect()),
+            Mp::Array(vec![Mp::Array(vec![span; spans])]),
+        ]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &root).unwrap();
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Vec<(HashMap<String, String>, HashMap<String, f64>)> {
+        let value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let root = value.as_array().unwrap();
+        let strings: Vec<&str> = root[0].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let s = |v: &Mp| strings[v.as_u64().unwrap() as usize].to_string();
+        root[1].as_array().unwrap()[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|span| {
+                let f = span.as_array().unwrap();
+                let meta = f[9].as_map().unwrap().iter().map(|(k, v)| (s(k), s(v))).collect();
+                let metrics = f[10].as_map().unwrap().iter().map(|(k, v)| (s(k), v.as_f64().unwrap())).collect();
+                (meta, metrics)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numeric_tags_become_metrics_and_control_keys_go() {
+        let input = payload(
+            vec![
+                ("db.row_count", "3"),
+                ("_sampling_priority_v1", "2"),
+                ("operation.name", "postgres.query"),
+                ("service.name", "postgres"),
+                ("span.type", "sql"),
+                ("db.system", "postgresql"),
+                ("_dd.p.tid", "6b058a5d00000000"),
+            ],
+            vec![("_sampling_priority_v1", 1.0), ("_dd.measured", 0.0)],
+            2,
+        );
+        let (out, count) = rewrite_payload(&input).unwrap();
+        assert_eq!(count, 2);
+        let spans = decode(&out);
+        let (meta, metrics) = &spans[0];
+        assert_eq!(meta.get("db.system").map(String::as_str), Some("postgresql"));
+        assert_eq!(meta.get("_dd.p.tid").map(String::as_str), Some("6b058a5d00000000"));
+        for gone in ["db.row_count", "operation.name", "service.name", "span.type", "_sampling_priority_v1"] {
+            assert!(!meta.contains_key(gone), "{gone} still in meta");
+        }
+        assert_eq!(metrics.get("db.row_count"), Some(&3.0));
+        assert_eq!(metrics.get("_sampling_priority_v1"), Some(&2.0));
+        assert!(!metrics.contains_key("_dd.measured"));
+        // Only the first span of the chunk keeps `_dd.p.tid`.
+        assert!(!spans[1].0.contains_key("_dd.p.tid"));
+    }
+
+    #[test]
+    fn garbage_is_reported_not_panicked_on() {
+        assert!(rewrite_payload(b"\x01\x02").is_err());
+        assert!(rewrite_payload(&[]).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! Logs and traces.
+//!
+//! [`init`] installs, once per process and before the async runtime starts:
+//! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
+//! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
+//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
+//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator.
+//!
+//! Spans are plain `tracing` spans with a few conventional fields: `otel.name` (the Datadog
+//! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
+//! `span.type`, and `error.type` / `error.message` on failures.
+
+pub mod datadog;
+pub mod logs;
+pub mod propagation;
+pub mod sampler;
+
+use crate::config::{ConfigError, Env};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use std::time::Duration;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Telemetry settings, read from Datadog's usual environment variables.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `DD_SERVICE`: the service every span and log line belongs to.
+    pub service: String,
+    /// `DD_ENV`, kept as given (case included).
+    pub env: Option<String>,
+    /// `DD_VERSION`, kept as given.
+    pub version: Option<String>,
+    /// `DD_TAGS` (`key:value` pairs separated by commas or spaces), added to every span.
+    pub tags: Vec<(String, String)>,
+    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`.
+    pub agent_url: String,
+    /// `DD_TRACE_ENABLED` (default true).
+    pub enabled: bool,
+    /// `DD_TRACE_SAMPLE_RATE` (default: keep every trace).
+    pub sample_rate: Option<f64>,
+    /// `DD_TRACE_DEBUG`: log every payload sent to the agent and every export error.
+    pub debug: bool,
+    /// `DD_TRACE_AGENT_TIMEOUT` in seconds (default 2): bound on one send to the agent.
+    pub agent_timeout: Duration,
+    /// `DD_TRACE_SPAN_QUEUE_SIZE` (default 8192): spans waiting for export; more are dropped.
+    pub queue_size: usize,
+    /// `DD_TRACE_FLUSH_INTERVAL_MS` (default 1000): how often spans are sent.
+    pub flush_interval: Duration,
+    /// `RUST_LOG` (default `info`).
+    pub log_filter: String,
+}
+
+impl TelemetryConfig {
+    /// Reads the settings, with `default_service` when `DD_SERVICE` is unset.
+    pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
+        let agent_url = match env.url("DD_TRACE_AGENT_URL")? {
+            Some(url) => url,
+            None => {
+                let host = env.host("DD_AGENT_HOST", "localhost")?;
+                let port = env.port("DD_TRACE_AGENT_PORT", 8126)?;
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host
+                };
+                format!("http://{host}:{port}")
+            }
+        };
+        let timeout_secs: f64 = env.parse("DD_TRACE_AGENT_TIMEOUT", 2.0)?;
+        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+            return Err(ConfigError::new("DD_TRACE_AGENT_TIMEOUT", "must be a positive number of seconds"));
+        }
+        let queue_size: usize = env.parse("DD_TRACE_SPAN_QUEUE_SIZE", 8192)?;
+        if queue_size == 0 {
+            return Err(ConfigError::new("DD_TRACE_SPAN_QUEUE_SIZE", "must be positive"));
+        }
+        Ok(Self {
+            service: env.string("DD_SERVICE", default_service),
+            env: env.get("DD_ENV").map(str::to_string),
+            version: env.get("DD_VERSION").map(str::to_string),
+            tags: parse_tags(env.get("DD_TAGS").unwrap_or("")),
+            agent_url,
+            enabled: env.flag("DD_TRACE_ENABLED", true)?,
+            sample_rate: env.rate("DD_TRACE_SAMPLE_RATE")?,
+            debug: env.flag("DD_TRACE_DEBUG", false)?,
+            agent_timeout: Duration::from_secs_f64(timeout_secs),
+            queue_size,
+            flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
+            log_filter: env.string("RUST_LOG", "info"),
+        })
+    }
+}
+
+/// `DD_TAGS`: `key:value` pairs separated by commas or spaces; a key without value is kept empty.
+fn parse_tags(raw: &str) -> Vec<(String, String)> {
+    raw.split([',', ' '])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| {
+            let (k, v) = t.split_once(':').unwrap_or((t, ""));
+            (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// The tracer provider, to flush and stop at shutdown (`None` when tracing is off).
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still queued, waiting at most `timeout` (an unreachable agent cannot hang
+    /// shutdown).
+    pub fn shutdown(self, timeout: Duration) {
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown_with_timeout(timeout) {
+                tracing::warn!(error = %e, "spans could not all be flushed at shutdown");
+            }
+        }
+    }
+}
+
+/// Installs logging and tracing for the process. Call it before building the async runtime.
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+    let log_layer = tracing_subscriber::fmt::layer()
+        .event_format(logs::DatadogJsonFormat::new(
+            &config.service,
+            config.env.as_deref(),
+            config.version.as_deref(),
+        ))
+        .with_writer(std::io::stdout)
+        .with_filter(filter);
+
+    if !config.enabled {
+        tracing_subscriber::registry()
+            .with(log_layer)
+            .try_init()
+            .map_err(|e| e.to_string())?;
+        return Ok(Telemetry { provider: None });
+    }
+
+    let exporter = datadog::exporter(config)?;
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(config.queue_size)
+                .with_scheduled_delay(config.flush_interval)
+                .with_max_export_batch_size(config.queue_size.min(1024))
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
+        .with_id_generator(sampler::DatadogIdGenerator::default())
+        .with_resource(datadog::resource(config))
+        .build();
+    let tracer = provider.tracer("apm-tutorial-rust");
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
+
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_level(false)
+        .with_target(false)
+        .with_filter(LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(log_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_url_is_built_like_datadogs_tracers() {
+        let c = TelemetryConfig::from_env(&Env::default(), "notes").unwrap();
+        assert_eq!(c.agent_url, "http://localhost:8126");
+        assert_eq!(c.service, "notes");
+        assert!(c.enabled);
+        let env = Env::from_pairs([("DD_AGENT_HOST", "datadog"), ("DD_TRACE_AGENT_PORT", "9126")]);
+        let c = TelemetryConfig::from_env(&env, "notes").unwrap();
+        assert_eq!(c.agent_url, "http://datadog:9126");
+        let env = env.with("DD_TRACE_AGENT_URL", "http://127.0.0.1:1234/");
+        let c = TelemetryConfig::from_env(&env, "notes").unwrap();
+        assert_eq!(c.agent_url, "http://127.0.0.1:1234");
+    }
+
+    #[test]
+    fn unified_tags_keep_their_case_and_dd_tags_parse() {
+        let env = Env::from_pairs([
+            ("DD_ENV", "Dev"),
+            ("DD_VERSION", "1.2.3-RC1"),
+            ("DD_TAGS", "team:apm, region:eu-west-1 solo"),
+            ("DD_TRACE_ENABLED", "false"),
+        ]);
+        let c = TelemetryConfig::from_env(&env, "calendar").unwrap();
+        assert_eq!(c.env.as_deref(), Some("Dev"));
+        assert_eq!(c.version.as_deref(), Some("1.2.3-RC1"));
+        assert!(!c.enabled);
+        assert_eq!(
+            c.tags,
+            vec![
+                ("team".to_string(), "apm".to_string()),
+                ("region".to_string(), "eu-west-1".to_string()),
+                ("solo".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (k, v) in [
+            ("DD_TRACE_AGENT_PORT", "x"),
+            ("DD_TRACE_SAMPLE_RATE", "2"),
+            ("DD_TRACE_ENABLED", "maybe"),
+            ("DD_TRACE_AGENT_URL", "localhost:8126"),
+        ] {
+            let err = TelemetryConfig::from_env(&Env::from_pairs([(k, v)]), "notes").unwrap_err();
+            assert_eq!(err.variable, k);
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Trace context propagation the way Datadog's tracers do it: Datadog headers and W3C Trace
+//! Context, both injected on every outgoing call, either one continued on the way in.
+//!
+//! `opentelemetry-datadog`'s own propagator only speaks the three basic `x-datadog-*` headers with
+//! 64-bit ids. This one also carries the upper 64 bits of the trace id in `x-datadog-tags`
+//! (`_dd.p.tid`), the origin, and the sampling priority in both header styles, so a trace that
+//! enters from (or leaves to) another Datadog tracer keeps its full 128-bit id.
+//!
+//! Inside the process the Datadog-specific state lives in the span's W3C `tracestate` under the
+//! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::Context;
+use std::str::FromStr;
+
+const DD_TRACE_ID: &str = "x-datadog-trace-id";
+const DD_PARENT_ID: &str = "x-datadog-parent-id";
+const DD_PRIORITY: &str = "x-datadog-sampling-priority";
+const DD_ORIGIN: &str = "x-datadog-origin";
+const DD_TAGS: &str = "x-datadog-tags";
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Longest `x-datadog-tags` value read or written, as in Datadog's tracers.
+const MAX_TAGS_LEN: usize = 512;
+/// Longest `tracestate` read (W3C allows 32 members of up to 256 characters each, plus commas).
+const MAX_TRACESTATE_LEN: usize = 8192;
+
+/// Datadog + W3C Trace Context propagator. Extraction prefers the Datadog headers, then W3C.
+#[derive(Debug, Default, Clone)]
+pub struct DatadogW3cPropagator {
+    _private: (),
+}
+
+impl DatadogW3cPropagator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The Datadog part of a span's `tracestate`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DdState {
+    /// Sampling priority (`-1` user reject, `0` auto reject, `1` auto keep, `2` user keep).
+    pub priority: Option<i32>,
+    /// Where the trace started (`synthetics`, `rum`, …), carried as Datadog's tracers do.
+    pub origin: Option<String>,
+}
+
+impl DdState {
+    /// Reads the `dd` member of a trace state.
+    pub fn from_trace_state(state: &TraceState) -> Self {
+        let mut out = DdState::default();
+        if let Some(value) = state.get("dd") {
+            for part in value.split(';') {
+                if let Some(p) = part.strip_prefix("s:") {
+                    out.priority = p.parse().ok();
+                } else if let Some(o) = part.strip_prefix("o:") {
+                    if !o.is_empty() {
+                        out.origin = Some(o.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes this state (and the parent span id, as W3C's `dd` member expects) into a trace
+    /// state, keeping the other vendors' members.
+    pub fn write_into(&self, state: &TraceState, parent: Option<SpanId>) -> TraceState {
+        let mut parts = Vec::new();
+        if let Some(p) = self.priority {
+            parts.push(format!("s:{p}"));
+        }
+        if let Some(parent) = parent {
+            parts.push(format!("p:{parent}"));
+        }
+        if let Some(origin) = &self.origin {
+            parts.push(format!("o:{origin}"));
+        }
+        if parts.is_empty() {
+            return state.delete("dd").unwrap_or_else(|_| state.clone());
+        }
+        state
+            .insert("dd", parts.join(";"))
+            .unwrap_or_else(|_| state.clone())
+    }
+}
+
+/// Upper and lower 64 bits of a 128-bit trace id.
+fn split_trace_id(id: TraceId) -> (u64, u64) {
+    let v = u128::from_be_bytes(id.to_bytes());
+    ((v >> 64) as u64, v as u64)
+}
+
+fn is_valid_origin(origin: &str) -> bool {
+    !origin.is_empty()
+        && origin.len() <= 64
+        && origin
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b',' | b';' | b'=' | b'~'))
+}
+
+fn parse_tid(tags: &str) -> Option<u64> {
+    if tags.len() > MAX_TAGS_LEN {
+        return None;
+    }
+    tags.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        if k.trim() != "_dd.p.tid" {
+            return None;
+        }
+        let v = v.trim();
+        if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(v, 16).ok().filter(|tid| *tid != 0)
+    })
+}
+
+fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
+    let trace_low: u64 = extractor.get(DD_TRACE_ID)?.trim().parse().ok()?;
+    let parent: u64 = extractor.get(DD_PARENT_ID)?.trim().parse().ok()?;
+    if trace_low == 0 || parent == 0 {
+        return None;
+    }
+    let high = extractor.get(DD_TAGS).and_then(parse_tid).unwrap_or(0);
+    let trace_id = TraceId::from((u128::from(high) << 64) | u128::from(trace_low));
+    let priority: Option<i32> = extractor
+        .get(DD_PRIORITY)
+        .and_then(|p| p.trim().parse().ok());
+    let origin = extractor
+        .get(DD_ORIGIN)
+        .map(str::trim)
+        .filter(|o| is_valid_origin(o))
+        .map(str::to_string);
+    // No priority means the caller left the decision to us: keep the trace sampled here and let
+    // the sampler decide (a missing priority must not drop the request's trace).
+    let sampled = priority.is_none_or(|p| p > 0);
+    let flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let state = DdState { priority, origin }.write_into(&TraceState::default(), None);
+    Some(SpanContext::new(
+        trace_id,
+        SpanId::from(parent),
+        flags,
+        true,
+        state,
+    ))
+}
+
+fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
+    let header = extractor.get(TRACEPARENT)?.trim();
+    let parts: Vec<&str> = header.split('-').collect();
+    if parts.len() < 4 {
+        return None;
+    }
+    let (version, trace, span, flags) = (parts[0], parts[1], parts[2], parts[3]);
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(version, 2) || version.eq_ignore_ascii_case("ff") || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.len() != 4 {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok().filter(|t| *t != TraceId::INVALID)?;
+    let span_id = SpanId::from_hex(span).ok().filter(|s| *s != SpanId::INVALID)?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let sampled = flags & 1 == 1;
+    let state = extractor
+        .get(TRACESTATE)
+        .filter(|s| s.len() <= MAX_TRACESTATE_LEN)
+        .and_then(|s| TraceState::from_str(s).ok())
+        .unwrap_or_default();
+    let mut dd = DdState::from_trace_state(&state);
+    // The W3C flag is authoritative; the dd priority refines it, as in Datadog's tracers.
+    dd.priority = match dd.priority {
+        Some(p) if (p > 0) == sampled => Some(p),
+        _ => Some(i32::from(sampled)),
+    };
+    let state = dd.write_into(&state, None);
+    let flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    Some(SpanContext::new(trace_id, span_id, flags, true, state))
+}
+
+impl TextMapPropagator for DatadogW3cPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        let (high, low) = split_trace_id(sc.trace_id());
+        let dd = DdState::from_trace_state(sc.trace_state());
+        let priority = dd.priority.unwrap_or(i32::from(sc.is_sampled()));
+        let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
+
+        injector.set(DD_TRACE_ID, low.to_string());
+        injector.set(DD_PARENT_ID, span_id.to_string());
+        injector.set(DD_PRIORITY, priority.to_string());
+        if let Some(origin) = &dd.origin {
+            injector.set(DD_ORIGIN, origin.clone());
+        }
+        let mut tags = vec!["_dd.p.dm=-0".to_string()];
+        if high != 0 {
+            tags.push(format!("_dd.p.tid={high:016x}"));
+        }
+        injector.set(DD_TAGS, tags.join(","));
+
+        let flags = if sc.is_sampled() { "01" } else { "00" };
+        injector.set(
+            TRACEPARENT,
+            format!("00-{}-{}-{flags}", sc.trace_id(), sc.span_id()),
+        );
+        let mut out = DdState {
+            priority: Some(priority),
+            origin: dd.origin.clone(),
+        }
+        .write_into(sc.trace_state(), Some(sc.span_id()));
+        if high != 0 {
+            // Datadog's tracers also carry the upper bits in their tracestate member.
+            if let Some(v) = out.get("dd").map(|v| format!("{v};t.tid:{high:016x}")) {
+                out = out.insert("dd", v).unwrap_or(out);
+            }
+        }
+        injector.set(TRACESTATE, out.header());
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        match extract_datadog(extractor).or_else(|| extract_w3c(extractor)) {
+            Some(sc) => cx.with_remote_span_context(sc),
+            None => cx.clone(),
+        }
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let fields = FIELDS.get_or_init(|| {
+            [DD_TRACE_ID, DD_PARENT_ID, DD_PRIORITY, DD_ORIGIN, DD_TAGS, TRACEPARENT, TRACESTATE]
+                .map(String::from)
+                .to_vec()
+        });
+        opentelemetry::propagation::text_map_propagator::FieldIter::new(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn extract(headers: &[(&str, &str)]) -> Option<SpanContext> {
+        let map: HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cx = DatadogW3cPropagator::new().extract(&map);
+        let span = cx.span();
+        let sc = span.span_context().clone();
+        sc.is_valid().then_some(sc)
+    }
+
+    fn inject(sc: SpanContext) -> HashMap<String, String> {
+        let cx = Context::new().with_remote_span_context(sc);
+        let mut map = HashMap::new();
+        DatadogW3cPropagator::new().inject_context(&cx, &mut map);
+        map
+    }
+
+    #[test]
+    fn datadog_headers_with_tid_give_a_128_bit_id_and_round_trip() {
+        let sc = extract(&[
+            ("x-datadog-trace-id", "5277134972075981726"),
+            ("x-datadog-parent-id", "16511978227091699246"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-tags", "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000"),
+            ("x-datadog-origin", "synthetics"),
+        ])
+        .expect("valid context");
+        assert_eq!(sc.trace_id().to_string(), "6b058a5d00000000493c264c32613b9e");
+        assert_eq!(sc.span_id().to_string(), "e52654b69cc8f62e");
+        assert!(sc.is_sampled());
+        let dd = DdState::from_trace_state(sc.trace_state());
+        assert_eq!(dd.priority, Some(2));
+        assert_eq!(dd.origin.as_deref(), Some("synthetics"));
+
+        let out = inject(sc);
+        assert_eq!(out["x-datadog-trace-id"], "5277134972075981726");
+        assert_eq!(out["x-datadog-parent-id"], "16511978227091699246");
+        assert_eq!(out["x-datadog-sampling-priority"], "2");
+        assert_eq!(out["x-datadog-origin"], "synthetics");
+        assert_eq!(out["x-datadog-tags"], "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000");
+        assert_eq!(
+            out["traceparent"],
+            "00-6b058a5d00000000493c264c32613b9e-e52654b69cc8f62e-01"
+        );
+        assert_eq!(
+            out["tracestate"],
+            "dd=s:2;p:e52654b69cc8f62e;o:synthetics;t.tid:6b058a5d00000000"
+        );
+    }
+
+    #[test]
+    fn w3c_traceparent_is_continued_with_all_128_bits() {
+        let sc = extract(&[
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("tracestate", "dd=s:1;o:rum,congo=t61rcWkgMzE"),
+        ])
+        .expect("valid context");
+        assert_eq!(sc.trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(u64::from_be_bytes(sc.span_id().to_bytes()), 13235353014750950193);
+        assert_eq!(DdState::from_trace_state(sc.trace_state()).origin.as_deref(), Some("rum"));
+        let out = inject(sc);
+        assert_eq!(out["x-datadog-tags"], "_dd.p.dm=-0,_dd.p.tid=0af7651916cd43dd");
+        assert!(out["tracestate"].contains("congo=t61rcWkgMzE"), "{}", out["tracestate"]);
+    }
+
+    #[test]
+    fn missing_priority_is_still_sampled_and_dropped_priority_is_not() {
+        let sc = extract(&[("x-datadog-trace-id", "1"), ("x-datadog-parent-id", "2")]).unwrap();
+        assert!(sc.is_sampled());
+        assert_eq!(DdState::from_trace_state(sc.trace_state()).priority, None);
+        let sc = extract(&[
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "2"),
+            ("x-datadog-sampling-priority", "-1"),
+        ])
+        .unwrap();
+        assert!(!sc.is_sampled());
+    }
+
+    #[test]
+    fn garbage_headers_start_a_new_trace() {
+        for headers in [
+            vec![("x-datadog-trace-id", "abc"), ("x-datadog-parent-id", "1")],
+            vec![("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "1")],
+            vec![("x-datadog-trace-id", "99999999999999999999999"), ("x-datadog-parent-id", "1")],
+            vec![("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")],
+            vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")],
+            vec![("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+            vec![("traceparent", "garbage")],
+            vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01")],
+        ] {
+            assert!(extract(&headers).is_none(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_or_malformed_tags_keep_the_low_bits_only() {
+        let huge = format!("_dd.p.tid=6b058a5d00000000,{}", "x=y,".repeat(200));
+        let sc = extract(&[
+            ("x-datadog-trace-id", "42"),
+            ("x-datadog-parent-id", "7"),
+            ("x-datadog-tags", &huge),
+        ])
+        .unwrap();
+        assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 42);
+        let sc = extract(&[
+            ("x-datadog-trace-id", "42"),
+            ("x-datadog-parent-id", "7"),
+            ("x-datadog-tags", "_dd.p.tid=zz"),
+        ])
+        .unwrap();
+        assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 42);
+    }
+}

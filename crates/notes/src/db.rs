@@ -1,0 +1,357 @@
+//! The `notes` table, through a deadpool-postgres pool.
+//!
+//! Every statement runs in autocommit mode with bind parameters, so a failed statement never
+//! leaves a connection inside a broken transaction (the Python original's shared connection
+//! stayed in an aborted transaction after `?id=abc`). Each statement gets a `postgres.query`
+//! span shaped like Datadog's: resource = the SQL text, type `sql`, `db.*` tags, row count.
+
+use crate::config::DatabaseSettings;
+use crate::error::NotesError;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+/// A note as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    /// `SERIAL` primary key.
+    pub id: i32,
+    /// Up to 255 characters.
+    pub description: String,
+}
+
+impl std::fmt::Display for Note {
+    /// The tutorial's body: `(1, hello)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.id, self.description)
+    }
+}
+
+const SQL_SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(7202210)";
+const SQL_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS notes (id SERIAL PRIMARY KEY, description VARCHAR(255) NOT NULL)";
+const SQL_LIST: &str = "SELECT id, description FROM notes ORDER BY id";
+const SQL_GET: &str = "SELECT id, description FROM notes WHERE id = $1";
+const SQL_INSERT: &str = "INSERT INTO notes(description) VALUES ($1) RETURNING id";
+const SQL_UPDATE: &str = "UPDATE notes SET description = $1 WHERE id = $2";
+const SQL_DELETE: &str = "DELETE FROM notes WHERE id = $1";
+const SQL_PING: &str = "SELECT 1";
+
+/// Where the database is, for the span tags.
+#[derive(Debug, Clone)]
+struct DbInfo {
+    name: String,
+    user: String,
+    host: String,
+    port: u16,
+}
+
+/// The pool and the schema state.
+#[derive(Clone)]
+pub struct Database {
+    /// Connections, opened on demand, checked before reuse.
+    pool: Pool,
+    /// Tags for the query spans.
+    info: Arc<DbInfo>,
+    /// Whether the table is known to exist (created idempotently on first use).
+    schema_ready: Arc<AtomicBool>,
+    /// Serialises schema creation inside this process (an advisory lock does it across replicas).
+    schema_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("info", &self.info).finish()
+    }
+}
+
+/// A database failure: no connection, or a statement that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no connection: {0}")]
+    Pool(#[from] PoolError),
+    #[error("{}", describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => tutorial_common::http::error_chain(e),
+    }
+}
+
+impl From<DbError> for NotesError {
+    fn from(e: DbError) -> Self {
+        let unavailable = match &e {
+            DbError::Pool(_) => true,
+            DbError::Query(q) => match q.code() {
+                None => true,
+                Some(code) => {
+                    code.code().starts_with("08")
+                        || [
+                            SqlState::ADMIN_SHUTDOWN,
+                            SqlState::CRASH_SHUTDOWN,
+                            SqlState::CANNOT_CONNECT_NOW,
+                            SqlState::TOO_MANY_CONNECTIONS,
+                            SqlState::QUERY_CANCELED,
+                        ]
+                        .contains(code)
+                }
+            },
+        };
+        if unavailable {
+            NotesError::DatabaseUnavailable(e.to_string())
+        } else {
+            NotesError::Internal(e.to_string())
+        }
+    }
+}
+
+impl Database {
+    /// Builds the pool without connecting: the service starts even while PostgreSQL is not up.
+    pub fn new(settings: &DatabaseSettings) -> Result<Self, String> {
+        let mut config = match &settings.url {
+            Some(url) => url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("invalid DATABASE_URL: {e}"))?,
+            None => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(&settings.host)
+                    .port(settings.port)
+                    .dbname(&settings.name)
+                    .user(&settings.user)
+                    .password(settings.password.as_bytes());
+                c
+            }
+        };
+        config
+            .connect_timeout(settings.pool_timeout)
+            .application_name("notes")
+            .options(format!(
+                "-c statement_timeout={}",
+                settings.statement_timeout.as_millis()
+            ));
+        let info = DbInfo {
+            name: config
+                .get_dbname()
+                .or(config.get_user())
+                .unwrap_or("postgres")
+                .to_string(),
+            user: config.get_user().unwrap_or("postgres").to_string(),
+            host: config
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".into()),
+            port: config.get_ports().first().copied().unwrap_or(5432),
+        };
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.pool_timeout))
+            .create_timeout(Some(settings.pool_timeout))
+            .recycle_timeout(Some(settings.pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("cannot build the database pool: {e}"))?;
+        Ok(Self {
+            pool,
+            info: Arc::new(info),
+            schema_ready: Arc::new(AtomicBool::new(false)),
+            schema_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Tries to create the table in the background until it succeeds, so that the first
+    /// request does not pay for it; requests also ensure it themselves.
+    pub fn prepare_in_background(&self) {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                match db.connection().await {
+                    Ok(_) => {
+                        tracing::info!("database ready");
+                        return;
+                    }
+                    Err(e) => {
+                        if !logged {
+                            tracing::warn!(error = %e, "database not ready yet; retrying every second");
+                            logged = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn span(&self, sql: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "postgres.query",
+            otel.name = sql,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            operation.name = "postgres.query",
+            service.name = "postgres",
+            span.type = "sql",
+            component = "tokio-postgres",
+            db.system = "postgresql",
+            db.name = %self.info.name,
+            db.user = %self.info.user,
+            out.host = %self.info.host,
+            network.destination.port = self.info.port,
+            db.row_count = Empty,
+            error.type = Empty,
+            error.message = Empty,
+        )
+    }
+
+    /// Runs one traced statement and records its row count (or its error).
+    async fn run<T>(
+        &self,
+        client: &Object,
+        sql: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        rows_of: impl FnOnce(&T) -> u64,
+        exec: impl AsyncFnOnce(&Object, &tokio_postgres::Statement, &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let span = self.span(sql);
+        let result = async {
+            let statement = client.prepare_cached(sql).await?;
+            exec(client, &statement, params).await
+        }
+        .instrument(span.clone())
+        .await;
+        match &result {
+            Ok(value) => {
+                span.record("db.row_count", rows_of(value));
+            }
+            Err(e) => {
+                span.record("otel.status_code", "error");
+                span.record("error.type", error_type(e));
+                span.record("error.message", describe(e));
+            }
+        }
+        Ok(result?)
+    }
+
+    /// A pooled connection, with the table known to exist.
+    async fn connection(&self) -> Result<Object, DbError> {
+        let mut client = self.pool.get().await?;
+        if !self.schema_ready.load(Ordering::Acquire) {
+            let _guard = self.schema_lock.lock().await;
+            if !self.schema_ready.load(Ordering::Acquire) {
+                self.create_schema(&mut client).await?;
+                self.schema_ready.store(true, Ordering::Release);
+            }
+        }
+        Ok(client)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` under an advisory lock, so replicas starting together do
+    /// not race on the catalog.
+    async fn create_schema(&self, client: &mut Object) -> Result<(), DbError> {
+        let tx = client.transaction().await?;
+        for sql in [SQL_SCHEMA_LOCK, SQL_SCHEMA] {
+            let span = self.span(sql);
+            let result = tx.batch_execute(sql).instrument(span.clone()).await;
+            if let Err(e) = &result {
+                span.record("otel.status_code", "error");
+                span.record("error.type", error_type(e));
+                span.record("error.message", describe(e));
+            }
+            result?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All notes, ordered by id.
+    pub async fn list(&self) -> Result<Vec<Note>, DbError> {
+        let client = self.connection().await?;
+        let rows: Vec<Row> = self
+            .run(&client, SQL_LIST, &[], |r: &Vec<Row>| r.len() as u64, async |c, s, p| c.query(s, p).await)
+            .await?;
+        rows.iter().map(note).collect()
+    }
+
+    /// One note.
+    pub async fn get(&self, id: i32) -> Result<Option<Note>, DbError> {
+        let client = self.connection().await?;
+        let row: Option<Row> = self
+            .run(&client, SQL_GET, &[&id], |r: &Option<Row>| u64::from(r.is_some()), async |c, s, p| c.query_opt(s, p).await)
+            .await?;
+        row.as_ref().map(note).transpose()
+    }
+
+    /// Stores a note and returns it with its id.
+    pub async fn create(&self, description: &str) -> Result<Note, DbError> {
+        let client = self.connection().await?;
+        let row: Row = self
+            .run(&client, SQL_INSERT, &[&description], |_| 1, async |c, s, p| c.query_one(s, p).await)
+            .await?;
+        Ok(Note {
+            id: row.try_get(0)?,
+            description: description.to_string(),
+        })
+    }
+
+    /// Replaces a description; `None` when there is no such note.
+    pub async fn update(&self, id: i32, description: &str) -> Result<Option<Note>, DbError> {
+        let client = self.connection().await?;
+        let count: u64 = self
+            .run(&client, SQL_UPDATE, &[&description, &id], |n: &u64| *n, async |c, s, p| c.execute(s, p).await)
+            .await?;
+        Ok((count > 0).then(|| Note {
+            id,
+            description: description.to_string(),
+        }))
+    }
+
+    /// Deletes a note; false when there was none.
+    pub async fn delete(&self, id: i32) -> Result<bool, DbError> {
+        let client = self.connection().await?;
+        let count: u64 = self
+            .run(&client, SQL_DELETE, &[&id], |n: &u64| *n, async |c, s, p| c.execute(s, p).await)
+            .await?;
+        Ok(count > 0)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client.simple_query(SQL_PING).await?;
+        Ok(())
+    }
+}
+
+fn error_type(e: &tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(code) => format!("tokio_postgres::error::DbError({})", code.code()),
+        None if e.is_closed() => "tokio_postgres::Error(closed)".into(),
+        None => "tokio_postgres::Error".into(),
+    }
+}
+
+fn note(row: &Row) -> Result<Note, DbError> {
+    Ok(Note {
+        id: row.try_get(0)?,
+        description: row.try_get(1)?,
+    })
+}
