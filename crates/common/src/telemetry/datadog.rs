@@ -29,6 +29,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use rmpv::Value as Mp;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,7 +41,8 @@ pub const SERVICE_NAME: &str = "service.name";
 pub const DEFAULT_OPERATION: &str = "internal";
 
 /// Attributes that steer the mapping and are not sent as tags.
-const CONTROL_KEYS: &[&str] = &[OPERATION_NAME, SERVICE_NAME, "span.type"];
+/// (`service` is the crate's copy of the span's own service field: noise.)
+const CONTROL_KEYS: &[&str] = &[OPERATION_NAME, SERVICE_NAME, "span.type", "service"];
 /// Tags that Datadog expects as numeric metrics rather than strings.
 const METRIC_KEYS: &[&str] = &[
     "_sampling_priority_v1",
@@ -255,6 +257,10 @@ impl HttpClient for AgentClient {
     }
 }
 
+fn span_field(span: &Mp, index: usize) -> Option<u64> {
+    span.as_array()?.get(index)?.as_u64()
+}
+
 /// Rewrites a v0.5 payload (`[strings, [[span, …], …]]`, a span being a 12-element array whose
 /// strings are indexes into `strings`). Returns the new payload and its span count.
 fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
@@ -273,6 +279,9 @@ fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let mut count = 0;
     for trace in traces.iter_mut() {
         let Mp::Array(spans) = trace else { continue };
+        // The chunk's local root first: it is the span that carries the chunk-level tags.
+        let ids: HashSet<u64> = spans.iter().filter_map(|s| span_field(s, 4)).collect();
+        spans.sort_by_key(|s| span_field(s, 5).is_some_and(|parent| ids.contains(&parent)));
         for (position, span) in spans.iter_mut().enumerate() {
             count += 1;
             let Mp::Array(fields) = span else { continue };

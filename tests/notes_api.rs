@@ -1,0 +1,358 @@
+//! The notes API as a user of the tutorial sees it: the curl sequence, every error row, the JSON
+//! and path forms, outages of the calendar and the database, concurrency. Each test gets a fresh
+//! database and its own servers on free ports.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::inprocess::{
+    closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes, via_port, url_host_port,
+    NotesApp, TcpProxy,
+};
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+async fn app() -> NotesApp {
+    let db = support::fresh_database().await;
+    let calendar = spawn_calendar().await;
+    spawn_notes(&db, &calendar, &[]).await
+}
+
+/// `(N, <desc> with date MM/DD/YYYY)` with a date in the calendar's range.
+fn assert_dated(body: &str, id: i32, desc: &str) {
+    let prefix = format!("({id}, {desc} with date ");
+    assert!(body.starts_with(&prefix) && body.ends_with(')'), "{body:?}");
+    let date = &body[prefix.len()..body.len() - 1];
+    let parsed = chrono::NaiveDate::parse_from_str(date, "%m/%d/%Y")
+        .unwrap_or_else(|e| panic!("{date:?}: {e}"));
+    assert_eq!(date.len(), 10, "zero-padded MM/DD/YYYY: {date:?}");
+    let first = chrono::NaiveDate::from_ymd_opt(2022, 1, 1).unwrap();
+    let last = chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+    assert!(parsed >= first && parsed <= last, "{parsed}");
+}
+
+#[tokio::test]
+async fn the_tutorial_curl_sequence() {
+    let app = app().await;
+    assert_eq!(app.send("GET", "/").await, (200, PLAIN.into(), "Welcome to our notes app!".into()));
+    assert_eq!(app.send("GET", "/notes").await, (200, "application/json".into(), "{}\n".into()));
+    assert_eq!(app.send("POST", "/notes?desc=hello").await, (201, PLAIN.into(), "(1, hello)".into()));
+    assert_eq!(app.send("GET", "/notes?id=1").await, (200, PLAIN.into(), "(1, hello)".into()));
+    assert_eq!(
+        app.send("GET", "/notes").await,
+        (200, "application/json".into(), "{\n  \"1\": \"hello\"\n}\n".into())
+    );
+    assert_eq!(
+        app.send("PUT", "/notes?id=1&desc=UpdatedNote").await,
+        (200, PLAIN.into(), "(1, UpdatedNote)".into())
+    );
+    assert_eq!(app.send("DELETE", "/notes?id=1").await, (200, PLAIN.into(), "Deleted".into()));
+    let (status, ctype, body) = app.send("POST", "/notes?desc=hello_again&add_date=y").await;
+    assert_eq!((status, ctype.as_str()), (201, PLAIN));
+    assert_dated(&body, 2, "hello_again");
+    let (status, _, list) = app.send("GET", "/notes").await;
+    assert_eq!(status, 200);
+    let stored = &body[4..body.len() - 1];
+    assert_eq!(list, format!("{{\n  \"2\": \"{stored}\"\n}}\n"));
+    assert_eq!(app.rows().await, vec![(2, stored.to_string())]);
+}
+
+#[tokio::test]
+async fn lists_are_ordered_by_id_and_decode_the_query() {
+    let app = app().await;
+    for d in ["a", "b%20c", "d%2Ce", "caf%C3%A9", "x+y"] {
+        assert_eq!(app.send("POST", &format!("/notes?desc={d}")).await.0, 201);
+    }
+    for id in 1..=10 {
+        // ids 1..5 exist; the rest do not: ordering is numeric, not textual.
+        let _ = app.send("GET", &format!("/notes?id={id}")).await;
+    }
+    let (_, _, list) = app.send("GET", "/notes").await;
+    let parsed: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::json!({"1": "a", "2": "b c", "3": "d,e", "4": "café", "5": "x y"})
+    );
+    // `GET /notes?id=` (empty) is the list, as in the original.
+    assert_eq!(app.send("GET", "/notes?id=").await.2, list);
+    // Numeric order: 10 comes after 9.
+    for _ in 0..6 {
+        app.send("POST", "/notes?desc=z").await;
+    }
+    let (_, _, list) = app.send("GET", "/notes").await;
+    let nine = list.find("\"9\"").unwrap();
+    let ten = list.find("\"10\"").unwrap();
+    assert!(nine < ten, "{list}");
+}
+
+#[tokio::test]
+async fn add_date_only_for_y_or_capital_y() {
+    let app = app().await;
+    assert_eq!(app.send("POST", "/notes?desc=nodate&add_date=n").await.2, "(1, nodate)");
+    assert_eq!(app.send("POST", "/notes?desc=nodate2&add_date=yes").await.2, "(2, nodate2)");
+    let (status, _, body) = app.send("POST", "/notes?desc=upperY&add_date=Y").await;
+    assert_eq!(status, 201);
+    assert_dated(&body, 3, "upperY");
+}
+
+#[tokio::test]
+async fn every_error_row() {
+    let app = app().await;
+    app.send("POST", "/notes?desc=keep").await;
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("GET", "/notes?id=999", 404, "Note does not exist"),
+        ("GET", "/notes?id=abc", 400, "id"),
+        ("GET", "/notes?id=0", 400, "id"),
+        ("GET", "/notes?id=-1", 400, "id"),
+        ("GET", "/notes?id=1e3", 400, "id"),
+        ("GET", "/notes?id=99999999999999999999", 400, "id"),
+        ("GET", "/notes?id=2147483648", 400, "id"),
+        ("POST", "/notes", 400, "desc"),
+        ("POST", "/notes?desc=", 400, "desc"),
+        ("POST", "/notes?add_date=y", 400, "desc"),
+        ("POST", "/notes?desc=a%00b", 400, "desc"),
+        ("POST", "/notes?desc=%FF%FE", 400, "desc"),
+        ("PUT", "/notes?id=999&desc=x", 404, "Note does not exist"),
+        ("PUT", "/notes?id=abc&desc=x", 400, "id"),
+        ("PUT", "/notes?desc=x", 400, "id"),
+        ("PUT", "/notes?id=1", 400, "desc"),
+        ("PUT", "/notes?id=1&desc=", 400, "desc"),
+        ("DELETE", "/notes?id=999", 404, "Note does not exist"),
+        ("DELETE", "/notes?id=abc", 400, "id"),
+        ("DELETE", "/notes", 400, "id"),
+        ("PATCH", "/notes", 405, "Method Not Allowed"),
+        ("POST", "/", 405, "Method Not Allowed"),
+        ("GET", "/nope", 404, "Not Found"),
+        ("GET", "/notes/1/extra", 404, "Not Found"),
+        ("GET", "/notes/abc", 400, "id"),
+        ("GET", "/notes/999", 404, "Note does not exist"),
+    ];
+    for (method, path, status, text) in cases {
+        let (got, ctype, body) = app.send(method, path).await;
+        assert_eq!(got, *status, "{method} {path}: {body}");
+        assert_eq!(ctype, PLAIN, "{method} {path}");
+        assert!(body.contains(text), "{method} {path}: {body:?} should mention {text:?}");
+        assert!(body.len() < 200, "{method} {path}: short message, got {body:?}");
+    }
+    // Nothing was stored or changed by the failures.
+    assert_eq!(app.rows().await, vec![(1, "keep".to_string())]);
+}
+
+#[tokio::test]
+async fn descriptions_up_to_255_characters_never_truncated() {
+    let app = app().await;
+    let ok = "é".repeat(255);
+    let (status, _, body) = app.send("POST", &format!("/notes?desc={}", "%C3%A9".repeat(255))).await;
+    assert_eq!((status, body), (201, format!("(1, {ok})")));
+    let (status, _, body) = app.send("POST", &format!("/notes?desc={}", "a".repeat(256))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("255"), "{body}");
+    let (status, _, _) = app.send("PUT", &format!("/notes?id=1&desc={}", "b".repeat(256))).await;
+    assert_eq!(status, 400);
+    // With a date the stored text grows by 21 characters: the limit applies to the result.
+    let (status, _, body) = app
+        .send("POST", &format!("/notes?desc={}&add_date=y", "c".repeat(235)))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = app
+        .send("POST", &format!("/notes?desc={}&add_date=y", "c".repeat(234)))
+        .await;
+    assert_eq!(status, 201);
+    let rows = app.rows().await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].1, ok);
+    assert_eq!(rows[1].1.chars().count(), 255);
+}
+
+#[tokio::test]
+async fn json_for_clients_that_ask_for_it() {
+    let app = app().await;
+    let (status, ctype, body) = app.send_json("POST", "/notes?desc=hello").await;
+    assert_eq!((status, ctype.as_str()), (201, "application/json"));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "hello"}));
+    let (_, _, body) = app.send_json("GET", "/notes?id=1").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "hello"}));
+    let (status, ctype, body) = app.send_json("GET", "/notes?id=5").await;
+    assert_eq!((status, ctype.as_str()), (404, "application/json"));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"error": "Note does not exist"}));
+    let (status, _, body) = app.send_json("GET", "/notes?id=x").await;
+    assert_eq!(status, 400);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].as_str().unwrap().contains("id"));
+    let (_, _, body) = app.send_json("PUT", "/notes?id=1&desc=new").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "new"}));
+    let (status, _, body) = app.send_json("DELETE", "/notes?id=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"], true);
+    let (status, ctype, body) = app.send_json("GET", "/notes").await;
+    assert_eq!((status, ctype.as_str(), body.as_str()), (200, "application/json", "{}\n"));
+}
+
+#[tokio::test]
+async fn path_form_of_the_go_and_java_tutorials() {
+    let app = app().await;
+    app.send("POST", "/notes?desc=first").await;
+    assert_eq!(app.send("GET", "/notes/1").await, (200, PLAIN.into(), "(1, first)".into()));
+    assert_eq!(app.send("PUT", "/notes/1?desc=second").await, (200, PLAIN.into(), "(1, second)".into()));
+    assert_eq!(app.send("DELETE", "/notes/1").await, (200, PLAIN.into(), "Deleted".into()));
+    assert_eq!(app.send("GET", "/notes/1").await.0, 404);
+    assert_eq!(app.send("DELETE", "/notes/1").await.0, 404);
+    assert_eq!(app.send("POST", "/notes/1").await.0, 405);
+    assert_eq!(app.send("PUT", "/notes/0?desc=x").await.0, 400);
+}
+
+#[tokio::test]
+async fn a_failed_query_does_not_poison_the_connection() {
+    let db = support::fresh_database().await;
+    let app = spawn_notes(&db, &closed_url(), &[("DB_POOL_SIZE", "1")]).await;
+    // The original's poisoning sequence: `id=abc`, then the list.
+    assert_eq!(app.send("GET", "/notes?id=abc").await.0, 400);
+    assert_eq!(app.send("GET", "/notes").await.0, 200);
+    // A statement that really fails in PostgreSQL, on the pool's only connection...
+    let admin = support::connect(&db).await;
+    admin
+        .batch_execute("ALTER TABLE notes ADD CONSTRAINT no_boom CHECK (description <> 'boom')")
+        .await
+        .unwrap();
+    let (status, _, body) = app.send("POST", "/notes?desc=boom").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body, "Internal server error", "no internals leak to the client");
+    // ...and the next request on the same connection works.
+    assert_eq!(app.send("POST", "/notes?desc=fine").await, (201, PLAIN.into(), "(2, fine)".into()));
+    assert_eq!(app.send("GET", "/notes?id=2").await.2, "(2, fine)");
+}
+
+#[tokio::test]
+async fn calendar_unreachable_failing_or_slow_gives_503_and_stores_nothing() {
+    let db = support::fresh_database().await;
+    for (name, calendar) in [
+        ("unreachable", closed_url()),
+        ("failing", fake_calendar(500, "boom").await),
+        ("garbage", fake_calendar(200, "<html>not a date</html>").await),
+        ("hanging", hanging_calendar().await),
+    ] {
+        let app = spawn_notes(&db, &calendar, &[("CALENDAR_TIMEOUT_MS", "500")]).await;
+        let started = Instant::now();
+        let (status, ctype, body) = app.send("POST", "/notes?desc=x&add_date=y").await;
+        let took = started.elapsed();
+        assert_eq!((status, ctype.as_str(), body.as_str()), (503, PLAIN, "Cannot reach calendar service."), "{name}");
+        assert!(took < Duration::from_millis(1500), "{name}: took {took:?}");
+        assert_eq!(app.rows().await, vec![], "{name}: no note stored");
+        // Everything else still works.
+        assert_eq!(app.send("GET", "/").await.0, 200, "{name}");
+        assert_eq!(app.send("GET", "/notes").await.0, 200, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn calendar_recovery_is_automatic() {
+    let db = support::fresh_database().await;
+    let proxy_target = spawn_calendar().await;
+    let upstream = proxy_target.trim_start_matches("http://").to_string();
+    let proxy = TcpProxy::start(&upstream).await;
+    let app = spawn_notes(&db, &format!("http://127.0.0.1:{}", proxy.port), &[("CALENDAR_TIMEOUT_MS", "500")]).await;
+    assert_eq!(app.send("POST", "/notes?desc=a&add_date=y").await.0, 201);
+    proxy.cut().await;
+    assert_eq!(app.send("POST", "/notes?desc=b&add_date=y").await.0, 503);
+    proxy.restore().await;
+    assert_eq!(app.send("POST", "/notes?desc=c&add_date=y").await.0, 201);
+    let rows = app.rows().await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].1.starts_with("a with date ") && rows[1].1.starts_with("c with date "), "{rows:?}");
+}
+
+#[tokio::test]
+async fn database_down_gives_503_quickly_and_recovers_by_itself() {
+    let db = support::fresh_database().await;
+    let (host_port, _) = url_host_port(&db);
+    let proxy = TcpProxy::start(&host_port).await;
+    let app = spawn_notes(&via_port(&db, proxy.port), &spawn_calendar().await, &[("DB_POOL_TIMEOUT_MS", "500")]).await;
+    assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
+    assert_eq!(app.send("GET", "/health").await.0, 200);
+
+    proxy.cut().await;
+    for (method, path) in [("GET", "/notes?id=1"), ("POST", "/notes?desc=during"), ("GET", "/notes"), ("GET", "/health")] {
+        let started = Instant::now();
+        let (status, ctype, body) = app.send(method, path).await;
+        assert_eq!((status, ctype.as_str(), body.as_str()), (503, PLAIN, "Database unavailable"), "{method} {path}");
+        assert!(started.elapsed() < Duration::from_millis(1500), "{method} {path} took {:?}", started.elapsed());
+    }
+    assert_eq!(app.send("GET", "/").await.0, 200, "the service itself stays up");
+
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = app.send("GET", "/notes?id=1").await;
+        if status == 200 {
+            assert_eq!(body, "(1, before)");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.send("POST", "/notes?desc=after").await.0, 201);
+    let rows: Vec<String> = app.rows().await.into_iter().map(|r| r.1).collect();
+    assert_eq!(rows, vec!["before", "after"], "the note refused during the outage was not stored");
+}
+
+#[tokio::test]
+async fn starts_while_the_database_is_not_up_yet() {
+    let db = support::fresh_database().await;
+    let (host_port, _) = url_host_port(&db);
+    let proxy = TcpProxy::start(&host_port).await;
+    proxy.cut().await;
+    let app = spawn_notes(&via_port(&db, proxy.port), &closed_url(), &[("DB_POOL_TIMEOUT_MS", "300")]).await;
+    assert_eq!(app.send("GET", "/health").await.0, 503);
+    assert_eq!(app.send("GET", "/").await.0, 200);
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.send("GET", "/health").await.0 != 200 {
+        assert!(Instant::now() < deadline, "health never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.send("POST", "/notes?desc=late").await, (201, PLAIN.into(), "(1, late)".into()));
+}
+
+#[tokio::test]
+async fn two_replicas_starting_together_share_one_table() {
+    let db = support::fresh_database().await;
+    let calendar = closed_url();
+    let (a, b) = tokio::join!(spawn_notes(&db, &calendar, &[]), spawn_notes(&db, &calendar, &[]));
+    let (ra, rb) = tokio::join!(a.send("POST", "/notes?desc=a"), b.send("POST", "/notes?desc=b"));
+    assert_eq!((ra.0, rb.0), (201, 201), "{ra:?} {rb:?}");
+    assert_eq!(a.rows().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_get_distinct_ids_and_are_all_stored() {
+    let app = app().await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let client = app.client.clone();
+        let url = app.url(&format!("/notes?desc=n{i}"));
+        tasks.push(tokio::spawn(async move { support::inprocess::send(&client, "POST", &url, None).await }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        let id: i32 = body[1..body.find(',').unwrap()].parse().unwrap();
+        assert!(ids.insert(id), "duplicate id {id}");
+    }
+    let rows = app.rows().await;
+    assert_eq!(rows.len(), 64);
+    assert_eq!(rows.iter().map(|r| r.0).collect::<std::collections::BTreeSet<_>>(), ids);
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    for (var, value) in [("DB_PORT", "abc"), ("PORT", "99999"), ("CALENDAR_TIMEOUT_MS", "soon"), ("DD_TRACE_SAMPLE_RATE", "7")] {
+        let output = std::process::Command::new(support::service::bin_dir().join("notes"))
+            .env(var, value)
+            .output()
+            .expect("run the notes binary (built by `cargo build --workspace --bins`)");
+        assert_eq!(output.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+    }
+}
