@@ -14,14 +14,36 @@ async fn routes_and_bodies() {
         send(&client, "GET", &format!("{base}/"), None).await,
         (200, PLAIN.into(), "Welcome to the calendar app!".into())
     );
-    assert_eq!(send(&client, "POST", &format!("{base}/calendar"), None).await.0, 405);
-    assert_eq!(send(&client, "GET", &format!("{base}/nope"), None).await.0, 404);
-    assert_eq!(send(&client, "GET", &format!("{base}/health"), None).await.0, 200);
-    let (status, ctype, body) = send(&client, "GET", &format!("{base}/calendar"), Some("application/json")).await;
+    assert_eq!(
+        send(&client, "POST", &format!("{base}/calendar"), None)
+            .await
+            .0,
+        405
+    );
+    assert_eq!(
+        send(&client, "GET", &format!("{base}/nope"), None).await.0,
+        404
+    );
+    assert_eq!(
+        send(&client, "GET", &format!("{base}/health"), None)
+            .await
+            .0,
+        200
+    );
+    let (status, ctype, body) = send(
+        &client,
+        "GET",
+        &format!("{base}/calendar"),
+        Some("application/json"),
+    )
+    .await;
     assert_eq!((status, ctype.as_str()), (200, "application/json"));
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let date = json["date"].as_str().unwrap();
-    assert!(chrono::NaiveDate::parse_from_str(date, "%m/%d/%Y").is_ok(), "{body}");
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%m/%d/%Y").is_ok(),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::inprocess::{
-    closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes, via_port, url_host_port,
-    NotesApp, TcpProxy,
+    closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes, url_host_port,
+    via_port, NotesApp, TcpProxy,
 };
 
 const PLAIN: &str = "text/plain; charset=utf-8";
@@ -34,19 +34,38 @@ fn assert_dated(body: &str, id: i32, desc: &str) {
 #[tokio::test]
 async fn the_tutorial_curl_sequence() {
     let app = app().await;
-    assert_eq!(app.send("GET", "/").await, (200, PLAIN.into(), "Welcome to our notes app!".into()));
-    assert_eq!(app.send("GET", "/notes").await, (200, "application/json".into(), "{}\n".into()));
-    assert_eq!(app.send("POST", "/notes?desc=hello").await, (201, PLAIN.into(), "(1, hello)".into()));
-    assert_eq!(app.send("GET", "/notes?id=1").await, (200, PLAIN.into(), "(1, hello)".into()));
+    assert_eq!(
+        app.send("GET", "/").await,
+        (200, PLAIN.into(), "Welcome to our notes app!".into())
+    );
     assert_eq!(
         app.send("GET", "/notes").await,
-        (200, "application/json".into(), "{\n  \"1\": \"hello\"\n}\n".into())
+        (200, "application/json".into(), "{}\n".into())
+    );
+    assert_eq!(
+        app.send("POST", "/notes?desc=hello").await,
+        (201, PLAIN.into(), "(1, hello)".into())
+    );
+    assert_eq!(
+        app.send("GET", "/notes?id=1").await,
+        (200, PLAIN.into(), "(1, hello)".into())
+    );
+    assert_eq!(
+        app.send("GET", "/notes").await,
+        (
+            200,
+            "application/json".into(),
+            "{\n  \"1\": \"hello\"\n}\n".into()
+        )
     );
     assert_eq!(
         app.send("PUT", "/notes?id=1&desc=UpdatedNote").await,
         (200, PLAIN.into(), "(1, UpdatedNote)".into())
     );
-    assert_eq!(app.send("DELETE", "/notes?id=1").await, (200, PLAIN.into(), "Deleted".into()));
+    assert_eq!(
+        app.send("DELETE", "/notes?id=1").await,
+        (200, PLAIN.into(), "Deleted".into())
+    );
     let (status, ctype, body) = app.send("POST", "/notes?desc=hello_again&add_date=y").await;
     assert_eq!((status, ctype.as_str()), (201, PLAIN));
     assert_dated(&body, 2, "hello_again");
@@ -88,8 +107,14 @@ async fn lists_are_ordered_by_id_and_decode_the_query() {
 #[tokio::test]
 async fn add_date_only_for_y_or_capital_y() {
     let app = app().await;
-    assert_eq!(app.send("POST", "/notes?desc=nodate&add_date=n").await.2, "(1, nodate)");
-    assert_eq!(app.send("POST", "/notes?desc=nodate2&add_date=yes").await.2, "(2, nodate2)");
+    assert_eq!(
+        app.send("POST", "/notes?desc=nodate&add_date=n").await.2,
+        "(1, nodate)"
+    );
+    assert_eq!(
+        app.send("POST", "/notes?desc=nodate2&add_date=yes").await.2,
+        "(2, nodate2)"
+    );
     let (status, _, body) = app.send("POST", "/notes?desc=upperY&add_date=Y").await;
     assert_eq!(status, 201);
     assert_dated(&body, 3, "upperY");
@@ -131,8 +156,14 @@ async fn every_error_row() {
         let (got, ctype, body) = app.send(method, path).await;
         assert_eq!(got, *status, "{method} {path}: {body}");
         assert_eq!(ctype, PLAIN, "{method} {path}");
-        assert!(body.contains(text), "{method} {path}: {body:?} should mention {text:?}");
-        assert!(body.len() < 200, "{method} {path}: short message, got {body:?}");
+        assert!(
+            body.contains(text),
+            "{method} {path}: {body:?} should mention {text:?}"
+        );
+        assert!(
+            body.len() < 200,
+            "{method} {path}: short message, got {body:?}"
+        );
     }
     // Nothing was stored or changed by the failures.
     assert_eq!(app.rows().await, vec![(1, "keep".to_string())]);
@@ -142,20 +173,32 @@ async fn every_error_row() {
 async fn descriptions_up_to_255_characters_never_truncated() {
     let app = app().await;
     let ok = "é".repeat(255);
-    let (status, _, body) = app.send("POST", &format!("/notes?desc={}", "%C3%A9".repeat(255))).await;
+    let (status, _, body) = app
+        .send("POST", &format!("/notes?desc={}", "%C3%A9".repeat(255)))
+        .await;
     assert_eq!((status, body), (201, format!("(1, {ok})")));
-    let (status, _, body) = app.send("POST", &format!("/notes?desc={}", "a".repeat(256))).await;
+    let (status, _, body) = app
+        .send("POST", &format!("/notes?desc={}", "a".repeat(256)))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("255"), "{body}");
-    let (status, _, _) = app.send("PUT", &format!("/notes?id=1&desc={}", "b".repeat(256))).await;
+    let (status, _, _) = app
+        .send("PUT", &format!("/notes?id=1&desc={}", "b".repeat(256)))
+        .await;
     assert_eq!(status, 400);
     // With a date the stored text grows by 21 characters: the limit applies to the result.
     let (status, _, body) = app
-        .send("POST", &format!("/notes?desc={}&add_date=y", "c".repeat(235)))
+        .send(
+            "POST",
+            &format!("/notes?desc={}&add_date=y", "c".repeat(235)),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     let (status, _, _) = app
-        .send("POST", &format!("/notes?desc={}&add_date=y", "c".repeat(234)))
+        .send(
+            "POST",
+            &format!("/notes?desc={}&add_date=y", "c".repeat(234)),
+        )
         .await;
     assert_eq!(status, 201);
     let rows = app.rows().await;
@@ -169,31 +212,63 @@ async fn json_for_clients_that_ask_for_it() {
     let app = app().await;
     let (status, ctype, body) = app.send_json("POST", "/notes?desc=hello").await;
     assert_eq!((status, ctype.as_str()), (201, "application/json"));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "hello"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"id": 1, "description": "hello"})
+    );
     let (_, _, body) = app.send_json("GET", "/notes?id=1").await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "hello"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"id": 1, "description": "hello"})
+    );
     let (status, ctype, body) = app.send_json("GET", "/notes?id=5").await;
     assert_eq!((status, ctype.as_str()), (404, "application/json"));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"error": "Note does not exist"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"error": "Note does not exist"})
+    );
     let (status, _, body) = app.send_json("GET", "/notes?id=x").await;
     assert_eq!(status, 400);
-    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].as_str().unwrap().contains("id"));
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("id")
+    );
     let (_, _, body) = app.send_json("PUT", "/notes?id=1&desc=new").await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"id": 1, "description": "new"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"id": 1, "description": "new"})
+    );
     let (status, _, body) = app.send_json("DELETE", "/notes?id=1").await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"], true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"],
+        true
+    );
     let (status, ctype, body) = app.send_json("GET", "/notes").await;
-    assert_eq!((status, ctype.as_str(), body.as_str()), (200, "application/json", "{}\n"));
+    assert_eq!(
+        (status, ctype.as_str(), body.as_str()),
+        (200, "application/json", "{}\n")
+    );
 }
 
 #[tokio::test]
 async fn path_form_of_the_go_and_java_tutorials() {
     let app = app().await;
     app.send("POST", "/notes?desc=first").await;
-    assert_eq!(app.send("GET", "/notes/1").await, (200, PLAIN.into(), "(1, first)".into()));
-    assert_eq!(app.send("PUT", "/notes/1?desc=second").await, (200, PLAIN.into(), "(1, second)".into()));
-    assert_eq!(app.send("DELETE", "/notes/1").await, (200, PLAIN.into(), "Deleted".into()));
+    assert_eq!(
+        app.send("GET", "/notes/1").await,
+        (200, PLAIN.into(), "(1, first)".into())
+    );
+    assert_eq!(
+        app.send("PUT", "/notes/1?desc=second").await,
+        (200, PLAIN.into(), "(1, second)".into())
+    );
+    assert_eq!(
+        app.send("DELETE", "/notes/1").await,
+        (200, PLAIN.into(), "Deleted".into())
+    );
     assert_eq!(app.send("GET", "/notes/1").await.0, 404);
     assert_eq!(app.send("DELETE", "/notes/1").await.0, 404);
     assert_eq!(app.send("POST", "/notes/1").await.0, 405);
@@ -215,9 +290,15 @@ async fn a_failed_query_does_not_poison_the_connection() {
         .unwrap();
     let (status, _, body) = app.send("POST", "/notes?desc=boom").await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!(body, "Internal server error", "no internals leak to the client");
+    assert_eq!(
+        body, "Internal server error",
+        "no internals leak to the client"
+    );
     // ...and the next request on the same connection works.
-    assert_eq!(app.send("POST", "/notes?desc=fine").await, (201, PLAIN.into(), "(2, fine)".into()));
+    assert_eq!(
+        app.send("POST", "/notes?desc=fine").await,
+        (201, PLAIN.into(), "(2, fine)".into())
+    );
     assert_eq!(app.send("GET", "/notes?id=2").await.2, "(2, fine)");
 }
 
@@ -227,14 +308,21 @@ async fn calendar_unreachable_failing_or_slow_gives_503_and_stores_nothing() {
     for (name, calendar) in [
         ("unreachable", closed_url()),
         ("failing", fake_calendar(500, "boom").await),
-        ("garbage", fake_calendar(200, "<html>not a date</html>").await),
+        (
+            "garbage",
+            fake_calendar(200, "<html>not a date</html>").await,
+        ),
         ("hanging", hanging_calendar().await),
     ] {
         let app = spawn_notes(&db, &calendar, &[("CALENDAR_TIMEOUT_MS", "500")]).await;
         let started = Instant::now();
         let (status, ctype, body) = app.send("POST", "/notes?desc=x&add_date=y").await;
         let took = started.elapsed();
-        assert_eq!((status, ctype.as_str(), body.as_str()), (503, PLAIN, "Cannot reach calendar service."), "{name}");
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (503, PLAIN, "Cannot reach calendar service."),
+            "{name}"
+        );
         assert!(took < Duration::from_millis(1500), "{name}: took {took:?}");
         assert_eq!(app.rows().await, vec![], "{name}: no note stored");
         // Everything else still works.
@@ -249,7 +337,12 @@ async fn calendar_recovery_is_automatic() {
     let proxy_target = spawn_calendar().await;
     let upstream = proxy_target.trim_start_matches("http://").to_string();
     let proxy = TcpProxy::start(&upstream).await;
-    let app = spawn_notes(&db, &format!("http://127.0.0.1:{}", proxy.port), &[("CALENDAR_TIMEOUT_MS", "500")]).await;
+    let app = spawn_notes(
+        &db,
+        &format!("http://127.0.0.1:{}", proxy.port),
+        &[("CALENDAR_TIMEOUT_MS", "500")],
+    )
+    .await;
     assert_eq!(app.send("POST", "/notes?desc=a&add_date=y").await.0, 201);
     proxy.cut().await;
     assert_eq!(app.send("POST", "/notes?desc=b&add_date=y").await.0, 503);
@@ -257,7 +350,10 @@ async fn calendar_recovery_is_automatic() {
     assert_eq!(app.send("POST", "/notes?desc=c&add_date=y").await.0, 201);
     let rows = app.rows().await;
     assert_eq!(rows.len(), 2);
-    assert!(rows[0].1.starts_with("a with date ") && rows[1].1.starts_with("c with date "), "{rows:?}");
+    assert!(
+        rows[0].1.starts_with("a with date ") && rows[1].1.starts_with("c with date "),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
@@ -265,18 +361,40 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
     let db = support::fresh_database().await;
     let (host_port, _) = url_host_port(&db);
     let proxy = TcpProxy::start(&host_port).await;
-    let app = spawn_notes(&via_port(&db, proxy.port), &spawn_calendar().await, &[("DB_POOL_TIMEOUT_MS", "500")]).await;
+    let app = spawn_notes(
+        &via_port(&db, proxy.port),
+        &spawn_calendar().await,
+        &[("DB_POOL_TIMEOUT_MS", "500")],
+    )
+    .await;
     assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
     assert_eq!(app.send("GET", "/health").await.0, 200);
 
     proxy.cut().await;
-    for (method, path) in [("GET", "/notes?id=1"), ("POST", "/notes?desc=during"), ("GET", "/notes"), ("GET", "/health")] {
+    for (method, path) in [
+        ("GET", "/notes?id=1"),
+        ("POST", "/notes?desc=during"),
+        ("GET", "/notes"),
+        ("GET", "/health"),
+    ] {
         let started = Instant::now();
         let (status, ctype, body) = app.send(method, path).await;
-        assert_eq!((status, ctype.as_str(), body.as_str()), (503, PLAIN, "Database unavailable"), "{method} {path}");
-        assert!(started.elapsed() < Duration::from_millis(1500), "{method} {path} took {:?}", started.elapsed());
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (503, PLAIN, "Database unavailable"),
+            "{method} {path}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{method} {path} took {:?}",
+            started.elapsed()
+        );
     }
-    assert_eq!(app.send("GET", "/").await.0, 200, "the service itself stays up");
+    assert_eq!(
+        app.send("GET", "/").await.0,
+        200,
+        "the service itself stays up"
+    );
 
     proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -291,7 +409,11 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
     }
     assert_eq!(app.send("POST", "/notes?desc=after").await.0, 201);
     let rows: Vec<String> = app.rows().await.into_iter().map(|r| r.1).collect();
-    assert_eq!(rows, vec!["before", "after"], "the note refused during the outage was not stored");
+    assert_eq!(
+        rows,
+        vec!["before", "after"],
+        "the note refused during the outage was not stored"
+    );
 }
 
 #[tokio::test]
@@ -300,7 +422,12 @@ async fn starts_while_the_database_is_not_up_yet() {
     let (host_port, _) = url_host_port(&db);
     let proxy = TcpProxy::start(&host_port).await;
     proxy.cut().await;
-    let app = spawn_notes(&via_port(&db, proxy.port), &closed_url(), &[("DB_POOL_TIMEOUT_MS", "300")]).await;
+    let app = spawn_notes(
+        &via_port(&db, proxy.port),
+        &closed_url(),
+        &[("DB_POOL_TIMEOUT_MS", "300")],
+    )
+    .await;
     assert_eq!(app.send("GET", "/health").await.0, 503);
     assert_eq!(app.send("GET", "/").await.0, 200);
     proxy.restore().await;
@@ -309,15 +436,24 @@ async fn starts_while_the_database_is_not_up_yet() {
         assert!(Instant::now() < deadline, "health never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(app.send("POST", "/notes?desc=late").await, (201, PLAIN.into(), "(1, late)".into()));
+    assert_eq!(
+        app.send("POST", "/notes?desc=late").await,
+        (201, PLAIN.into(), "(1, late)".into())
+    );
 }
 
 #[tokio::test]
 async fn two_replicas_starting_together_share_one_table() {
     let db = support::fresh_database().await;
     let calendar = closed_url();
-    let (a, b) = tokio::join!(spawn_notes(&db, &calendar, &[]), spawn_notes(&db, &calendar, &[]));
-    let (ra, rb) = tokio::join!(a.send("POST", "/notes?desc=a"), b.send("POST", "/notes?desc=b"));
+    let (a, b) = tokio::join!(
+        spawn_notes(&db, &calendar, &[]),
+        spawn_notes(&db, &calendar, &[])
+    );
+    let (ra, rb) = tokio::join!(
+        a.send("POST", "/notes?desc=a"),
+        b.send("POST", "/notes?desc=b")
+    );
     assert_eq!((ra.0, rb.0), (201, 201), "{ra:?} {rb:?}");
     assert_eq!(a.rows().await.len(), 2);
 }
@@ -329,7 +465,9 @@ async fn concurrent_posts_get_distinct_ids_and_are_all_stored() {
     for i in 0..64 {
         let client = app.client.clone();
         let url = app.url(&format!("/notes?desc=n{i}"));
-        tasks.push(tokio::spawn(async move { support::inprocess::send(&client, "POST", &url, None).await }));
+        tasks.push(tokio::spawn(async move {
+            support::inprocess::send(&client, "POST", &url, None).await
+        }));
     }
     let mut ids = std::collections::BTreeSet::new();
     for task in tasks {
@@ -340,12 +478,22 @@ async fn concurrent_posts_get_distinct_ids_and_are_all_stored() {
     }
     let rows = app.rows().await;
     assert_eq!(rows.len(), 64);
-    assert_eq!(rows.iter().map(|r| r.0).collect::<std::collections::BTreeSet<_>>(), ids);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.0)
+            .collect::<std::collections::BTreeSet<_>>(),
+        ids
+    );
 }
 
 #[test]
 fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
-    for (var, value) in [("DB_PORT", "abc"), ("PORT", "99999"), ("CALENDAR_TIMEOUT_MS", "soon"), ("DD_TRACE_SAMPLE_RATE", "7")] {
+    for (var, value) in [
+        ("DB_PORT", "abc"),
+        ("PORT", "99999"),
+        ("CALENDAR_TIMEOUT_MS", "soon"),
+        ("DD_TRACE_SAMPLE_RATE", "7"),
+    ] {
         let output = std::process::Command::new(support::service::bin_dir().join("notes"))
             .env(var, value)
             .output()

@@ -251,7 +251,11 @@ impl TcpProxy {
 pub fn url_host_port(url: &str) -> (String, String) {
     let after_at = url.rsplit_once('@').map(|(_, r)| r).unwrap_or(url);
     let host_port = after_at.split('/').next().unwrap_or("").to_string();
-    let db = after_at.split_once('/').map(|(_, d)| d).unwrap_or("").to_string();
+    let db = after_at
+        .split_once('/')
+        .map(|(_, d)| d)
+        .unwrap_or("")
+        .to_string();
     (host_port, db)
 }
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The project's test command: `bash tests/run.sh [cargo test args...]`.
+# Installs what the integration tests need (Datadog's test agent in .venv, the
+# PostgreSQL server binaries in CI), builds the service binaries the tests run,
+# then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DDAPM_TEST_AGENT_VERSION=1.69.1
+
+if [ -z "${DDAPM_TEST_AGENT:-}" ] && ! .venv/bin/ddapm-test-agent --version 2>/dev/null | grep -qx "$DDAPM_TEST_AGENT_VERSION"; then
+  echo "run.sh: installing ddapm-test-agent $DDAPM_TEST_AGENT_VERSION into .venv" >&2
+  [ -x .venv/bin/python3 ] || python3 -m venv .venv
+  .venv/bin/python3 -m pip install --quiet --disable-pip-version-check "ddapm-test-agent==$DDAPM_TEST_AGENT_VERSION"
+fi
+
+has_pg_server() {
+  command -v initdb >/dev/null && command -v postgres >/dev/null && return 0
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+if [ -z "${TEST_DATABASE_URL:-}" ] && ! has_pg_server; then
+  if [ "$(id -u)" = 0 ] && [ "${CI:-}" = true ]; then
+    echo "run.sh: installing the PostgreSQL server" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "run.sh: no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql/*/bin." >&2
+    echo "run.sh: install them (Debian: sudo apt-get install postgresql) or set TEST_DATABASE_URL." >&2
+    exit 1
+  fi
+fi
+
+# The tests run the binaries of the profile they are built with.
+build_profile=()
+for arg in "$@"; do
+  if [ "$arg" = --release ]; then build_profile=(--release); fi
+  if [ "$arg" = -- ]; then break; fi
+done
+cargo build --workspace --bins --locked "${build_profile[@]}"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,25 @@
+//! The integration-test harness, included by each `tests/*.rs` with `mod support;`.
+//!
+//! - [`fresh_database`]: a new database on a private PostgreSQL server (one per
+//!   test binary, started on first use, stopped at exit; `TEST_DATABASE_URL`
+//!   overrides).
+//! - [`TestAgent`]: Datadog's test agent on a free port, to receive and check traces.
+//! - [`ServiceProcess`]: a service binary run as a subprocess.
+//! - [`free_port`]: a free loopback TCP port.
+//!
+//! A missing prerequisite fails the test with the fix; nothing is skipped.
+// Each test binary uses part of the harness. The harness reads its own
+// settings (TEST_DATABASE_URL, DDAPM_TEST_AGENT, PATH), not the services'
+// configuration, so the workspace's ban on std::env reads does not apply here.
+#![allow(dead_code, unused_imports, clippy::disallowed_methods)]
+
+pub mod agent;
+pub mod inprocess;
+pub mod postgres;
+pub mod process;
+pub mod service;
+
+pub use agent::{locate_test_agent, TestAgent, ENABLED_CHECKS};
+pub use postgres::{connect, fresh_database};
+pub use process::{free_port, workspace_root};
+pub use service::ServiceProcess;
