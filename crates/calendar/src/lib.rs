@@ -15,7 +15,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::http::{method_not_allowed, not_found, Format, ServerSpanBuilder, TracedError};
+use tutorial_common::http::{
+    method_not_allowed, not_found, Format, ServerSpanBuilder, TracedError,
+};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
@@ -143,7 +145,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes requests in flight.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown.await;

@@ -113,7 +113,10 @@ impl Env {
     pub fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
         let ms: u64 = self.parse(key, default_ms)?;
         if ms == 0 {
-            return Err(ConfigError::new(key, "must be a positive number of milliseconds"));
+            return Err(ConfigError::new(
+                key,
+                "must be a positive number of milliseconds",
+            ));
         }
         Ok(Duration::from_millis(ms))
     }
@@ -125,7 +128,10 @@ impl Env {
             Some(raw) => match raw.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::new(key, format!("{raw:?} is not true or false"))),
+                _ => Err(ConfigError::new(
+                    key,
+                    format!("{raw:?} is not true or false"),
+                )),
             },
         }
     }
@@ -177,13 +183,16 @@ impl Env {
     pub fn host(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         let host = self.string(key, default);
         let valid = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+            && host.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+            });
         if valid {
             Ok(host)
         } else {
-            Err(ConfigError::new(key, format!("{host:?} is not a host name")))
+            Err(ConfigError::new(
+                key,
+                format!("{host:?} is not a host name"),
+            ))
         }
     }
 }
@@ -203,7 +212,10 @@ mod tests {
         let env = Env::from_pairs([("PORT", "eighty")]);
         let err = env.port("PORT", 8080).unwrap_err();
         assert_eq!(err.variable, "PORT");
-        assert!(err.to_string().starts_with("invalid PORT: \"eighty\""), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid PORT: \"eighty\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -48,7 +48,11 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             "{}://{}{}",
             info.scheme(),
             info.host(),
-            request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
         );
         let user_agent = request
             .headers()
@@ -192,7 +196,10 @@ pub async fn shutdown_signal() {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -280,14 +287,21 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
                 if status.is_server_error() {
                     span.record("otel.status_code", "error");
                     span.record("error.type", "http.server_error");
-                    span.record("error.message", format!("{} answered {status}", response.url()));
+                    span.record(
+                        "error.message",
+                        format!("{} answered {status}", response.url()),
+                    );
                 }
             }
             Err(error) => {
                 span.record("otel.status_code", "error");
                 let kind = match error {
-                    reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => "reqwest::Error(timeout)",
-                    reqwest_middleware::Error::Reqwest(e) if e.is_connect() => "reqwest::Error(connect)",
+                    reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => {
+                        "reqwest::Error(timeout)"
+                    }
+                    reqwest_middleware::Error::Reqwest(e) if e.is_connect() => {
+                        "reqwest::Error(connect)"
+                    }
                     reqwest_middleware::Error::Reqwest(_) => "reqwest::Error",
                     reqwest_middleware::Error::Middleware(_) => "reqwest_middleware::Error",
                 };

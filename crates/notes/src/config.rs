@@ -79,8 +79,9 @@ impl Settings {
         }
         let database_url = env.get("DATABASE_URL").map(str::to_string);
         if let Some(url) = &database_url {
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|e| ConfigError::new("DATABASE_URL", format!("not a PostgreSQL URL ({e})")))?;
+            url.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::new("DATABASE_URL", format!("not a PostgreSQL URL ({e})"))
+            })?;
         }
         Ok(Self {
             host: env.host("HOST", "0.0.0.0")?,
@@ -129,9 +130,15 @@ mod tests {
     #[test]
     fn calendar_host_and_port_or_url() {
         let env = Env::from_pairs([("CALENDAR_HOST", "calendar"), ("CALENDAR_PORT", "9999")]);
-        assert_eq!(Settings::from_env(&env).unwrap().calendar_url, "http://calendar:9999");
+        assert_eq!(
+            Settings::from_env(&env).unwrap().calendar_url,
+            "http://calendar:9999"
+        );
         let env = env.with("CALENDAR_URL", "http://10.0.0.1:1/");
-        assert_eq!(Settings::from_env(&env).unwrap().calendar_url, "http://10.0.0.1:1");
+        assert_eq!(
+            Settings::from_env(&env).unwrap().calendar_url,
+            "http://10.0.0.1:1"
+        );
     }
 
     #[test]

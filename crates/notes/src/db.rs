@@ -7,7 +7,9 @@
 
 use crate::config::DatabaseSettings;
 use crate::error::NotesError;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +68,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("info", &self.info).finish()
+        f.debug_struct("Database")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -229,7 +233,11 @@ impl Database {
         sql: &'static str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         rows_of: impl FnOnce(&T) -> u64,
-        exec: impl AsyncFnOnce(&Object, &tokio_postgres::Statement, &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<T, tokio_postgres::Error>,
+        exec: impl AsyncFnOnce(
+            &Object,
+            &tokio_postgres::Statement,
+            &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        ) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, DbError> {
         let span = self.span(sql);
         let result = async {
@@ -286,7 +294,13 @@ impl Database {
     pub async fn list(&self) -> Result<Vec<Note>, DbError> {
         let client = self.connection().await?;
         let rows: Vec<Row> = self
-            .run(&client, SQL_LIST, &[], |r: &Vec<Row>| r.len() as u64, async |c, s, p| c.query(s, p).await)
+            .run(
+                &client,
+                SQL_LIST,
+                &[],
+                |r: &Vec<Row>| r.len() as u64,
+                async |c, s, p| c.query(s, p).await,
+            )
             .await?;
         rows.iter().map(note).collect()
     }
@@ -295,7 +309,13 @@ impl Database {
     pub async fn get(&self, id: i32) -> Result<Option<Note>, DbError> {
         let client = self.connection().await?;
         let row: Option<Row> = self
-            .run(&client, SQL_GET, &[&id], |r: &Option<Row>| u64::from(r.is_some()), async |c, s, p| c.query_opt(s, p).await)
+            .run(
+                &client,
+                SQL_GET,
+                &[&id],
+                |r: &Option<Row>| u64::from(r.is_some()),
+                async |c, s, p| c.query_opt(s, p).await,
+            )
             .await?;
         row.as_ref().map(note).transpose()
     }
@@ -304,7 +324,13 @@ impl Database {
     pub async fn create(&self, description: &str) -> Result<Note, DbError> {
         let client = self.connection().await?;
         let row: Row = self
-            .run(&client, SQL_INSERT, &[&description], |_| 1, async |c, s, p| c.query_one(s, p).await)
+            .run(
+                &client,
+                SQL_INSERT,
+                &[&description],
+                |_| 1,
+                async |c, s, p| c.query_one(s, p).await,
+            )
             .await?;
         Ok(Note {
             id: row.try_get(0)?,
@@ -316,7 +342,13 @@ impl Database {
     pub async fn update(&self, id: i32, description: &str) -> Result<Option<Note>, DbError> {
         let client = self.connection().await?;
         let count: u64 = self
-            .run(&client, SQL_UPDATE, &[&description, &id], |n: &u64| *n, async |c, s, p| c.execute(s, p).await)
+            .run(
+                &client,
+                SQL_UPDATE,
+                &[&description, &id],
+                |n: &u64| *n,
+                async |c, s, p| c.execute(s, p).await,
+            )
             .await?;
         Ok((count > 0).then(|| Note {
             id,
@@ -328,7 +360,13 @@ impl Database {
     pub async fn delete(&self, id: i32) -> Result<bool, DbError> {
         let client = self.connection().await?;
         let count: u64 = self
-            .run(&client, SQL_DELETE, &[&id], |n: &u64| *n, async |c, s, p| c.execute(s, p).await)
+            .run(
+                &client,
+                SQL_DELETE,
+                &[&id],
+                |n: &u64| *n,
+                async |c, s, p| c.execute(s, p).await,
+            )
             .await?;
         Ok(count > 0)
     }

@@ -90,9 +90,17 @@ mod tests {
 
     #[test]
     fn params_decode_like_a_browser_form() {
-        assert_eq!(param("desc=a%20b%2Cc", "desc").unwrap().as_deref(), Some("a b,c"));
+        assert_eq!(
+            param("desc=a%20b%2Cc", "desc").unwrap().as_deref(),
+            Some("a b,c")
+        );
         assert_eq!(param("desc=a+b", "desc").unwrap().as_deref(), Some("a b"));
-        assert_eq!(param("x=1&desc=first&desc=second", "desc").unwrap().as_deref(), Some("first"));
+        assert_eq!(
+            param("x=1&desc=first&desc=second", "desc")
+                .unwrap()
+                .as_deref(),
+            Some("first")
+        );
         assert_eq!(param("desc=%zz", "desc").unwrap().as_deref(), Some("%zz"));
         assert_eq!(param("de%73c=k", "desc").unwrap().as_deref(), Some("k"));
         assert_eq!(param("desc", "desc").unwrap().as_deref(), Some(""));
@@ -104,7 +112,18 @@ mod tests {
     fn ids_are_positive_32_bit_integers() {
         assert_eq!(parse_id("1").unwrap(), 1);
         assert_eq!(parse_id("2147483647").unwrap(), i32::MAX);
-        for bad in ["0", "-1", "1e3", "abc", "2147483648", "99999999999999999999", " 1", "+1", "1.0", ""] {
+        for bad in [
+            "0",
+            "-1",
+            "1e3",
+            "abc",
+            "2147483648",
+            "99999999999999999999",
+            " 1",
+            "+1",
+            "1.0",
+            "",
+        ] {
             assert!(parse_id(bad).is_err(), "{bad:?}");
         }
         assert_eq!(optional_id("id=").unwrap(), None);

@@ -65,8 +65,10 @@ pub async fn get_notes(request: HttpRequest, state: web::Data<AppState>) -> Repl
                 let notes = state.db.list().await?;
                 helpers::long_running_process(state.helper_delay_scale).await;
                 helpers::another_process(state.helper_delay_scale).await;
-                let map: BTreeMap<i32, &str> =
-                    notes.iter().map(|n| (n.id, n.description.as_str())).collect();
+                let map: BTreeMap<i32, &str> = notes
+                    .iter()
+                    .map(|n| (n.id, n.description.as_str()))
+                    .collect();
                 let mut body = serde_json::to_string_pretty(&map)
                     .map_err(|e| NotesError::Internal(e.to_string()))?;
                 body.push('\n');
@@ -79,7 +81,11 @@ pub async fn get_notes(request: HttpRequest, state: web::Data<AppState>) -> Repl
     .await
 }
 
-async fn get_one(request: &HttpRequest, state: &AppState, id: i32) -> Result<HttpResponse, NotesError> {
+async fn get_one(
+    request: &HttpRequest,
+    state: &AppState,
+    id: i32,
+) -> Result<HttpResponse, NotesError> {
     let note = state.db.get(id).await?.ok_or(NotesError::NotFound(id))?;
     Ok(note_reply(Format::of(request), StatusCode::OK, &note))
 }
@@ -115,7 +121,11 @@ pub async fn update_note(request: HttpRequest, state: web::Data<AppState>) -> Re
     .await
 }
 
-async fn update(request: &HttpRequest, state: &AppState, id: i32) -> Result<HttpResponse, NotesError> {
+async fn update(
+    request: &HttpRequest,
+    state: &AppState,
+    id: i32,
+) -> Result<HttpResponse, NotesError> {
     let desc = query::required_desc(request.query_string(), MAX_DESCRIPTION_CHARS)?;
     let note = state
         .db
@@ -134,7 +144,11 @@ pub async fn delete_note(request: HttpRequest, state: web::Data<AppState>) -> Re
     .await
 }
 
-async fn delete(request: &HttpRequest, state: &AppState, id: i32) -> Result<HttpResponse, NotesError> {
+async fn delete(
+    request: &HttpRequest,
+    state: &AppState,
+    id: i32,
+) -> Result<HttpResponse, NotesError> {
     if !state.db.delete(id).await? {
         return Err(NotesError::NotFound(id));
     }
@@ -145,18 +159,39 @@ async fn delete(request: &HttpRequest, state: &AppState, id: i32) -> Result<Http
 }
 
 /// `GET /notes/{id}`
-pub async fn get_note_by_path(request: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
-    respond(&request, async { get_one(&request, &state, query::parse_id(&path)?).await }).await
+pub async fn get_note_by_path(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Reply {
+    respond(&request, async {
+        get_one(&request, &state, query::parse_id(&path)?).await
+    })
+    .await
 }
 
 /// `PUT /notes/{id}?desc=D`
-pub async fn update_note_by_path(request: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
-    respond(&request, async { update(&request, &state, query::parse_id(&path)?).await }).await
+pub async fn update_note_by_path(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Reply {
+    respond(&request, async {
+        update(&request, &state, query::parse_id(&path)?).await
+    })
+    .await
 }
 
 /// `DELETE /notes/{id}`
-pub async fn delete_note_by_path(request: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
-    respond(&request, async { delete(&request, &state, query::parse_id(&path)?).await }).await
+pub async fn delete_note_by_path(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Reply {
+    respond(&request, async {
+        delete(&request, &state, query::parse_id(&path)?).await
+    })
+    .await
 }
 
 /// The routes, for `App::configure`.

@@ -66,7 +66,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight
     /// finish (within the shutdown timeout).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown.await;

@@ -231,7 +231,11 @@ impl AgentClient {
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().unwrap_or_default();
-                self.report_failure(&parts.uri, spans, &format!("agent answered {status}: {text}"));
+                self.report_failure(
+                    &parts.uri,
+                    spans,
+                    &format!("agent answered {status}: {text}"),
+                );
                 Err(format!("agent answered {status}").into())
             }
             Err(e) => {
@@ -275,7 +279,11 @@ fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
         .iter()
         .map(|s| s.as_str().unwrap_or_default().to_string())
         .collect();
-    let name = |v: &Mp| v.as_u64().and_then(|i| strings.get(i as usize)).map(String::as_str);
+    let name = |v: &Mp| {
+        v.as_u64()
+            .and_then(|i| strings.get(i as usize))
+            .map(String::as_str)
+    };
     let mut count = 0;
     for trace in traces.iter_mut() {
         let Mp::Array(spans) = trace else { continue };
@@ -372,7 +380,12 @@ mod tests {
     fn decode(bytes: &[u8]) -> Vec<(HashMap<String, String>, HashMap<String, f64>)> {
         let value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
         let root = value.as_array().unwrap();
-        let strings: Vec<&str> = root[0].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let strings: Vec<&str> = root[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
         let s = |v: &Mp| strings[v.as_u64().unwrap() as usize].to_string();
         root[1].as_array().unwrap()[0]
             .as_array()
@@ -380,8 +393,18 @@ mod tests {
             .iter()
             .map(|span| {
                 let f = span.as_array().unwrap();
-                let meta = f[9].as_map().unwrap().iter().map(|(k, v)| (s(k), s(v))).collect();
-                let metrics = f[10].as_map().unwrap().iter().map(|(k, v)| (s(k), v.as_f64().unwrap())).collect();
+                let meta = f[9]
+                    .as_map()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (s(k), s(v)))
+                    .collect();
+                let metrics = f[10]
+                    .as_map()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (s(k), v.as_f64().unwrap()))
+                    .collect();
                 (meta, metrics)
             })
             .collect()
@@ -406,9 +429,21 @@ mod tests {
         assert_eq!(count, 2);
         let spans = decode(&out);
         let (meta, metrics) = &spans[0];
-        assert_eq!(meta.get("db.system").map(String::as_str), Some("postgresql"));
-        assert_eq!(meta.get("_dd.p.tid").map(String::as_str), Some("6b058a5d00000000"));
-        for gone in ["db.row_count", "operation.name", "service.name", "span.type", "_sampling_priority_v1"] {
+        assert_eq!(
+            meta.get("db.system").map(String::as_str),
+            Some("postgresql")
+        );
+        assert_eq!(
+            meta.get("_dd.p.tid").map(String::as_str),
+            Some("6b058a5d00000000")
+        );
+        for gone in [
+            "db.row_count",
+            "operation.name",
+            "service.name",
+            "span.type",
+            "_sampling_priority_v1",
+        ] {
             assert!(!meta.contains_key(gone), "{gone} still in meta");
         }
         assert_eq!(metrics.get("db.row_count"), Some(&3.0));

@@ -71,11 +71,17 @@ impl TelemetryConfig {
         };
         let timeout_secs: f64 = env.parse("DD_TRACE_AGENT_TIMEOUT", 2.0)?;
         if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
-            return Err(ConfigError::new("DD_TRACE_AGENT_TIMEOUT", "must be a positive number of seconds"));
+            return Err(ConfigError::new(
+                "DD_TRACE_AGENT_TIMEOUT",
+                "must be a positive number of seconds",
+            ));
         }
         let queue_size: usize = env.parse("DD_TRACE_SPAN_QUEUE_SIZE", 8192)?;
         if queue_size == 0 {
-            return Err(ConfigError::new("DD_TRACE_SPAN_QUEUE_SIZE", "must be positive"));
+            return Err(ConfigError::new(
+                "DD_TRACE_SPAN_QUEUE_SIZE",
+                "must be positive",
+            ));
         }
         Ok(Self {
             service: env.string("DD_SERVICE", default_service),
@@ -127,8 +133,8 @@ impl Telemetry {
 
 /// Installs logging and tracing for the process. Call it before building the async runtime.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(&config.log_filter)
-        .map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+    let filter =
+        EnvFilter::try_new(&config.log_filter).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
     let log_layer = tracing_subscriber::fmt::layer()
         .event_format(logs::DatadogJsonFormat::new(
             &config.service,
@@ -193,7 +199,10 @@ mod tests {
         assert_eq!(c.agent_url, "http://localhost:8126");
         assert_eq!(c.service, "notes");
         assert!(c.enabled);
-        let env = Env::from_pairs([("DD_AGENT_HOST", "datadog"), ("DD_TRACE_AGENT_PORT", "9126")]);
+        let env = Env::from_pairs([
+            ("DD_AGENT_HOST", "datadog"),
+            ("DD_TRACE_AGENT_PORT", "9126"),
+        ]);
         let c = TelemetryConfig::from_env(&env, "notes").unwrap();
         assert_eq!(c.agent_url, "http://datadog:9126");
         let env = env.with("DD_TRACE_AGENT_URL", "http://127.0.0.1:1234/");

@@ -10,9 +10,7 @@
 //! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use std::str::FromStr;
 
@@ -163,15 +161,24 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
     }
     let (version, trace, span, flags) = (parts[0], parts[1], parts[2], parts[3]);
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex(version, 2) || version.eq_ignore_ascii_case("ff") || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+    if !hex(version, 2)
+        || version.eq_ignore_ascii_case("ff")
+        || !hex(trace, 32)
+        || !hex(span, 16)
+        || !hex(flags, 2)
+    {
         return None;
     }
     // Version 00 has exactly four fields; later versions may append more.
     if version == "00" && parts.len() != 4 {
         return None;
     }
-    let trace_id = TraceId::from_hex(trace).ok().filter(|t| *t != TraceId::INVALID)?;
-    let span_id = SpanId::from_hex(span).ok().filter(|s| *s != SpanId::INVALID)?;
+    let trace_id = TraceId::from_hex(trace)
+        .ok()
+        .filter(|t| *t != TraceId::INVALID)?;
+    let span_id = SpanId::from_hex(span)
+        .ok()
+        .filter(|s| *s != SpanId::INVALID)?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
     let sampled = flags & 1 == 1;
     let state = extractor
@@ -247,9 +254,17 @@ impl TextMapPropagator for DatadogW3cPropagator {
     fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
         static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         let fields = FIELDS.get_or_init(|| {
-            [DD_TRACE_ID, DD_PARENT_ID, DD_PRIORITY, DD_ORIGIN, DD_TAGS, TRACEPARENT, TRACESTATE]
-                .map(String::from)
-                .to_vec()
+            [
+                DD_TRACE_ID,
+                DD_PARENT_ID,
+                DD_PRIORITY,
+                DD_ORIGIN,
+                DD_TAGS,
+                TRACEPARENT,
+                TRACESTATE,
+            ]
+            .map(String::from)
+            .to_vec()
         });
         opentelemetry::propagation::text_map_propagator::FieldIter::new(fields)
     }
@@ -288,7 +303,10 @@ mod tests {
             ("x-datadog-origin", "synthetics"),
         ])
         .expect("valid context");
-        assert_eq!(sc.trace_id().to_string(), "6b058a5d00000000493c264c32613b9e");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "6b058a5d00000000493c264c32613b9e"
+        );
         assert_eq!(sc.span_id().to_string(), "e52654b69cc8f62e");
         assert!(sc.is_sampled());
         let dd = DdState::from_trace_state(sc.trace_state());
@@ -300,7 +318,10 @@ mod tests {
         assert_eq!(out["x-datadog-parent-id"], "16511978227091699246");
         assert_eq!(out["x-datadog-sampling-priority"], "2");
         assert_eq!(out["x-datadog-origin"], "synthetics");
-        assert_eq!(out["x-datadog-tags"], "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000");
+        assert_eq!(
+            out["x-datadog-tags"],
+            "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000"
+        );
         assert_eq!(
             out["traceparent"],
             "00-6b058a5d00000000493c264c32613b9e-e52654b69cc8f62e-01"
@@ -314,16 +335,37 @@ mod tests {
     #[test]
     fn w3c_traceparent_is_continued_with_all_128_bits() {
         let sc = extract(&[
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "dd=s:1;o:rum,congo=t61rcWkgMzE"),
         ])
         .expect("valid context");
-        assert_eq!(sc.trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
-        assert_eq!(u64::from_be_bytes(sc.span_id().to_bytes()), 13235353014750950193);
-        assert_eq!(DdState::from_trace_state(sc.trace_state()).origin.as_deref(), Some("rum"));
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(
+            u64::from_be_bytes(sc.span_id().to_bytes()),
+            13235353014750950193
+        );
+        assert_eq!(
+            DdState::from_trace_state(sc.trace_state())
+                .origin
+                .as_deref(),
+            Some("rum")
+        );
         let out = inject(sc);
-        assert_eq!(out["x-datadog-tags"], "_dd.p.dm=-0,_dd.p.tid=0af7651916cd43dd");
-        assert!(out["tracestate"].contains("congo=t61rcWkgMzE"), "{}", out["tracestate"]);
+        assert_eq!(
+            out["x-datadog-tags"],
+            "_dd.p.dm=-0,_dd.p.tid=0af7651916cd43dd"
+        );
+        assert!(
+            out["tracestate"].contains("congo=t61rcWkgMzE"),
+            "{}",
+            out["tracestate"]
+        );
     }
 
     #[test]
@@ -345,12 +387,27 @@ mod tests {
         for headers in [
             vec![("x-datadog-trace-id", "abc"), ("x-datadog-parent-id", "1")],
             vec![("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "1")],
-            vec![("x-datadog-trace-id", "99999999999999999999999"), ("x-datadog-parent-id", "1")],
-            vec![("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")],
-            vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")],
-            vec![("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+            vec![
+                ("x-datadog-trace-id", "99999999999999999999999"),
+                ("x-datadog-parent-id", "1"),
+            ],
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            )],
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
             vec![("traceparent", "garbage")],
-            vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01")],
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
+            )],
         ] {
             assert!(extract(&headers).is_none(), "{headers:?}");
         }

@@ -140,7 +140,14 @@ mod tests {
     }
 
     fn decide(s: &DatadogSampler, cx: Option<&Context>) -> SamplingResult {
-        s.should_sample(cx, TraceId::from(12345u128), "x", &SpanKind::Server, &[], &[])
+        s.should_sample(
+            cx,
+            TraceId::from(12345u128),
+            "x",
+            &SpanKind::Server,
+            &[],
+            &[],
+        )
     }
 
     #[test]
@@ -169,7 +176,10 @@ mod tests {
     fn trace_ids_start_with_the_time() {
         let id = DatadogIdGenerator::default().new_trace_id();
         let secs = (u128::from_be_bytes(id.to_bytes()) >> 96) as u64;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(now.abs_diff(secs) < 5);
         assert_eq!((u128::from_be_bytes(id.to_bytes()) >> 64) as u32, 0);
     }

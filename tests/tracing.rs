@@ -1,0 +1,701 @@
+//! Traces as Datadog sees them: the real service binaries export to Datadog's test agent, and
+//! the tests read back what it received.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::{ServiceProcess, TestAgent};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Telemetry settings shared by every service in these tests.
+fn dd_env(agent: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("DD_TRACE_AGENT_URL", agent),
+        ("DD_ENV", "Dev"),
+        ("DD_VERSION", "0.1.0-RC1"),
+        ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
+        ("HOST", "127.0.0.1"),
+    ]
+}
+
+/// calendar + notes (on a fresh database), both exporting to `agent`.
+async fn start_services(
+    agent: &TestAgent,
+    extra: &[(&str, &str)],
+) -> (ServiceProcess, ServiceProcess) {
+    let url = agent.url();
+    let calendar = ServiceProcess::spawn("calendar", &dd_env(&url)).await;
+    let db = support::fresh_database().await;
+    let calendar_url = calendar.base_url();
+    let mut env = dd_env(&url);
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("CALENDAR_URL", calendar_url.as_str()),
+        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
+    ]);
+    env.extend_from_slice(extra);
+    let notes = ServiceProcess::spawn("notes", &env).await;
+    (calendar, notes)
+}
+
+fn meta<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    span["meta"][key].as_str()
+}
+
+fn metric(span: &Value, key: &str) -> Option<f64> {
+    span["metrics"][key].as_f64()
+}
+
+fn id(span: &Value, key: &str) -> u64 {
+    span[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {span}"))
+}
+
+/// The first span matching `pred` in `spans`, or a panic showing them.
+fn find<'a>(spans: &'a [Value], what: &str, pred: impl Fn(&Value) -> bool) -> &'a Value {
+    spans.iter().find(|s| pred(s)).unwrap_or_else(|| {
+        panic!(
+            "no {what} span among:\n{}",
+            serde_json::to_string_pretty(spans).unwrap_or_default()
+        )
+    })
+}
+
+fn is(span: &Value, service: &str, name: &str, resource: &str) -> bool {
+    span["service"] == service && span["name"] == name && span["resource"] == resource
+}
+
+/// The trace holding a span that matches `pred`.
+async fn trace_with(agent: &TestAgent, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let traces = agent
+        .wait_for_traces(|traces| traces.iter().any(|t| t.iter().any(&pred)), WAIT)
+        .await;
+    traces
+        .into_iter()
+        .find(|t| t.iter().any(&pred))
+        .unwrap_or_default()
+}
+
+fn assert_no_noise(span: &Value) {
+    if let Some(meta) = span["meta"].as_object() {
+        for key in meta.keys() {
+            assert!(
+                !(key.starts_with("code.")
+                    || key.starts_with("thread.")
+                    || key == "busy_ns"
+                    || key == "idle_ns"
+                    || key == "target"
+                    || key.starts_with("otel.")
+                    || key == "operation.name"
+                    || key == "service.name"),
+                "noise tag {key} on {span}"
+            );
+        }
+    }
+}
+
+async fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn post_with_a_date_is_one_trace_across_both_services() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let (status, body) = http(
+        "POST",
+        &format!("{}/notes?desc=hello_again&add_date=y", notes.base_url()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let trace = trace_with(&agent, |s| {
+        s["service"] == "calendar" && s["resource"] == "GET /calendar"
+    })
+    .await;
+    // The notes process sends its spans separately: wait until both chunks are in.
+    let trace = if trace
+        .iter()
+        .any(|s| s["service"] == "notes" && s["resource"] == "POST /notes")
+    {
+        trace
+    } else {
+        trace_with(&agent, |s| {
+            s["service"] == "notes" && s["resource"] == "POST /notes"
+        })
+        .await
+    };
+    let trace_id = id(&trace[0], "trace_id");
+    assert!(
+        trace.iter().all(|s| id(s, "trace_id") == trace_id),
+        "one trace id"
+    );
+
+    let root = find(&trace, "notes server", |s| {
+        is(s, "notes", "actix_web.request", "POST /notes")
+    });
+    assert_eq!(id(root, "parent_id"), 0);
+    assert_eq!(root["type"], "web");
+    assert_eq!(root["error"], 0);
+    for (k, v) in [
+        ("http.method", "POST"),
+        ("http.route", "/notes"),
+        ("http.status_code", "201"),
+        ("span.kind", "server"),
+        ("component", "actix-web"),
+        ("env", "Dev"),
+        ("version", "0.1.0-RC1"),
+    ] {
+        assert_eq!(meta(root, k), Some(v), "{k} on {root}");
+    }
+    assert!(
+        meta(root, "http.url").is_some_and(|u| u.ends_with("/notes?desc=hello_again&add_date=y")),
+        "{root}"
+    );
+    let tid =
+        meta(root, "_dd.p.tid").unwrap_or_else(|| panic!("_dd.p.tid on the notes root: {root}"));
+    assert!(
+        tid.len() == 16 && tid.bytes().all(|b| b.is_ascii_hexdigit()) && tid != "0000000000000000",
+        "{tid}"
+    );
+    assert_eq!(metric(root, "_sampling_priority_v1"), Some(1.0));
+
+    let helper = find(&trace, "another_process", |s| {
+        is(s, "notes_helper", "notes_helper", "another_process")
+    });
+    assert_eq!(id(helper, "parent_id"), id(root, "span_id"));
+
+    let client = find(&trace, "calendar client", |s| {
+        is(s, "reqwest", "reqwest.request", "GET /calendar")
+    });
+    assert_eq!(client["type"], "http");
+    assert_eq!(id(client, "parent_id"), id(root, "span_id"));
+    for (k, v) in [
+        ("span.kind", "client"),
+        ("http.status_code", "200"),
+        ("out.host", "127.0.0.1"),
+        ("peer.service", "calendar"),
+        ("_dd.base_service", "notes"),
+    ] {
+        assert_eq!(meta(client, k), Some(v), "{k} on {client}");
+    }
+    assert!(meta(client, "http.url").is_some_and(|u| u.ends_with("/calendar")));
+    assert!(
+        helper["start"].as_u64() < client["start"].as_u64(),
+        "another_process runs before the call"
+    );
+
+    let calendar_root = find(&trace, "calendar server", |s| {
+        is(s, "calendar", "actix_web.request", "GET /calendar")
+    });
+    assert_eq!(
+        id(calendar_root, "parent_id"),
+        id(client, "span_id"),
+        "calendar's parent is the notes client span"
+    );
+    assert_eq!(
+        meta(calendar_root, "_dd.p.tid"),
+        Some(tid),
+        "same 128-bit trace id in calendar"
+    );
+    assert_eq!(meta(calendar_root, "http.status_code"), Some("200"));
+
+    let insert = find(&trace, "insert", |s| {
+        s["name"] == "postgres.query"
+            && s["resource"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("INSERT INTO notes"))
+    });
+    assert_eq!(insert["service"], "postgres");
+    assert_eq!(insert["type"], "sql");
+    assert_eq!(id(insert, "parent_id"), id(root, "span_id"));
+    for (k, v) in [
+        ("db.system", "postgresql"),
+        ("db.user", "postgres"),
+        ("out.host", "127.0.0.1"),
+        ("span.kind", "client"),
+    ] {
+        assert_eq!(meta(insert, k), Some(v), "{k} on {insert}");
+    }
+    assert!(meta(insert, "db.name").is_some_and(|n| n.starts_with('t')));
+    assert_eq!(metric(insert, "db.row_count"), Some(1.0));
+    assert!(metric(insert, "network.destination.port").is_some_and(|p| p > 0.0));
+
+    for span in &trace {
+        assert_no_noise(span);
+        assert_eq!(meta(span, "env"), Some("Dev"), "{span}");
+        assert_eq!(meta(span, "version"), Some("0.1.0-RC1"), "{span}");
+    }
+    assert_eq!(agent.trace_check_failures().await, None);
+}
+
+#[tokio::test]
+async fn each_request_of_the_tutorial_has_its_spans() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let base = notes.base_url();
+    for (method, path, status) in [
+        ("GET", "/notes", 200),
+        ("POST", "/notes?desc=hello", 201),
+        ("GET", "/notes?id=1", 200),
+        ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
+        ("DELETE", "/notes?id=1", 200),
+        ("GET", "/nope", 404),
+        ("GET", "/notes?id=999", 404),
+        ("PATCH", "/notes", 405),
+    ] {
+        assert_eq!(
+            http(method, &format!("{base}{path}"), &[]).await.0,
+            status,
+            "{method} {path}"
+        );
+    }
+    let server = |resource: &'static str, status: &'static str| {
+        move |s: &Value| {
+            s["service"] == "notes"
+                && s["resource"] == resource
+                && meta(s, "http.status_code") == Some(status)
+        }
+    };
+
+    let list = trace_with(&agent, server("GET /notes", "200")).await;
+    let list = if list
+        .iter()
+        .any(|s| s["name"] == "notes_helper.private_method_1")
+    {
+        list
+    } else {
+        // The list trace is the one with the helper spans.
+        trace_with(&agent, |s| s["name"] == "notes_helper.private_method_1").await
+    };
+    let root = find(&list, "list root", server("GET /notes", "200"));
+    let lrp = find(&list, "long_running_process", |s| {
+        is(
+            s,
+            "notes_helper",
+            "notes_helper.long_running_process",
+            "long_running_process",
+        )
+    });
+    assert_eq!(id(lrp, "parent_id"), id(root, "span_id"));
+    let private = find(&list, "private step", |s| {
+        s["resource"] == "private_method_1"
+    });
+    assert_eq!(
+        id(private, "parent_id"),
+        id(lrp, "span_id"),
+        "the private step is a child of long_running_process"
+    );
+    find(&list, "another_process", |s| {
+        is(s, "notes_helper", "notes_helper", "another_process")
+    });
+    find(&list, "list query", |s| {
+        s["resource"] == "SELECT id, description FROM notes ORDER BY id"
+    });
+
+    for (resource, status, sql) in [
+        (
+            "POST /notes",
+            "201",
+            "INSERT INTO notes(description) VALUES ($1) RETURNING id",
+        ),
+        (
+            "PUT /notes",
+            "200",
+            "UPDATE notes SET description = $1 WHERE id = $2",
+        ),
+        ("DELETE /notes", "200", "DELETE FROM notes WHERE id = $1"),
+    ] {
+        let trace = trace_with(&agent, server(resource, status)).await;
+        let query = find(&trace, sql, |s| s["resource"] == sql);
+        assert_eq!(query["name"], "postgres.query");
+        assert_eq!(metric(query, "db.row_count"), Some(1.0), "{query}");
+    }
+    let get = trace_with(&agent, server("GET /notes", "404")).await;
+    let q = find(&get, "select", |s| {
+        s["resource"] == "SELECT id, description FROM notes WHERE id = $1"
+    });
+    assert_eq!(metric(q, "db.row_count"), Some(0.0));
+    for (resource, status) in [
+        ("GET 404", "404"),
+        ("GET /notes", "404"),
+        ("PATCH /notes", "405"),
+    ] {
+        let trace = trace_with(&agent, server(resource, status)).await;
+        let root = find(&trace, resource, server(resource, status));
+        assert_eq!(root["error"], 0, "a 4xx is not an error: {root}");
+    }
+    assert_eq!(agent.trace_check_failures().await, None);
+}
+
+#[tokio::test]
+async fn failures_carry_error_type_and_message() {
+    let agent = TestAgent::start().await;
+    let url = agent.url();
+    let db = support::fresh_database().await;
+    let dead_calendar = format!("http://127.0.0.1:{}", support::free_port());
+    let mut env = dd_env(&url);
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("CALENDAR_URL", dead_calendar.as_str()),
+        ("CALENDAR_TIMEOUT_MS", "500"),
+    ]);
+    let notes = ServiceProcess::spawn("notes", &env).await;
+    let base = notes.base_url();
+
+    let (status, body) = http("POST", &format!("{base}/notes?desc=x&add_date=y"), &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "Cannot reach calendar service.")
+    );
+    let trace = trace_with(&agent, |s| s["name"] == "reqwest.request").await;
+    let root = find(&trace, "503 root", |s| s["resource"] == "POST /notes");
+    assert_eq!(root["error"], 1);
+    assert_eq!(meta(root, "http.status_code"), Some("503"));
+    assert_eq!(meta(root, "error.type"), Some("notes::CalendarUnavailable"));
+    assert!(
+        meta(root, "error.message").is_some_and(|m| m.contains("calendar")),
+        "{root}"
+    );
+    let client = find(&trace, "client", |s| s["name"] == "reqwest.request");
+    assert_eq!(client["error"], 1);
+    assert!(
+        meta(client, "error.type").is_some_and(|t| t.starts_with("reqwest")),
+        "{client}"
+    );
+    assert!(
+        meta(client, "error.message").is_some_and(|m| !m.is_empty()),
+        "{client}"
+    );
+
+    // A statement PostgreSQL rejects.
+    let admin = support::connect(&db).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while admin
+        .batch_execute("ALTER TABLE notes ADD CONSTRAINT no_boom CHECK (description <> 'boom')")
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the notes table never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        http("POST", &format!("{base}/notes?desc=boom"), &[])
+            .await
+            .0,
+        500
+    );
+    let trace = trace_with(&agent, |s| s["name"] == "postgres.query" && s["error"] == 1).await;
+    let query = find(&trace, "failed insert", |s| {
+        s["name"] == "postgres.query" && s["error"] == 1
+    });
+    assert_eq!(
+        meta(query, "error.type"),
+        Some("tokio_postgres::error::DbError(23514)")
+    );
+    assert!(
+        meta(query, "error.message").is_some_and(|m| m.contains("no_boom")),
+        "{query}"
+    );
+    let root = find(&trace, "500 root", |s| s["resource"] == "POST /notes");
+    assert_eq!(root["error"], 1);
+    assert_eq!(meta(root, "error.type"), Some("notes::Internal"));
+    assert_eq!(agent.trace_check_failures().await, None);
+}
+
+#[tokio::test]
+async fn incoming_datadog_headers_are_continued_with_128_bit_ids_and_priority() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let headers = [
+        ("x-datadog-trace-id", "5277134972075981726"),
+        ("x-datadog-parent-id", "16511978227091699246"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000"),
+    ];
+    let (status, _) = http(
+        "POST",
+        &format!("{}/notes?desc=continued&add_date=y", notes.base_url()),
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let trace = trace_with(&agent, |s| {
+        id(s, "trace_id") == 5277134972075981726
+            && s["service"] == "calendar"
+            && s["name"] == "actix_web.request"
+    })
+    .await;
+    let trace = if trace
+        .iter()
+        .any(|s| s["service"] == "notes" && s["name"] == "actix_web.request")
+    {
+        trace
+    } else {
+        trace_with(&agent, |s| {
+            id(s, "trace_id") == 5277134972075981726
+                && s["service"] == "notes"
+                && s["name"] == "actix_web.request"
+        })
+        .await
+    };
+    let root = find(&trace, "notes root", |s| {
+        s["service"] == "notes" && s["name"] == "actix_web.request"
+    });
+    assert_eq!(
+        id(root, "parent_id"),
+        16511978227091699246,
+        "parent = the caller's span"
+    );
+    assert_eq!(meta(root, "_dd.p.tid"), Some("6b058a5d00000000"));
+    assert_eq!(
+        metric(root, "_sampling_priority_v1"),
+        Some(2.0),
+        "priority kept"
+    );
+    let calendar_root = find(&trace, "calendar root", |s| {
+        s["service"] == "calendar" && s["name"] == "actix_web.request"
+    });
+    assert_eq!(meta(calendar_root, "_dd.p.tid"), Some("6b058a5d00000000"));
+    assert_eq!(
+        metric(calendar_root, "_sampling_priority_v1"),
+        Some(2.0),
+        "priority passed on"
+    );
+}
+
+#[tokio::test]
+async fn incoming_w3c_traceparent_is_continued() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let headers = [
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "dd=s:2;o:rum,other=vendor"),
+    ];
+    assert_eq!(
+        http("GET", &format!("{}/notes?id=7", notes.base_url()), &headers)
+            .await
+            .0,
+        404
+    );
+    let low = 0x8448eb211c80319c_u64;
+    let trace = trace_with(&agent, |s| id(s, "trace_id") == low).await;
+    let root = find(&trace, "root", |s| s["name"] == "actix_web.request");
+    assert_eq!(id(root, "parent_id"), 0xb7ad6b7169203331);
+    assert_eq!(meta(root, "_dd.p.tid"), Some("0af7651916cd43dd"));
+    assert_eq!(metric(root, "_sampling_priority_v1"), Some(2.0));
+}
+
+#[tokio::test]
+async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let base = notes.base_url();
+    let dropped = [
+        ("x-datadog-trace-id", "1111"),
+        ("x-datadog-parent-id", "2222"),
+        ("x-datadog-sampling-priority", "0"),
+    ];
+    assert_eq!(http("GET", &format!("{base}/"), &dropped).await.0, 200);
+    let undecided = [
+        ("x-datadog-trace-id", "3333"),
+        ("x-datadog-parent-id", "4444"),
+    ];
+    assert_eq!(http("GET", &format!("{base}/"), &undecided).await.0, 200);
+    let trace = trace_with(&agent, |s| id(s, "trace_id") == 3333).await;
+    assert_eq!(id(&trace[0], "parent_id"), 4444);
+    // Both requests were handled by the same process and flushed in order; give it one more
+    // flush to be sure, then the dropped one must still be absent.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        agent
+            .spans()
+            .await
+            .iter()
+            .all(|s| id(s, "trace_id") != 1111),
+        "priority 0 was honoured"
+    );
+}
+
+#[tokio::test]
+async fn forged_trace_headers_start_a_new_trace_and_never_break_the_request() {
+    let agent = TestAgent::start().await;
+    let (_calendar, notes) = start_services(&agent, &[]).await;
+    let base = notes.base_url();
+    let huge_tags = format!("_dd.p.tid={},{}", "f".repeat(16), "k=v,".repeat(2000));
+    let forged: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            ("x-datadog-trace-id", "garbage"),
+            ("x-datadog-parent-id", "-1"),
+        ],
+        vec![("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "0")],
+        vec![
+            ("x-datadog-trace-id", "99999999999999999999999"),
+            ("x-datadog-parent-id", "1"),
+        ],
+        vec![(
+            "traceparent",
+            "00-00000000000000000000000000000000-0000000000000000-01",
+        )],
+        vec![("traceparent", "zz-not-a-traceparent")],
+        vec![(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        )],
+    ];
+    for headers in &forged {
+        let (status, _) = http("GET", &format!("{base}/notes?id=1"), headers).await;
+        assert_eq!(status, 404, "{headers:?}");
+    }
+    let huge = [
+        ("x-datadog-trace-id", "77"),
+        ("x-datadog-parent-id", "88"),
+        ("x-datadog-tags", huge_tags.as_str()),
+    ];
+    assert_eq!(
+        http("GET", &format!("{base}/notes?id=1"), &huge).await.0,
+        404
+    );
+    let traces = agent
+        .wait_for_traces(
+            |t| {
+                t.iter()
+                    .filter(|t| t.iter().any(|s| s["resource"] == "GET /notes"))
+                    .count()
+                    > forged.len()
+            },
+            WAIT,
+        )
+        .await;
+    for trace in traces
+        .iter()
+        .filter(|t| t.iter().any(|s| s["resource"] == "GET /notes"))
+    {
+        let root = find(trace, "root", |s| s["name"] == "actix_web.request");
+        if id(root, "trace_id") == 77 {
+            assert_eq!(id(root, "parent_id"), 88);
+            assert!(
+                meta(root, "_dd.p.tid").is_none(),
+                "oversized tags are ignored: {root}"
+            );
+        } else {
+            assert_eq!(
+                id(root, "parent_id"),
+                0,
+                "forged headers start a new trace: {root}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_flushes_the_last_request_and_logs_carry_its_ids() {
+    let agent = TestAgent::start().await;
+    // A long flush interval: only the shutdown flush can deliver the span in time.
+    let (_calendar, mut notes) =
+        start_services(&agent, &[("DD_TRACE_FLUSH_INTERVAL_MS", "60000")]).await;
+    let (status, _) = http("GET", &format!("{}/notes", notes.base_url()), &[]).await;
+    assert_eq!(status, 200);
+    notes.signal(libc::SIGTERM);
+    let exit = notes
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("notes exits after SIGTERM");
+    assert!(
+        exit.success(),
+        "exit status {exit:?}\n{}",
+        notes.output_tail(20)
+    );
+
+    let trace = trace_with(&agent, |s| {
+        s["service"] == "notes" && s["resource"] == "GET /notes"
+    })
+    .await;
+    let root = find(&trace, "root", |s| s["resource"] == "GET /notes");
+    let trace_id = id(root, "trace_id");
+    let span_ids: Vec<u64> = trace.iter().map(|s| id(s, "span_id")).collect();
+    let line = notes
+        .logs()
+        .into_iter()
+        .find(|l| l["message"] == "Hello from the long running process")
+        .unwrap_or_else(|| panic!("no helper log line in:\n{}", notes.output_tail(30)));
+    assert_eq!(
+        line["dd.trace_id"].as_str(),
+        Some(trace_id.to_string().as_str()),
+        "{line}"
+    );
+    let logged_span: u64 = line["dd.span_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("dd.span_id");
+    assert!(span_ids.contains(&logged_span), "{line}");
+    assert_eq!(line["dd.service"], "notes");
+    assert_eq!(line["dd.env"], "Dev");
+    assert_eq!(line["dd.version"], "0.1.0-RC1");
+}
+
+#[tokio::test]
+async fn unified_tags_from_dd_tags_and_tracing_can_be_turned_off() {
+    let agent = TestAgent::start().await;
+    let url = agent.url();
+    let mut env = dd_env(&url);
+    env.extend([
+        ("DD_TAGS", "team:apm,region:eu-west-1"),
+        ("DD_SERVICE", "my-calendar"),
+    ]);
+    let on = ServiceProcess::spawn("calendar", &env).await;
+    env.push(("DD_TRACE_ENABLED", "false"));
+    let off = ServiceProcess::spawn("calendar", &env).await;
+    assert_eq!(
+        http("GET", &format!("{}/calendar", off.base_url()), &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        http("GET", &format!("{}/calendar", on.base_url()), &[])
+            .await
+            .0,
+        200
+    );
+    let trace = trace_with(&agent, |s| s["name"] == "actix_web.request").await;
+    let root = find(&trace, "root", |s| s["name"] == "actix_web.request");
+    assert_eq!(root["service"], "my-calendar");
+    assert_eq!(meta(root, "team"), Some("apm"));
+    assert_eq!(meta(root, "region"), Some("eu-west-1"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let roots = agent
+        .spans()
+        .await
+        .into_iter()
+        .filter(|s| s["name"] == "actix_web.request")
+        .count();
+    assert_eq!(
+        roots, 1,
+        "the process with DD_TRACE_ENABLED=false sent nothing"
+    );
+    assert!(
+        off.logs().iter().any(|l| l["message"] == "listening"),
+        "logs still flow with tracing off"
+    );
+}
