@@ -315,6 +315,7 @@ async fn calendar_unreachable_failing_or_slow_gives_503_and_stores_nothing() {
         ("hanging", hanging_calendar().await),
     ] {
         let app = spawn_notes(&db, &calendar, &[("CALENDAR_TIMEOUT_MS", "500")]).await;
+        assert_eq!(app.send("GET", "/health").await.0, 200, "{name}");
         let started = Instant::now();
         let (status, ctype, body) = app.send("POST", "/notes?desc=x&add_date=y").await;
         let took = started.elapsed();

@@ -23,8 +23,6 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// `SHUTDOWN_TIMEOUT_S` (default 10): how long requests in flight may take at shutdown.
     pub shutdown_timeout: Duration,
-    /// `MAX_URL_BYTES` (default 8192): longer request targets get 414.
-    pub max_url_bytes: usize,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
@@ -102,7 +100,6 @@ impl Settings {
             helper_delay_scale: env.factor("NOTES_HELPER_DELAY_SCALE", 1.0)?,
             workers,
             shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 10)?),
-            max_url_bytes: env.parse("MAX_URL_BYTES", 8192)?,
             telemetry: TelemetryConfig::from_env(env, "notes")?,
         })
     }
@@ -148,7 +145,7 @@ mod tests {
             ("PORT", "70000"),
             ("CALENDAR_TIMEOUT_MS", "-5"),
             ("NOTES_HELPER_DELAY_SCALE", "-1"),
-            ("DATABASE_URL", "postgres://a b:@"),
+            ("DATABASE_URL", "postgres://host:notaport/db"),
             ("DB_POOL_SIZE", "0"),
             ("DB_HOST", "bad host"),
         ] {

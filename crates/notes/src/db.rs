@@ -371,9 +371,9 @@ impl Database {
         Ok(count > 0)
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers (and holds the table).
     pub async fn ping(&self) -> Result<(), DbError> {
-        let client = self.pool.get().await?;
+        let client = self.connection().await?;
         client.simple_query(SQL_PING).await?;
         Ok(())
     }
