@@ -1,54 +1,36 @@
 //! The calendar service: a random date in 2022, as the tutorial's calendar app.
 //!
 //! - [`Settings`]: port and telemetry from the environment;
-//! - [`Application`]: binds, serves until a shutdown future resolves;
+//! - [`Application`]: builds the bound server (run by `tutorial_common::server::run_main`);
 //! - [`random_date`]: uniformly random from 2022-01-01 to 2023-01-01 inclusive (366 days), as the
 //!   original (`datetime(2022,1,1) + timedelta(days=randint(0,365))`).
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use chrono::{Days, NaiveDate};
 use rand::RngExt;
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::http::{
     method_not_allowed, not_found, Format, ServerSpanBuilder, TracedError,
 };
+use tutorial_common::server::{enforce_limits, Server, ServerSettings, TutorialService};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `HOST` (default `0.0.0.0`).
-    pub host: String,
-    /// `PORT` (default 9090; 0 picks a free port).
-    pub port: u16,
-    /// `WORKERS` (default: one per CPU core).
-    pub workers: Option<usize>,
-    /// `SHUTDOWN_TIMEOUT_S` (default 10): how long requests in flight may take at shutdown.
-    pub shutdown_timeout: Duration,
+    /// `HOST`, `PORT` (default 9090), workers, shutdown timeout and request limits.
+    pub server: ServerSettings,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let workers = match env.get("WORKERS") {
-            None => None,
-            Some(_) => match env.parse::<usize>("WORKERS", 1)? {
-                0 => return Err(ConfigError::new("WORKERS", "must be at least 1")),
-                n => Some(n),
-            },
-        };
         Ok(Self {
-            host: env.host("HOST", "0.0.0.0")?,
-            port: env.port("PORT", 9090)?,
-            workers,
-            shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 10)?),
+            server: ServerSettings::from_env(env, 9090)?,
             telemetry: TelemetryConfig::from_env(env, "calendar")?,
         })
     }
@@ -105,56 +87,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// A bound, ready-to-run calendar server.
-pub struct Application {
-    /// The address actually bound.
-    address: SocketAddr,
-    /// The actix-web server, not yet polled.
-    server: Server,
-}
+/// The calendar service, for [`tutorial_common::server::run_main`].
+pub struct Application;
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, String> {
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        let mut server = HttpServer::new(|| {
+    /// Binds the server.
+    pub async fn build(settings: Settings) -> Result<Server, String> {
+        let limits = settings.server.limits;
+        Server::bind(&settings.server, move || {
             App::new()
+                .wrap(from_fn(move |req, next| enforce_limits(limits, req, next)))
                 .wrap(TracingLogger::<ServerSpanBuilder<CalendarError>>::new())
                 .configure(configure)
                 .default_service(web::to(not_found))
         })
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown_timeout.as_secs());
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|e| format!("cannot listen on {address}: {e}"))?
-            .run();
-        Ok(Self { address, server })
+    }
+}
+
+impl TutorialService for Application {
+    type Settings = Settings;
+    const NAME: &'static str = "calendar";
+
+    fn settings(env: &Env) -> Result<Settings, ConfigError> {
+        Settings::from_env(env)
     }
 
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    fn port(settings: &Settings) -> u16 {
+        settings.server.port
     }
 
-    pub fn port(&self) -> u16 {
-        self.address.port()
+    fn telemetry(settings: &Settings) -> &TelemetryConfig {
+        &settings.telemetry
     }
 
-    /// Serves until `shutdown` resolves, then finishes requests in flight.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        tokio::spawn(async move {
-            shutdown.await;
-            handle.stop(true).await;
-        });
-        self.server.await
+    async fn build(settings: Settings) -> Result<Server, String> {
+        Application::build(settings).await
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`telemetry`]: logs, spans and their export to the Datadog Agent. The only module that
 //!   knows about `opentelemetry-datadog` is [`telemetry::datadog`].
 //! - [`http`]: what both actix-web servers need: the traced server span, content negotiation,
-//!   the outgoing-call span backend, graceful shutdown and the container health check.
+//!   the outgoing-call span backend, the shutdown signal and the container health check.
+//! - [`server`]: listening settings and limits, the bound server, and the services' `main`.
 
 pub mod config;
 pub mod http;
+pub mod server;
 pub mod telemetry;

@@ -2,15 +2,14 @@
 
 use std::time::Duration;
 use tutorial_common::config::{ConfigError, Env};
+use tutorial_common::server::ServerSettings;
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Everything the notes service needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `HOST` (default `0.0.0.0`): the address to listen on.
-    pub host: String,
-    /// `PORT` (default 8080; 0 picks a free port).
-    pub port: u16,
+    /// `HOST`, `PORT` (default 8080), workers, shutdown timeout and request limits.
+    pub server: ServerSettings,
     /// The database connection and pool.
     pub database: DatabaseSettings,
     /// `CALENDAR_URL`, else `http://$CALENDAR_HOST:$CALENDAR_PORT` (localhost, 9090).
@@ -19,10 +18,6 @@ pub struct Settings {
     pub calendar_timeout: Duration,
     /// `NOTES_HELPER_DELAY_SCALE` (default 1.0; 0 disables): scales the helper sleeps.
     pub helper_delay_scale: f64,
-    /// `WORKERS` (default: one per CPU core): actix-web worker threads.
-    pub workers: Option<usize>,
-    /// `SHUTDOWN_TIMEOUT_S` (default 10): how long requests in flight may take at shutdown.
-    pub shutdown_timeout: Duration,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
@@ -61,16 +56,6 @@ impl Settings {
                 env.port("CALENDAR_PORT", 9090)?
             ),
         };
-        let workers = match env.get("WORKERS") {
-            None => None,
-            Some(_) => {
-                let n: usize = env.parse("WORKERS", 1)?;
-                if n == 0 {
-                    return Err(ConfigError::new("WORKERS", "must be at least 1"));
-                }
-                Some(n)
-            }
-        };
         let pool_size: usize = env.parse("DB_POOL_SIZE", 16)?;
         if pool_size == 0 {
             return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
@@ -82,8 +67,7 @@ impl Settings {
             })?;
         }
         Ok(Self {
-            host: env.host("HOST", "0.0.0.0")?,
-            port: env.port("PORT", 8080)?,
+            server: ServerSettings::from_env(env, 8080)?,
             database: DatabaseSettings {
                 url: database_url,
                 host: env.host("DB_HOST", "localhost")?,
@@ -98,8 +82,6 @@ impl Settings {
             calendar_url,
             calendar_timeout: env.millis("CALENDAR_TIMEOUT_MS", 2000)?,
             helper_delay_scale: env.factor("NOTES_HELPER_DELAY_SCALE", 1.0)?,
-            workers,
-            shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 10)?),
             telemetry: TelemetryConfig::from_env(env, "notes")?,
         })
     }
@@ -112,7 +94,7 @@ mod tests {
     #[test]
     fn defaults_are_the_tutorials() {
         let s = Settings::from_env(&Env::default()).unwrap();
-        assert_eq!((s.host.as_str(), s.port), ("0.0.0.0", 8080));
+        assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
         assert_eq!(s.database.host, "localhost");
         assert_eq!(s.database.port, 5432);
         assert_eq!(s.database.name, "testdb");

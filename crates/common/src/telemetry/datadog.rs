@@ -215,36 +215,32 @@ impl AgentClient {
             builder = builder.header(name, value);
         }
         builder = builder.header("Datadog-Meta-Lang-Version", env!("CARGO_PKG_RUST_VERSION"));
-        let sent = builder.body(body).send();
-        match sent {
+        match builder.body(body).send() {
             Ok(response) if response.status().is_success() => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(url = %parts.uri, "the Datadog Agent accepts traces again");
                 }
                 if self.debug {
-                    tracing::info!(url = %parts.uri, spans, status = response.status().as_u16(), "sent spans to the Datadog Agent");
+                    let status = response.status().as_u16();
+                    tracing::info!(url = %parts.uri, spans, status, "sent spans to the Datadog Agent");
                 }
-                let status = response.status();
-                let bytes = response.bytes()?;
-                Ok(Response::builder().status(status).body(bytes)?)
             }
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().unwrap_or_default();
-                self.report_failure(
-                    &parts.uri,
-                    spans,
-                    &format!("agent answered {status}: {text}"),
-                );
-                Err(format!("agent answered {status}").into())
+                let error = format!("agent answered {status}: {text}");
+                self.report_failure(&parts.uri, spans, &error);
             }
             Err(e) => {
-                self.report_failure(&parts.uri, spans, &e.to_string());
-                Err(Box::new(e))
+                self.report_failure(&parts.uri, spans, &crate::http::error_chain(&e));
             }
         }
+        // A failure was counted and logged above; reporting it to the batch processor as well
+        // would log the same outage again on every flush.
+        Ok(Response::new(Bytes::new()))
     }
 
+    /// Counts the lost spans and logs an outage once (every failure with `DD_TRACE_DEBUG`).
     fn report_failure(&self, url: &http::Uri, spans: usize, error: &str) {
         let lost = self.lost_spans.fetch_add(spans as u64, Ordering::Relaxed) + spans as u64;
         let first = !self.failing.swap(true, Ordering::Relaxed);

@@ -1,0 +1,251 @@
+//! Running an actix-web service: settings shared by both services, request limits, graceful
+//! shutdown, and the process `main` ([`run_main`], given a [`TutorialService`]).
+
+use crate::config::{ConfigError, Env};
+use crate::telemetry::{self, TelemetryConfig};
+use actix_http::Request;
+use actix_service::{IntoServiceFactory, Service, ServiceFactory};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::HttpServer;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How a service listens, and the limits it enforces on clients.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// `HOST` (default `0.0.0.0`): the address to listen on.
+    pub host: String,
+    /// `PORT` (0 picks a free port).
+    pub port: u16,
+    /// `WORKERS` (default: one per CPU core): actix-web worker threads.
+    pub workers: Option<usize>,
+    /// `SHUTDOWN_TIMEOUT_S` (default 10): how long requests in flight may take after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Request limits.
+    pub limits: RequestLimits,
+    /// `CLIENT_REQUEST_TIMEOUT_MS` (default 5000): a client must send its request head in time.
+    pub client_request_timeout: Duration,
+    /// `KEEP_ALIVE_S` (default 5): idle keep-alive connections are closed after this.
+    pub keep_alive: Duration,
+    /// `MAX_CONNECTIONS` (default 25000): concurrent connections per worker.
+    pub max_connections: usize,
+}
+
+/// Limits on what a request may carry (beyond them: a clear 4xx, before any handler runs).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// `MAX_URL_BYTES` (default 8192): a longer path + query gets 414.
+    pub max_url_bytes: usize,
+    /// `MAX_HEADER_BYTES` (default 16384): headers larger in total get 431.
+    pub max_header_bytes: usize,
+}
+
+impl ServerSettings {
+    /// Reads the settings, with the service's `default_port`.
+    pub fn from_env(env: &Env, default_port: u16) -> Result<Self, ConfigError> {
+        let positive = |key: &str, default: usize| -> Result<usize, ConfigError> {
+            match env.parse::<usize>(key, default)? {
+                0 => Err(ConfigError::new(key, "must be at least 1")),
+                n => Ok(n),
+            }
+        };
+        let workers = match env.get("WORKERS") {
+            None => None,
+            Some(_) => Some(positive("WORKERS", 1)?),
+        };
+        Ok(Self {
+            host: env.host("HOST", "0.0.0.0")?,
+            port: env.port("PORT", default_port)?,
+            workers,
+            shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 10)?),
+            limits: RequestLimits {
+                max_url_bytes: positive("MAX_URL_BYTES", 8192)?,
+                max_header_bytes: positive("MAX_HEADER_BYTES", 16384)?,
+            },
+            client_request_timeout: env.millis("CLIENT_REQUEST_TIMEOUT_MS", 5000)?,
+            keep_alive: Duration::from_secs(positive("KEEP_ALIVE_S", 5)? as u64),
+            max_connections: positive("MAX_CONNECTIONS", 25000)?,
+        })
+    }
+}
+
+/// Middleware enforcing [`RequestLimits`]: 414 for a long URL, 431 for large headers.
+pub async fn enforce_limits<B: MessageBody>(
+    limits: RequestLimits,
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let url_bytes = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let refusal = if url_bytes > limits.max_url_bytes {
+        Some((StatusCode::URI_TOO_LONG, "URI Too Long"))
+    } else if header_bytes > limits.max_header_bytes {
+        Some((
+            StatusCode::from_u16(431).unwrap_or(StatusCode::BAD_REQUEST),
+            "Request Header Fields Too Large",
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        Some((status, text)) => {
+            let response = crate::http::Format::of(request.request()).text(status, "error", text);
+            Ok(request.into_response(response).map_into_right_body())
+        }
+        None => next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+    }
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    /// The address actually bound (the port is the OS's choice when `PORT=0`).
+    address: SocketAddr,
+    /// The actix-web server, not yet polled.
+    server: actix_web::dev::Server,
+}
+
+impl Server {
+    /// Binds the listener and builds the actix-web server around `factory` (an `App`).
+    pub fn bind<F, I, S, B>(settings: &ServerSettings, factory: F) -> Result<Self, String>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, Request>,
+        S: ServiceFactory<Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: std::fmt::Debug,
+        S::Response: Into<actix_http::Response<B>> + 'static,
+        <S::Service as Service<Request>>::Future: 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut server = HttpServer::new(factory)
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs())
+            .client_request_timeout(settings.client_request_timeout)
+            .keep_alive(settings.keep_alive)
+            .max_connections(settings.max_connections);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?
+            .run();
+        Ok(Self { address, server })
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight
+    /// finish (within the shutdown timeout).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}
+
+/// What a service gives [`run_main`].
+pub trait TutorialService {
+    /// Its settings.
+    type Settings: Send + 'static;
+    /// The binary's name, for messages.
+    const NAME: &'static str;
+    /// Reads the settings from the environment.
+    fn settings(env: &Env) -> Result<Self::Settings, ConfigError>;
+    /// The port it listens on (for the health check).
+    fn port(settings: &Self::Settings) -> u16;
+    /// Its telemetry settings.
+    fn telemetry(settings: &Self::Settings) -> &TelemetryConfig;
+    /// Builds the server (inside the async runtime).
+    fn build(settings: Self::Settings) -> impl Future<Output = Result<Server, String>>;
+}
+
+/// The whole `main` of a service: settings (a bad one is one line naming the variable, exit 2),
+/// `healthcheck` subcommand, telemetry set up before the async runtime, serving until SIGTERM
+/// or SIGINT, then the final flush of spans.
+pub fn run_main<S: TutorialService>() -> ExitCode {
+    let settings = match S::settings(&Env::from_process()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{}: {e}", S::NAME);
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return crate::http::healthcheck(S::port(&settings));
+    }
+    // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
+    let telemetry = match telemetry::init(S::telemetry(&settings)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", S::NAME);
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = S::build(settings).await?;
+        tracing::info!(address = %server.address(), "listening");
+        server
+            .run_until_stopped(crate::http::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let code = match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{} failed", S::NAME);
+            eprintln!("{}: {e}", S::NAME);
+            ExitCode::FAILURE
+        }
+    };
+    telemetry.shutdown(Duration::from_secs(5));
+    code
+}
