@@ -119,7 +119,8 @@ pub async fn spawn_calendar() -> String {
         ("DD_TRACE_ENABLED", "false"),
         ("WORKERS", "1"),
     ]);
-    let settings = calendar::Settings::from_env(&env).expect("valid test settings");
+    let settings = <calendar::Settings as tutorial_common::server::ServiceSettings>::from_env(&env)
+        .expect("valid test settings");
     let app = calendar::Application::build(settings)
         .await
         .expect("calendar builds");

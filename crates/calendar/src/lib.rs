@@ -15,7 +15,7 @@ use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::http::{
     method_not_allowed, not_found, Format, ServerSpanBuilder, TracedError,
 };
-use tutorial_common::server::{enforce_limits, Server, ServerSettings, TutorialService};
+use tutorial_common::server::{enforce_limits, Server, ServerSettings, ServiceSettings};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
@@ -27,12 +27,18 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
-impl Settings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl ServiceSettings for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             server: ServerSettings::from_env(env, 9090)?,
             telemetry: TelemetryConfig::from_env(env, "calendar")?,
         })
+    }
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
     }
 }
 
@@ -87,7 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// The calendar service, for [`tutorial_common::server::run_main`].
+/// The calendar service.
 pub struct Application;
 
 impl Application {
@@ -101,27 +107,6 @@ impl Application {
                 .configure(configure)
                 .default_service(web::to(not_found))
         })
-    }
-}
-
-impl TutorialService for Application {
-    type Settings = Settings;
-    const NAME: &'static str = "calendar";
-
-    fn settings(env: &Env) -> Result<Settings, ConfigError> {
-        Settings::from_env(env)
-    }
-
-    fn port(settings: &Settings) -> u16 {
-        settings.server.port
-    }
-
-    fn telemetry(settings: &Settings) -> &TelemetryConfig {
-        &settings.telemetry
-    }
-
-    async fn build(settings: Settings) -> Result<Server, String> {
-        Application::build(settings).await
     }
 }
 

@@ -12,6 +12,8 @@ use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::telemetry::record_error;
+
 /// What an error type tells the server span about itself.
 pub trait TracedError: actix_web::ResponseError + 'static {
     /// A short type name for the span's `error.type` (`DatabaseUnavailable`, …).
@@ -93,20 +95,15 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
         };
         span.record("http.status_code", status.as_u16().to_string());
         if status.is_server_error() {
-            span.record("otel.status_code", "error");
             match error {
                 Some(error) => {
                     let kind = error
                         .as_error::<E>()
                         .map(TracedError::error_type)
                         .unwrap_or("actix_web::Error");
-                    span.record("error.type", kind);
-                    span.record("error.message", error.to_string());
+                    record_error(&span, kind, &error.to_string());
                 }
-                None => {
-                    span.record("error.type", "http.server_error");
-                    span.record("error.message", format!("status {status}"));
-                }
+                None => record_error(&span, "http.server_error", &format!("status {status}")),
             }
         }
     }
@@ -285,16 +282,11 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
                 let status = response.status();
                 span.record("http.status_code", status.as_u16().to_string());
                 if status.is_server_error() {
-                    span.record("otel.status_code", "error");
-                    span.record("error.type", "http.server_error");
-                    span.record(
-                        "error.message",
-                        format!("{} answered {status}", response.url()),
-                    );
+                    let message = format!("{} answered {status}", response.url());
+                    record_error(span, "http.server_error", &message);
                 }
             }
             Err(error) => {
-                span.record("otel.status_code", "error");
                 let kind = match error {
                     reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => {
                         "reqwest::Error(timeout)"
@@ -305,8 +297,7 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
                     reqwest_middleware::Error::Reqwest(_) => "reqwest::Error",
                     reqwest_middleware::Error::Middleware(_) => "reqwest_middleware::Error",
                 };
-                span.record("error.type", kind);
-                span.record("error.message", error_chain(error));
+                record_error(span, kind, &error_chain(error));
             }
         }
     }

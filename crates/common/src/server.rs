@@ -1,5 +1,5 @@
 //! Running an actix-web service: settings shared by both services, request limits, graceful
-//! shutdown, and the process `main` ([`run_main`], given a [`TutorialService`]).
+//! shutdown, and the process `main` ([`run_main`]).
 
 use crate::config::{ConfigError, Env};
 use crate::telemetry::{self, TelemetryConfig};
@@ -178,41 +178,39 @@ impl Server {
     }
 }
 
-/// What a service gives [`run_main`].
-pub trait TutorialService {
-    /// Its settings.
-    type Settings: Send + 'static;
-    /// The binary's name, for messages.
-    const NAME: &'static str;
+/// What [`run_main`] needs to know of a service's settings.
+pub trait ServiceSettings: Sized + Send + 'static {
     /// Reads the settings from the environment.
-    fn settings(env: &Env) -> Result<Self::Settings, ConfigError>;
-    /// The port it listens on (for the health check).
-    fn port(settings: &Self::Settings) -> u16;
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+    /// How the service listens.
+    fn server(&self) -> &ServerSettings;
     /// Its telemetry settings.
-    fn telemetry(settings: &Self::Settings) -> &TelemetryConfig;
-    /// Builds the server (inside the async runtime).
-    fn build(settings: Self::Settings) -> impl Future<Output = Result<Server, String>>;
+    fn telemetry(&self) -> &TelemetryConfig;
 }
 
 /// The whole `main` of a service: settings (a bad one is one line naming the variable, exit 2),
 /// `healthcheck` subcommand, telemetry set up before the async runtime, serving until SIGTERM
 /// or SIGINT, then the final flush of spans.
-pub fn run_main<S: TutorialService>() -> ExitCode {
-    let settings = match S::settings(&Env::from_process()) {
+pub fn run_main<S, F>(name: &str, build: fn(S) -> F) -> ExitCode
+where
+    S: ServiceSettings,
+    F: Future<Output = Result<Server, String>>,
+{
+    let settings = match S::from_env(&Env::from_process()) {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("{}: {e}", S::NAME);
+            eprintln!("{}: {e}", name);
             return ExitCode::from(2);
         }
     };
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return crate::http::healthcheck(S::port(&settings));
+        return crate::http::healthcheck(settings.server().port);
     }
     // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
-    let telemetry = match telemetry::init(S::telemetry(&settings)) {
+    let telemetry = match telemetry::init(settings.telemetry()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}: {e}", S::NAME);
+            eprintln!("{}: {e}", name);
             return ExitCode::from(2);
         }
     };
@@ -222,12 +220,12 @@ pub fn run_main<S: TutorialService>() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
+            eprintln!("{}: cannot start the async runtime: {e}", name);
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
-        let server = S::build(settings).await?;
+        let server = build(settings).await?;
         tracing::info!(address = %server.address(), "listening");
         server
             .run_until_stopped(crate::http::shutdown_signal())
@@ -241,8 +239,8 @@ pub fn run_main<S: TutorialService>() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(error = %e, "{} failed", S::NAME);
-            eprintln!("{}: {e}", S::NAME);
+            tracing::error!(error = %e, "{name} failed");
+            eprintln!("{}: {e}", name);
             ExitCode::FAILURE
         }
     };

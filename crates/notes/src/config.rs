@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::server::ServerSettings;
+use tutorial_common::server::{ServerSettings, ServiceSettings};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Everything the notes service needs to start.
@@ -84,6 +84,18 @@ impl Settings {
             helper_delay_scale: env.factor("NOTES_HELPER_DELAY_SCALE", 1.0)?,
             telemetry: TelemetryConfig::from_env(env, "notes")?,
         })
+    }
+}
+
+impl ServiceSettings for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Settings::from_env(env)
+    }
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
     }
 }
 

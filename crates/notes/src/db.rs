@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::field::Empty;
 use tracing::Instrument;
+use tutorial_common::telemetry::record_error;
 
 /// A note as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -251,9 +252,7 @@ impl Database {
                 span.record("db.row_count", rows_of(value));
             }
             Err(e) => {
-                span.record("otel.status_code", "error");
-                span.record("error.type", error_type(e));
-                span.record("error.message", describe(e));
+                record_error(&span, &error_type(e), &describe(e));
             }
         }
         Ok(result?)
@@ -280,9 +279,7 @@ impl Database {
             let span = self.span(sql);
             let result = tx.batch_execute(sql).instrument(span.clone()).await;
             if let Err(e) = &result {
-                span.record("otel.status_code", "error");
-                span.record("error.type", error_type(e));
-                span.record("error.message", describe(e));
+                record_error(&span, &error_type(e), &describe(e));
             }
             result?;
         }

@@ -8,12 +8,10 @@ use crate::routes::{self, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use tracing_actix_web::TracingLogger;
-use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::http::{not_found, ServerSpanBuilder};
-use tutorial_common::server::{enforce_limits, Server, TutorialService};
-use tutorial_common::telemetry::TelemetryConfig;
+use tutorial_common::server::{enforce_limits, Server};
 
-/// The notes service, for [`tutorial_common::server::run_main`].
+/// The notes service.
 pub struct Application;
 
 impl Application {
@@ -38,26 +36,5 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
-    }
-}
-
-impl TutorialService for Application {
-    type Settings = Settings;
-    const NAME: &'static str = "notes";
-
-    fn settings(env: &Env) -> Result<Settings, ConfigError> {
-        Settings::from_env(env)
-    }
-
-    fn port(settings: &Settings) -> u16 {
-        settings.server.port
-    }
-
-    fn telemetry(settings: &Settings) -> &TelemetryConfig {
-        &settings.telemetry
-    }
-
-    async fn build(settings: Settings) -> Result<Server, String> {
-        Application::build(settings).await
     }
 }

@@ -112,6 +112,15 @@ fn parse_tags(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.
+/// The span must have declared these fields (`otel.status_code`, `error.type`,
+/// `error.message` as `Empty`).
+pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
+    span.record("otel.status_code", "error");
+    span.record("error.type", kind);
+    span.record("error.message", message);
+}
+
 /// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.
 #[derive(Debug)]
 pub struct Telemetry {
