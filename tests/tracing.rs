@@ -333,11 +333,17 @@ async fn each_request_of_the_tutorial_has_its_spans() {
     for (resource, status) in [
         ("GET 404", "404"),
         ("GET /notes", "404"),
-        ("PATCH /notes", "405"),
+        ("PATCH 405", "405"),
     ] {
         let trace = trace_with(&agent, server(resource, status)).await;
         let root = find(&trace, resource, server(resource, status));
         assert_eq!(root["error"], 0, "a 4xx is not an error: {root}");
+        let route = if resource == "GET /notes" {
+            Some("/notes")
+        } else {
+            None
+        };
+        assert_eq!(meta(root, "http.route"), route, "no route matched: {root}");
     }
     assert_eq!(agent.trace_check_failures().await, None);
 }
@@ -511,12 +517,6 @@ async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured(
     let agent = TestAgent::start().await;
     let (_calendar, notes) = start_services(&agent, &[]).await;
     let base = notes.base_url();
-    let dropped = [
-        ("x-datadog-trace-id", "1111"),
-        ("x-datadog-parent-id", "2222"),
-        ("x-datadog-sampling-priority", "0"),
-    ];
-    assert_eq!(http("GET", &format!("{base}/"), &dropped).await.0, 200);
     let undecided = [
         ("x-datadog-trace-id", "3333"),
         ("x-datadog-parent-id", "4444"),
@@ -524,17 +524,46 @@ async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured(
     assert_eq!(http("GET", &format!("{base}/"), &undecided).await.0, 200);
     let trace = trace_with(&agent, |s| id(s, "trace_id") == 3333).await;
     assert_eq!(id(&trace[0], "parent_id"), 4444);
-    // Both requests were handled by the same process and flushed in order; give it one more
-    // flush to be sure, then the dropped one must still be absent.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        agent
-            .spans()
-            .await
-            .iter()
-            .all(|s| id(s, "trace_id") != 1111),
-        "priority 0 was honoured"
+    assert_eq!(
+        metric(&trace[0], "_sampling_priority_v1"),
+        Some(1.0),
+        "decided here: keep"
     );
+    assert_eq!(meta(&trace[0], "_dd.p.dm"), Some("-0"));
+
+    // A caller's drop decision (and its decision maker) is kept and passed on to calendar; the
+    // spans still reach the Agent, which counts them in its stats and then drops them, as with
+    // Datadog's tracers.
+    let dropped = [
+        ("x-datadog-trace-id", "1111"),
+        ("x-datadog-parent-id", "2222"),
+        ("x-datadog-sampling-priority", "-1"),
+        ("x-datadog-tags", "_dd.p.dm=-4"),
+    ];
+    let (status, _) = http("POST", &format!("{base}/notes?desc=d&add_date=y"), &dropped).await;
+    assert_eq!(status, 201);
+    let trace = trace_with(&agent, |s| {
+        id(s, "trace_id") == 1111 && s["service"] == "calendar" && s["name"] == "actix_web.request"
+    })
+    .await;
+    let trace = if trace
+        .iter()
+        .any(|s| s["service"] == "notes" && s["name"] == "actix_web.request")
+    {
+        trace
+    } else {
+        trace_with(&agent, |s| {
+            id(s, "trace_id") == 1111 && s["service"] == "notes" && s["name"] == "actix_web.request"
+        })
+        .await
+    };
+    for service in ["notes", "calendar"] {
+        let root = find(&trace, service, |s| {
+            s["service"] == service && s["name"] == "actix_web.request"
+        });
+        assert_eq!(metric(root, "_sampling_priority_v1"), Some(-1.0), "{root}");
+        assert_eq!(meta(root, "_dd.p.dm"), Some("-4"), "{root}");
+    }
 }
 
 #[tokio::test]

@@ -169,16 +169,39 @@ pub async fn hanging_calendar() -> String {
 
 /// A TCP proxy in front of a server, which a test can cut (every connection dropped, new
 /// ones refused) and restore on the same port: a database outage without stopping PostgreSQL.
+/// It can also freeze (connections stay open but no byte moves: a hung server or network).
 pub struct TcpProxy {
     /// The port clients connect to.
     pub port: u16,
     upstream: String,
     state: Arc<Mutex<ProxyState>>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 struct ProxyState {
     acceptor: Option<JoinHandle<()>>,
     connections: Vec<JoinHandle<()>>,
+}
+
+/// Copies one direction, pausing while the proxy is frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl TcpProxy {
@@ -193,6 +216,7 @@ impl TcpProxy {
                 acceptor: None,
                 connections: Vec::new(),
             })),
+            frozen: tokio::sync::watch::channel(false).0,
         };
         proxy.serve(listener);
         proxy
@@ -201,12 +225,20 @@ impl TcpProxy {
     fn serve(&self, listener: TcpListener) {
         let upstream = self.upstream.clone();
         let state = self.state.clone();
+        let frozen = self.frozen.clone();
         let acceptor = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let upstream = upstream.clone();
+                let frozen = frozen.subscribe();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let mut gate = frozen.clone();
+                    if gate.wait_for(|f| !*f).await.is_err() {
+                        return;
+                    }
+                    if let Ok(outbound) = TcpStream::connect(&upstream).await {
+                        let (ir, iw) = inbound.into_split();
+                        let (or, ow) = outbound.into_split();
+                        tokio::join!(pump(ir, ow, frozen.clone()), pump(or, iw, frozen));
                     }
                 });
                 if let Ok(mut s) = state.lock() {
@@ -231,6 +263,11 @@ impl TcpProxy {
         }
         // Let the aborted tasks drop their sockets (and the listener) before returning.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Keeps every connection open but moves no byte, in either direction, until thawed.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
     }
 
     /// Listens again on the same port.

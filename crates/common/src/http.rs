@@ -21,7 +21,8 @@ pub trait TracedError: actix_web::ResponseError + 'static {
 }
 
 /// Builds the per-request server span the way Datadog's tracers shape it: operation
-/// `actix_web.request`, resource `<METHOD> <route>` (`GET 404` when no route matched), type
+/// `actix_web.request`, resource `<METHOD> <route>` (`GET 404` / `PATCH 405` when no route
+/// matched the path / the method; then no `http.route` either), type
 /// `web`, the usual `http.*` tags, and `error.*` on a 5xx. Errors of type `E` give their
 /// [`TracedError::error_type`] and their `Display` (the internal detail, never sent to clients).
 pub struct ServerSpanBuilder<E>(PhantomData<E>);
@@ -66,10 +67,11 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             otel.kind = "server",
             otel.status_code = Empty,
             operation.name = "actix_web.request",
+            resource.name = Empty,
             span.type = "web",
             component = "actix-web",
             http.method = %method,
-            http.route = route.as_deref(),
+            http.route = Empty,
             http.url = %url,
             http.useragent = user_agent,
             http.status_code = Empty,
@@ -94,6 +96,15 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             Err(error) => (error.as_response_error().status_code(), Some(error)),
         };
         span.record("http.status_code", status.as_u16().to_string());
+        if let Ok(response) = outcome {
+            let request = response.request();
+            if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+                // As Datadog's tracers: no route matched this method.
+                span.record("resource.name", format!("{} 405", request.method()));
+            } else if let Some(route) = request.match_pattern() {
+                span.record("http.route", route);
+            }
+        }
         if status.is_server_error() {
             match error {
                 Some(error) => {

@@ -24,7 +24,7 @@ pub struct ServerSettings {
     pub port: u16,
     /// `WORKERS` (default: one per CPU core): actix-web worker threads.
     pub workers: Option<usize>,
-    /// `SHUTDOWN_TIMEOUT_S` (default 10): how long requests in flight may take after SIGTERM.
+    /// `SHUTDOWN_TIMEOUT_S` (default 5): how long requests in flight may take after SIGTERM.
     pub shutdown_timeout: Duration,
     /// Request limits.
     pub limits: RequestLimits,
@@ -62,7 +62,7 @@ impl ServerSettings {
             host: env.host("HOST", "0.0.0.0")?,
             port: env.port("PORT", default_port)?,
             workers,
-            shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 10)?),
+            shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 5)?),
             limits: RequestLimits {
                 max_url_bytes: positive("MAX_URL_BYTES", 8192)?,
                 max_header_bytes: positive("MAX_HEADER_BYTES", 16384)?,
@@ -199,7 +199,7 @@ where
     let settings = match S::from_env(&Env::from_process()) {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("{}: {e}", name);
+            eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -210,7 +210,7 @@ where
     let telemetry = match telemetry::init(settings.telemetry()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}: {e}", name);
+            eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -220,30 +220,42 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{}: cannot start the async runtime: {e}", name);
+            eprintln!("{name}: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
-        let server = build(settings).await?;
-        tracing::info!(address = %server.address(), "listening");
-        server
-            .run_until_stopped(crate::http::shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        let served = match build(settings).await {
+            Ok(server) => {
+                tracing::info!(address = %server.address(), "listening");
+                server
+                    .run_until_stopped(crate::http::shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        // The final flush runs while the runtime (and its second-signal watcher) is alive, so
+        // a second SIGTERM still ends the process at once.
+        let flushed = tokio::task::spawn_blocking(move || telemetry.shutdown(FLUSH_TIMEOUT)).await;
+        if flushed.is_err() {
+            tracing::warn!("the final span flush did not complete");
+        }
+        served
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let code = match result {
+    match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
             tracing::error!(error = %e, "{name} failed");
-            eprintln!("{}: {e}", name);
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
-    };
-    telemetry.shutdown(Duration::from_secs(5));
-    code
+    }
 }
+
+/// Bound on the final span flush (an unreachable or stalled agent cannot hold shutdown longer).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);

@@ -65,6 +65,9 @@ pub struct Database {
     schema_ready: Arc<AtomicBool>,
     /// Serialises schema creation inside this process (an advisory lock does it across replicas).
     schema_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Bound on one statement as seen from here: PostgreSQL's `statement_timeout` cannot fire
+    /// when the server or the network hangs.
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for Database {
@@ -82,6 +85,8 @@ pub enum DbError {
     Pool(#[from] PoolError),
     #[error("{}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
+    #[error("no answer within {0:?}; the connection was dropped")]
+    Timeout(Duration),
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -94,9 +99,10 @@ fn describe(e: &tokio_postgres::Error) -> String {
 impl From<DbError> for NotesError {
     fn from(e: DbError) -> Self {
         let unavailable = match &e {
-            DbError::Pool(_) => true,
+            DbError::Pool(_) | DbError::Timeout(_) => true,
             DbError::Query(q) => match q.code() {
-                None => true,
+                // No SQLSTATE: the connection broke (closed, I/O), or a row did not convert.
+                None => q.is_closed() || is_io(q),
                 Some(code) => {
                     code.code().starts_with("08")
                         || [
@@ -118,6 +124,17 @@ impl From<DbError> for NotesError {
     }
 }
 
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 impl Database {
     /// Builds the pool without connecting: the service starts even while PostgreSQL is not up.
     pub fn new(settings: &DatabaseSettings) -> Result<Self, String> {
@@ -137,6 +154,12 @@ impl Database {
         };
         config
             .connect_timeout(settings.pool_timeout)
+            // A connection whose peer vanished (no RST) is noticed by the kernel, not in 15 min.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(settings.statement_timeout + Duration::from_secs(1))
             .application_name("notes")
             .options(format!(
                 "-c statement_timeout={}",
@@ -179,6 +202,7 @@ impl Database {
             info: Arc::new(info),
             schema_ready: Arc::new(AtomicBool::new(false)),
             schema_lock: Arc::new(tokio::sync::Mutex::new(())),
+            query_timeout: settings.statement_timeout + Duration::from_millis(500),
         })
     }
 
@@ -227,10 +251,11 @@ impl Database {
         )
     }
 
-    /// Runs one traced statement and records its row count (or its error).
+    /// Runs one traced statement on a pooled connection and records its row count (or its
+    /// error). A statement with no answer within the query timeout costs its connection, so that
+    /// a hung server or network never keeps a request waiting longer.
     async fn run<T>(
         &self,
-        client: &Object,
         sql: &'static str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         rows_of: impl FnOnce(&T) -> u64,
@@ -240,35 +265,54 @@ impl Database {
             &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, DbError> {
+        let client = self.connection().await?;
         let span = self.span(sql);
-        let result = async {
+        let work = async {
             let statement = client.prepare_cached(sql).await?;
-            exec(client, &statement, params).await
-        }
-        .instrument(span.clone())
-        .await;
-        match &result {
-            Ok(value) => {
-                span.record("db.row_count", rows_of(value));
+            exec(&client, &statement, params).await
+        };
+        let result = tokio::time::timeout(self.query_timeout, work)
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok(Ok(value)) => {
+                span.record("db.row_count", rows_of(&value));
+                Ok(value)
             }
-            Err(e) => {
-                record_error(&span, &error_type(e), &describe(e));
+            Ok(Err(e)) => {
+                record_error(&span, &error_type(&e), &describe(&e));
+                Err(DbError::Query(e))
+            }
+            Err(_) => {
+                let e = DbError::Timeout(self.query_timeout);
+                record_error(&span, "notes::db::Timeout", &e.to_string());
+                drop(Object::take(client));
+                Err(e)
             }
         }
-        Ok(result?)
     }
 
-    /// A pooled connection, with the table known to exist.
+    /// A pooled connection, with the table known to exist. Waiting for the schema happens
+    /// before taking a connection, so waiters do not hold the pool.
     async fn connection(&self) -> Result<Object, DbError> {
-        let mut client = self.pool.get().await?;
         if !self.schema_ready.load(Ordering::Acquire) {
             let _guard = self.schema_lock.lock().await;
             if !self.schema_ready.load(Ordering::Acquire) {
-                self.create_schema(&mut client).await?;
+                let mut client = self.pool.get().await?;
+                let created =
+                    tokio::time::timeout(self.query_timeout, self.create_schema(&mut client)).await;
+                match created {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        drop(Object::take(client));
+                        return Err(DbError::Timeout(self.query_timeout));
+                    }
+                }
                 self.schema_ready.store(true, Ordering::Release);
+                return Ok(client);
             }
         }
-        Ok(client)
+        Ok(self.pool.get().await?)
     }
 
     /// `CREATE TABLE IF NOT EXISTS` under an advisory lock, so replicas starting together do
@@ -289,10 +333,8 @@ impl Database {
 
     /// All notes, ordered by id.
     pub async fn list(&self) -> Result<Vec<Note>, DbError> {
-        let client = self.connection().await?;
         let rows: Vec<Row> = self
             .run(
-                &client,
                 SQL_LIST,
                 &[],
                 |r: &Vec<Row>| r.len() as u64,
@@ -304,10 +346,8 @@ impl Database {
 
     /// One note.
     pub async fn get(&self, id: i32) -> Result<Option<Note>, DbError> {
-        let client = self.connection().await?;
         let row: Option<Row> = self
             .run(
-                &client,
                 SQL_GET,
                 &[&id],
                 |r: &Option<Row>| u64::from(r.is_some()),
@@ -319,10 +359,8 @@ impl Database {
 
     /// Stores a note and returns it with its id.
     pub async fn create(&self, description: &str) -> Result<Note, DbError> {
-        let client = self.connection().await?;
         let row: Row = self
             .run(
-                &client,
                 SQL_INSERT,
                 &[&description],
                 |_| 1,
@@ -337,10 +375,8 @@ impl Database {
 
     /// Replaces a description; `None` when there is no such note.
     pub async fn update(&self, id: i32, description: &str) -> Result<Option<Note>, DbError> {
-        let client = self.connection().await?;
         let count: u64 = self
             .run(
-                &client,
                 SQL_UPDATE,
                 &[&description, &id],
                 |n: &u64| *n,
@@ -355,10 +391,8 @@ impl Database {
 
     /// Deletes a note; false when there was none.
     pub async fn delete(&self, id: i32) -> Result<bool, DbError> {
-        let client = self.connection().await?;
         let count: u64 = self
             .run(
-                &client,
                 SQL_DELETE,
                 &[&id],
                 |n: &u64| *n,
@@ -371,8 +405,13 @@ impl Database {
     /// Whether the database answers (and holds the table).
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.connection().await?;
-        client.simple_query(SQL_PING).await?;
-        Ok(())
+        match tokio::time::timeout(self.query_timeout, client.simple_query(SQL_PING)).await {
+            Ok(result) => result.map(drop).map_err(DbError::from),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(DbError::Timeout(self.query_timeout))
+            }
+        }
     }
 }
 

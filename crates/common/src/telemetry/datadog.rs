@@ -6,7 +6,8 @@
 //! The crate maps OpenTelemetry spans to Datadog's v0.5 msgpack format. Three small layers make
 //! the result look like what Datadog's own tracers send:
 //! 1. the mapping closures take the Datadog operation name and service from span attributes
-//!    ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is the OpenTelemetry span name;
+//!    ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is the OpenTelemetry span name,
+//!    unless [`RESOURCE_NAME`] overrides it;
 //! 2. [`EnrichingExporter`] adds what only the span context knows: `span.kind`, the sampling
 //!    priority, the upper 64 bits of the trace id (`_dd.p.tid`), the error message;
 //! 3. [`AgentClient`], the HTTP client handed to the crate, rewrites each payload before it
@@ -37,12 +38,21 @@ use std::time::Duration;
 pub const OPERATION_NAME: &str = "operation.name";
 /// Span attribute holding a service other than the process's own (`postgres`, `notes_helper`).
 pub const SERVICE_NAME: &str = "service.name";
+/// Span attribute overriding the resource (the OpenTelemetry span name) once the span has
+/// started: `tracing-opentelemetry` cannot rename a started span.
+pub const RESOURCE_NAME: &str = "resource.name";
 /// Operation name of spans that do not set one.
 pub const DEFAULT_OPERATION: &str = "internal";
 
 /// Attributes that steer the mapping and are not sent as tags.
 /// (`service` is the crate's copy of the span's own service field: noise.)
-const CONTROL_KEYS: &[&str] = &[OPERATION_NAME, SERVICE_NAME, "span.type", "service"];
+const CONTROL_KEYS: &[&str] = &[
+    OPERATION_NAME,
+    SERVICE_NAME,
+    RESOURCE_NAME,
+    "span.type",
+    "service",
+];
 /// Tags that Datadog expects as numeric metrics rather than strings.
 const METRIC_KEYS: &[&str] = &[
     "_sampling_priority_v1",
@@ -52,8 +62,8 @@ const METRIC_KEYS: &[&str] = &[
     "_dd.measured",
     "process_id",
 ];
-/// Tags written on the first span of each trace chunk only.
-const CHUNK_KEYS: &[&str] = &["_dd.p.tid", "_dd.p.dm"];
+/// Tags written on the first span of each trace chunk only: the propagated trace tags.
+const CHUNK_PREFIX: &str = "_dd.p.";
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
     span.attributes.iter().find_map(|kv| match &kv.value {
@@ -75,6 +85,9 @@ pub(crate) fn exporter(config: &TelemetryConfig) -> Result<EnrichingExporter, St
         })
         .with_service_name_mapping(|span: &SpanData, model: &ModelConfig| {
             attr(span, SERVICE_NAME).unwrap_or(model.service_name.as_str())
+        })
+        .with_resource_mapping(|span: &SpanData, _: &ModelConfig| {
+            attr(span, RESOURCE_NAME).unwrap_or(span.name.as_ref())
         });
     // Given explicitly so that their case is kept (the crate lowercases what it reads itself).
     if let Some(env) = &config.env {
@@ -126,15 +139,21 @@ fn enrich(span: &mut SpanData) {
         };
         extra.push(KeyValue::new("span.kind", kind));
     }
-    let priority = DdState::from_trace_state(span.span_context.trace_state())
-        .priority
-        .unwrap_or(1);
-    extra.push(KeyValue::new("_sampling_priority_v1", i64::from(priority)));
+    let dd = DdState::from_trace_state(span.span_context.trace_state());
+    extra.push(KeyValue::new(
+        "_sampling_priority_v1",
+        i64::from(dd.priority.unwrap_or(1)),
+    ));
     let high = (u128::from_be_bytes(span.span_context.trace_id().to_bytes()) >> 64) as u64;
     if high != 0 {
         extra.push(KeyValue::new("_dd.p.tid", format!("{high:016x}")));
     }
-    extra.push(KeyValue::new("_dd.p.dm", "-0"));
+    for (name, value) in &dd.tags {
+        extra.push(KeyValue::new(format!("_dd.p.{name}"), value.clone()));
+    }
+    if let Some(origin) = dd.origin {
+        extra.push(KeyValue::new("_dd.origin", origin));
+    }
     if let Status::Error { description } = &span.status {
         if !has(span, "error.message") && !description.is_empty() {
             extra.push(KeyValue::new("error.message", description.to_string()));
@@ -214,11 +233,11 @@ impl AgentClient {
         for (name, value) in parts.headers.iter() {
             builder = builder.header(name, value);
         }
-        builder = builder.header("Datadog-Meta-Lang-Version", env!("CARGO_PKG_RUST_VERSION"));
         match builder.body(body).send() {
             Ok(response) if response.status().is_success() => {
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(url = %parts.uri, "the Datadog Agent accepts traces again");
+                    let lost_spans_total = self.lost_spans.load(Ordering::Relaxed);
+                    tracing::info!(url = %parts.uri, lost_spans_total, "the Datadog Agent accepts traces again");
                 }
                 if self.debug {
                     let status = response.status().as_u16();
@@ -302,7 +321,7 @@ fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 if CONTROL_KEYS.contains(&key) {
                     return false;
                 }
-                if CHUNK_KEYS.contains(&key) && position != 0 {
+                if key.starts_with(CHUNK_PREFIX) && position != 0 {
                     return false;
                 }
                 if METRIC_KEYS.contains(&key) {
@@ -447,6 +466,95 @@ mod tests {
         assert!(!metrics.contains_key("_dd.measured"));
         // Only the first span of the chunk keeps `_dd.p.tid`.
         assert!(!spans[1].0.contains_key("_dd.p.tid"));
+    }
+
+    #[test]
+    fn the_chunk_root_comes_first_and_alone_carries_the_trace_tags() {
+        // Two spans: a child (id 2, parent 1) listed before its parent (id 1, parent 99, remote).
+        let mut strings: Vec<Mp> = vec!["".into(), "_dd.p.tid".into(), "6b058a5d00000000".into()];
+        strings.push("_dd.p.dm".into());
+        strings.push("-0".into());
+        let span = |id: u64, parent: u64| {
+            Mp::Array(vec![
+                Mp::from(0),
+                Mp::from(0),
+                Mp::from(0),
+                Mp::from(7u64),
+                Mp::from(id),
+                Mp::from(parent),
+                Mp::from(0i64),
+                Mp::from(1i64),
+                Mp::from(0i32),
+                Mp::Map(vec![(Mp::from(1), Mp::from(2)), (Mp::from(3), Mp::from(4))]),
+                Mp::Map(vec![]),
+                Mp::from(0),
+            ])
+        };
+        let root = Mp::Array(vec![
+            Mp::Array(strings),
+            Mp::Array(vec![Mp::Array(vec![span(2, 1), span(1, 99)])]),
+        ]);
+        let mut input = Vec::new();
+        rmpv::encode::write_value(&mut input, &root).unwrap();
+        let (out, _) = rewrite_payload(&input).unwrap();
+        let value = rmpv::decode::read_value(&mut &out[..]).unwrap();
+        let spans = value.as_array().unwrap()[1].as_array().unwrap()[0]
+            .as_array()
+            .unwrap()
+            .clone();
+        let id = |s: &Mp| s.as_array().unwrap()[4].as_u64().unwrap();
+        let meta_len = |s: &Mp| s.as_array().unwrap()[9].as_map().unwrap().len();
+        assert_eq!(
+            (id(&spans[0]), meta_len(&spans[0])),
+            (1, 2),
+            "root first, with both tags"
+        );
+        assert_eq!(
+            (id(&spans[1]), meta_len(&spans[1])),
+            (2, 0),
+            "child without them"
+        );
+    }
+
+    #[test]
+    fn enrich_adds_kind_priority_trace_tags_and_error_message() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let state: TraceState = "dd=s:2;t.dm:-4;o:rum".parse().unwrap();
+        let mut span = SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(0x6b058a5d_00000000_493c264c_32613b9e_u128),
+                SpanId::from(5u64),
+                TraceFlags::SAMPLED,
+                false,
+                state,
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "GET /".into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::error("boom"),
+            instrumentation_scope: Default::default(),
+        };
+        enrich(&mut span);
+        let get = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(get("span.kind").as_deref(), Some("server"));
+        assert_eq!(get("_sampling_priority_v1").as_deref(), Some("2"));
+        assert_eq!(get("_dd.p.tid").as_deref(), Some("6b058a5d00000000"));
+        assert_eq!(get("_dd.p.dm").as_deref(), Some("-4"));
+        assert_eq!(get("_dd.origin").as_deref(), Some("rum"));
+        assert_eq!(get("error.message").as_deref(), Some("boom"));
+        assert_eq!(get("language").as_deref(), Some("rust"));
     }
 
     #[test]

@@ -46,6 +46,20 @@ pub struct DdState {
     pub priority: Option<i32>,
     /// Where the trace started (`synthetics`, `rum`, …), carried as Datadog's tracers do.
     pub origin: Option<String>,
+    /// Propagated trace tags (`_dd.p.<name>`, without the prefix), e.g. `dm` (the sampling
+    /// decision maker). The trace id's upper half (`tid`) is not kept here: it is in the id.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Propagated tag names and values kept: short, and free of every separator in use.
+fn valid_tag(name: &str, value: &str) -> bool {
+    let ok = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+    };
+    ok(name, 32) && ok(value, 64) && name != "tid"
 }
 
 impl DdState {
@@ -60,10 +74,34 @@ impl DdState {
                     if !o.is_empty() {
                         out.origin = Some(o.to_string());
                     }
+                } else if let Some((name, value)) =
+                    part.strip_prefix("t.").and_then(|t| t.split_once(':'))
+                {
+                    out.set_tag(name, value);
                 }
             }
         }
         out
+    }
+
+    /// A propagated tag's value.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a propagated tag (ignored when its name or value is not safe to carry).
+    pub fn set_tag(&mut self, name: &str, value: &str) {
+        if !valid_tag(name, value) {
+            return;
+        }
+        if let Some(entry) = self.tags.iter_mut().find(|(k, _)| k == name) {
+            entry.1 = value.to_string();
+        } else if self.tags.len() < 16 {
+            self.tags.push((name.to_string(), value.to_string()));
+        }
     }
 
     /// Writes this state (and the parent span id, as W3C's `dd` member expects) into a trace
@@ -78,6 +116,9 @@ impl DdState {
         }
         if let Some(origin) = &self.origin {
             parts.push(format!("o:{origin}"));
+        }
+        for (name, value) in &self.tags {
+            parts.push(format!("t.{name}:{value}"));
         }
         if parts.is_empty() {
             return state.delete("dd").unwrap_or_else(|_| state.clone());
@@ -102,21 +143,41 @@ fn is_valid_origin(origin: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b',' | b';' | b'=' | b'~'))
 }
 
-fn parse_tid(tags: &str) -> Option<u64> {
-    if tags.len() > MAX_TAGS_LEN {
+/// `x-datadog-tags`: the upper half of the trace id (`_dd.p.tid`) and the other `_dd.p.*`
+/// tags. Ignored whole when longer than Datadog's tracers accept.
+fn parse_tags(header: &str, dd: &mut DdState) -> Option<u64> {
+    if header.len() > MAX_TAGS_LEN {
         return None;
     }
-    tags.split(',').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        if k.trim() != "_dd.p.tid" {
-            return None;
+    let mut tid = None;
+    for kv in header.split(',') {
+        let Some((key, value)) = kv.split_once('=') else {
+            continue;
+        };
+        let Some(name) = key.trim().strip_prefix("_dd.p.") else {
+            continue;
+        };
+        let value = value.trim();
+        if name == "tid" {
+            let hex = value.len() == 16 && value.bytes().all(|b| b.is_ascii_hexdigit());
+            tid = hex
+                .then(|| u64::from_str_radix(value, 16).ok())
+                .flatten()
+                .filter(|t| *t != 0);
+        } else {
+            dd.set_tag(name, value);
         }
-        let v = v.trim();
-        if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u64::from_str_radix(v, 16).ok().filter(|tid| *tid != 0)
-    })
+    }
+    tid
+}
+
+/// A W3C `tracestate` header, or none when it is oversized or has more than 32 members.
+fn parse_tracestate(extractor: &dyn Extractor) -> Option<TraceState> {
+    let header = extractor.get(TRACESTATE)?;
+    if header.len() > MAX_TRACESTATE_LEN || header.split(',').count() > 32 {
+        return None;
+    }
+    TraceState::from_str(header).ok()
 }
 
 fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
@@ -125,7 +186,11 @@ fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     if trace_low == 0 || parent == 0 {
         return None;
     }
-    let high = extractor.get(DD_TAGS).and_then(parse_tid).unwrap_or(0);
+    let mut dd = DdState::default();
+    let high = extractor
+        .get(DD_TAGS)
+        .and_then(|tags| parse_tags(tags, &mut dd))
+        .unwrap_or(0);
     let trace_id = TraceId::from((u128::from(high) << 64) | u128::from(trace_low));
     let priority: Option<i32> = extractor
         .get(DD_PRIORITY)
@@ -143,7 +208,17 @@ fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     } else {
         TraceFlags::default()
     };
-    let state = DdState { priority, origin }.write_into(&TraceState::default(), None);
+    dd.priority = priority;
+    dd.origin = origin;
+    // Datadog's tracers send W3C headers too: keep the other vendors' tracestate members when
+    // the traceparent speaks of the same trace.
+    let same_trace = extract_w3c(extractor).is_some_and(|w3c| w3c.trace_id() == trace_id);
+    let others = same_trace
+        .then(|| parse_tracestate(extractor))
+        .flatten()
+        .and_then(|state| state.delete("dd").ok())
+        .unwrap_or_default();
+    let state = dd.write_into(&others, None);
     Some(SpanContext::new(
         trace_id,
         SpanId::from(parent),
@@ -181,11 +256,7 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
         .filter(|s| *s != SpanId::INVALID)?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
     let sampled = flags & 1 == 1;
-    let state = extractor
-        .get(TRACESTATE)
-        .filter(|s| s.len() <= MAX_TRACESTATE_LEN)
-        .and_then(|s| TraceState::from_str(s).ok())
-        .unwrap_or_default();
+    let state = parse_tracestate(extractor).unwrap_or_default();
     let mut dd = DdState::from_trace_state(&state);
     // The W3C flag is authoritative; the dd priority refines it, as in Datadog's tracers.
     dd.priority = match dd.priority {
@@ -210,6 +281,7 @@ impl TextMapPropagator for DatadogW3cPropagator {
         }
         let (high, low) = split_trace_id(sc.trace_id());
         let dd = DdState::from_trace_state(sc.trace_state());
+        // The priority decides; spans are recorded either way (the Agent drops, after stats).
         let priority = dd.priority.unwrap_or(i32::from(sc.is_sampled()));
         let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
 
@@ -219,29 +291,33 @@ impl TextMapPropagator for DatadogW3cPropagator {
         if let Some(origin) = &dd.origin {
             injector.set(DD_ORIGIN, origin.clone());
         }
-        let mut tags = vec!["_dd.p.dm=-0".to_string()];
+        let mut tags: Vec<String> = dd
+            .tags
+            .iter()
+            .map(|(k, v)| format!("_dd.p.{k}={v}"))
+            .collect();
         if high != 0 {
             tags.push(format!("_dd.p.tid={high:016x}"));
         }
-        injector.set(DD_TAGS, tags.join(","));
+        if !tags.is_empty() {
+            injector.set(DD_TAGS, tags.join(","));
+        }
 
-        let flags = if sc.is_sampled() { "01" } else { "00" };
+        let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
             format!("00-{}-{}-{flags}", sc.trace_id(), sc.span_id()),
         );
         let mut out = DdState {
             priority: Some(priority),
-            origin: dd.origin.clone(),
-        }
-        .write_into(sc.trace_state(), Some(sc.span_id()));
+            ..dd
+        };
         if high != 0 {
-            // Datadog's tracers also carry the upper bits in their tracestate member.
-            if let Some(v) = out.get("dd").map(|v| format!("{v};t.tid:{high:016x}")) {
-                out = out.insert("dd", v).unwrap_or(out);
-            }
+            // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
+            out.tags.push(("tid".into(), format!("{high:016x}")));
         }
-        injector.set(TRACESTATE, out.header());
+        let state = out.write_into(sc.trace_state(), Some(sc.span_id()));
+        injector.set(TRACESTATE, state.header());
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
@@ -328,7 +404,7 @@ mod tests {
         );
         assert_eq!(
             out["tracestate"],
-            "dd=s:2;p:e52654b69cc8f62e;o:synthetics;t.tid:6b058a5d00000000"
+            "dd=s:2;p:e52654b69cc8f62e;o:synthetics;t.dm:-0;t.tid:6b058a5d00000000"
         );
     }
 
@@ -357,10 +433,7 @@ mod tests {
             Some("rum")
         );
         let out = inject(sc);
-        assert_eq!(
-            out["x-datadog-tags"],
-            "_dd.p.dm=-0,_dd.p.tid=0af7651916cd43dd"
-        );
+        assert_eq!(out["x-datadog-tags"], "_dd.p.tid=0af7651916cd43dd");
         assert!(
             out["tracestate"].contains("congo=t61rcWkgMzE"),
             "{}",
@@ -430,5 +503,81 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 42);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn extract(headers: &[(&str, &str)]) -> SpanContext {
+        let map: HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cx = DatadogW3cPropagator::new().extract(&map);
+        let span = cx.span();
+        span.span_context().clone()
+    }
+
+    #[test]
+    fn other_vendors_tracestate_survives_when_datadog_headers_win() {
+        let sc = extract(&[
+            ("x-datadog-trace-id", "9532127138774266268"),
+            ("x-datadog-parent-id", "13235353014750950193"),
+            ("x-datadog-sampling-priority", "1"),
+            ("x-datadog-tags", "_dd.p.tid=0af7651916cd43dd,_dd.p.dm=-4"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "dd=s:1;t.dm:-4,congo=t61rcWkgMzE"),
+        ]);
+        assert_eq!(sc.trace_state().get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(
+            DdState::from_trace_state(sc.trace_state()).tag("dm"),
+            Some("-4")
+        );
+    }
+
+    #[test]
+    fn dropped_priority_travels_with_an_unsampled_flag() {
+        let sc = extract(&[
+            ("x-datadog-trace-id", "5"),
+            ("x-datadog-parent-id", "6"),
+            ("x-datadog-sampling-priority", "-1"),
+        ]);
+        // Recorded in-process (as the sampler does), the priority still decides what is sent.
+        let recorded = SpanContext::new(
+            sc.trace_id(),
+            sc.span_id(),
+            TraceFlags::SAMPLED,
+            false,
+            sc.trace_state().clone(),
+        );
+        let cx = Context::new().with_remote_span_context(recorded);
+        let mut out = HashMap::new();
+        DatadogW3cPropagator::new().inject_context(&cx, &mut out);
+        assert_eq!(out["x-datadog-sampling-priority"], "-1");
+        assert!(
+            out["traceparent"].ends_with("-00"),
+            "{}",
+            out["traceparent"]
+        );
+    }
+
+    #[test]
+    fn a_tracestate_of_more_than_32_members_is_ignored() {
+        let many: Vec<String> = (0..40).map(|i| format!("v{i}=x")).collect();
+        let sc = extract(&[
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", &many.join(",")),
+        ]);
+        assert!(sc.is_valid());
+        assert_eq!(sc.trace_state().get("v1"), None);
     }
 }

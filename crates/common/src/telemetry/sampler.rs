@@ -4,6 +4,8 @@
 //!   W3C `tracestate`/flags) is honoured and passed on.
 //! - Otherwise `DD_TRACE_SAMPLE_RATE` decides (priority 2 keep / -1 drop, "user" decisions, as in
 //!   Datadog's tracers); without it every trace is kept (priority 1, "auto keep").
+//! - Every span is recorded and sent with its priority, dropped decisions included: the Agent
+//!   computes its statistics from all traces, then drops those with priority 0 or -1.
 //! - New trace ids are 128 bits, the upper half starting with the Unix time in seconds, which is
 //!   the layout Datadog's tracers use.
 
@@ -46,19 +48,33 @@ impl DatadogSampler {
     }
 }
 
-fn result(priority: i32, state: &TraceState, dd: DdState) -> SamplingResult {
-    let dd = DdState {
-        priority: Some(priority),
-        ..dd
-    };
+/// Every span is recorded and exported, whatever the priority: as with Datadog's tracers, the
+/// Agent computes its statistics from all traces and then drops those whose priority is 0 or
+/// -1. The priority (and the decision maker, `_dd.p.dm`) travels in the `dd` tracestate.
+fn result(
+    priority: i32,
+    state: &TraceState,
+    mut dd: DdState,
+    maker: Option<&str>,
+) -> SamplingResult {
+    dd.priority = Some(priority);
+    if let Some(maker) = maker {
+        if dd.tag("dm").is_none() {
+            dd.set_tag("dm", maker);
+        }
+    }
     SamplingResult {
-        decision: if priority > 0 {
-            SamplingDecision::RecordAndSample
-        } else {
-            SamplingDecision::Drop
-        },
+        decision: SamplingDecision::RecordAndSample,
         attributes: Vec::new(),
         trace_state: dd.write_into(state, None),
+    }
+}
+
+impl DatadogSampler {
+    /// A decision made here: the priority and its mechanism (`-0` default, `-3` sampling rule).
+    fn decide(&self, trace_id: TraceId) -> (i32, &'static str) {
+        let priority = self.local_priority(trace_id);
+        (priority, if self.rate.is_some() { "-3" } else { "-0" })
     }
 }
 
@@ -78,20 +94,23 @@ impl ShouldSample for DatadogSampler {
             if parent.is_valid() {
                 let state = parent.trace_state();
                 let dd = DdState::from_trace_state(state);
-                let priority = match dd.priority {
-                    Some(p) => p,
+                return match dd.priority {
+                    Some(p) => result(p, state, dd, None),
+                    // A caller that left the decision to us (Datadog headers without priority).
                     None if parent.is_remote() && parent.is_sampled() => {
-                        self.local_priority(trace_id)
+                        let (p, maker) = self.decide(trace_id);
+                        result(p, state, dd, Some(maker))
                     }
-                    None => i32::from(parent.is_sampled()),
+                    None => result(i32::from(parent.is_sampled()), state, dd, None),
                 };
-                return result(priority, state, dd);
             }
         }
+        let (priority, maker) = self.decide(trace_id);
         result(
-            self.local_priority(trace_id),
+            priority,
             &TraceState::default(),
             DdState::default(),
+            Some(maker),
         )
     }
 }
@@ -156,8 +175,10 @@ mod tests {
         let r = decide(&s, Some(&remote("dd=s:2", true)));
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
         assert_eq!(r.trace_state.get("dd"), Some("s:2"));
+        // A dropped trace is still recorded and sent, with its priority, for the Agent's stats.
         let r = decide(&DatadogSampler::new(None), Some(&remote("dd=s:0", false)));
-        assert_eq!(r.decision, SamplingDecision::Drop);
+        assert_eq!(r.decision, SamplingDecision::RecordAndSample);
+        assert_eq!(r.trace_state.get("dd"), Some("s:0"));
     }
 
     #[test]
@@ -165,11 +186,11 @@ mod tests {
         let keep_all = DatadogSampler::new(None);
         let r = decide(&keep_all, Some(&remote("", true)));
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
-        assert_eq!(r.trace_state.get("dd"), Some("s:1"));
+        assert_eq!(r.trace_state.get("dd"), Some("s:1;t.dm:-0"));
         let r = decide(&DatadogSampler::new(Some(0.0)), None);
-        assert_eq!(r.decision, SamplingDecision::Drop);
+        assert_eq!(r.trace_state.get("dd"), Some("s:-1;t.dm:-3"));
         let r = decide(&DatadogSampler::new(Some(1.0)), None);
-        assert_eq!(r.trace_state.get("dd"), Some("s:2"));
+        assert_eq!(r.trace_state.get("dd"), Some("s:2;t.dm:-3"));
     }
 
     #[test]
