@@ -1,0 +1,17 @@
+//! `tracecat`: shows one trace from Datadog's APM test agent (or from a JSON dump of its traces)
+//! as a tree in the terminal and as a flame graph picture (SVG or PNG).
+//!
+//! - [`model`]: spans and traces in the Agent's JSON form, and picking one trace;
+//! - [`source`]: reading them from the test agent or a file;
+//! - [`tree`]: the text tree;
+//! - [`flame`]: the flame graph as SVG; [`raster`]: SVG to PNG;
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod flame;
+pub mod model;
+pub mod raster;
+pub mod source;
+pub mod tree;
+
+pub use model::{Selector, Span, Trace};
