@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::inprocess::{send, spawn_calendar, spawn_notes, url_host_port, via_port, TcpProxy};
+use support::inprocess::{send, spawn_calendar, spawn_notes, spawn_notes_behind_proxy};
 use support::{ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -254,17 +254,8 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_blinking_under_writes_loses_no_acknowledged_note() {
-    let db = support::fresh_database().await;
-    let (host_port, _) = url_host_port(&db);
-    let proxy = Arc::new(TcpProxy::start(&host_port).await);
-    let app = Arc::new(
-        spawn_notes(
-            &via_port(&db, proxy.port),
-            &spawn_calendar().await,
-            &[("DB_POOL_TIMEOUT_MS", "300")],
-        )
-        .await,
-    );
+    let (app, proxy) = spawn_notes_behind_proxy(&[("DB_POOL_TIMEOUT_MS", "300")]).await;
+    let (app, proxy) = (Arc::new(app), Arc::new(proxy));
     assert_eq!(app.send("GET", "/health").await.0, 200);
 
     // Writers post unique descriptions until the database has been cut twice and restored.
@@ -451,17 +442,10 @@ async fn long_urls_and_large_headers_get_a_clear_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_gives_503_in_bounded_time_and_recovers() {
-    let db = support::fresh_database().await;
-    let (host_port, _) = url_host_port(&db);
-    let proxy = TcpProxy::start(&host_port).await;
-    let app = spawn_notes(
-        &via_port(&db, proxy.port),
-        &spawn_calendar().await,
-        &[
-            ("DB_POOL_TIMEOUT_MS", "300"),
-            ("DB_STATEMENT_TIMEOUT_MS", "700"),
-        ],
-    )
+    let (app, proxy) = spawn_notes_behind_proxy(&[
+        ("DB_POOL_TIMEOUT_MS", "300"),
+        ("DB_STATEMENT_TIMEOUT_MS", "700"),
+    ])
     .await;
     assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
 
@@ -486,17 +470,5 @@ async fn a_hung_database_gives_503_in_bounded_time_and_recovers() {
         );
     }
     proxy.freeze(false);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, _, body) = app.send("GET", "/notes?id=1").await;
-        if status == 200 {
-            assert_eq!(body, "(1, before)");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after the freeze: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(app.wait_for_ok("/notes?id=1", WAIT).await, "(1, before)");
 }

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::inprocess::{
-    closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes, url_host_port,
-    via_port, NotesApp, TcpProxy,
+    closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes,
+    spawn_notes_behind_proxy, url_host_port, via_port, NotesApp, TcpProxy,
 };
 
 const PLAIN: &str = "text/plain; charset=utf-8";
@@ -359,15 +359,7 @@ async fn calendar_recovery_is_automatic() {
 
 #[tokio::test]
 async fn database_down_gives_503_quickly_and_recovers_by_itself() {
-    let db = support::fresh_database().await;
-    let (host_port, _) = url_host_port(&db);
-    let proxy = TcpProxy::start(&host_port).await;
-    let app = spawn_notes(
-        &via_port(&db, proxy.port),
-        &spawn_calendar().await,
-        &[("DB_POOL_TIMEOUT_MS", "500")],
-    )
-    .await;
+    let (app, proxy) = spawn_notes_behind_proxy(&[("DB_POOL_TIMEOUT_MS", "500")]).await;
     assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
     assert_eq!(app.send("GET", "/health").await.0, 200);
 
@@ -398,16 +390,10 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
     );
 
     proxy.restore().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _, body) = app.send("GET", "/notes?id=1").await;
-        if status == 200 {
-            assert_eq!(body, "(1, before)");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = app
+        .wait_for_ok("/notes?id=1", Duration::from_secs(10))
+        .await;
+    assert_eq!(body, "(1, before)");
     assert_eq!(app.send("POST", "/notes?desc=after").await.0, 201);
     let rows: Vec<String> = app.rows().await.into_iter().map(|r| r.1).collect();
     assert_eq!(
@@ -432,11 +418,7 @@ async fn starts_while_the_database_is_not_up_yet() {
     assert_eq!(app.send("GET", "/health").await.0, 503);
     assert_eq!(app.send("GET", "/").await.0, 200);
     proxy.restore().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.send("GET", "/health").await.0 != 200 {
-        assert!(Instant::now() < deadline, "health never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_ok("/health", Duration::from_secs(10)).await;
     assert_eq!(
         app.send("POST", "/notes?desc=late").await,
         (201, PLAIN.into(), "(1, late)".into())

@@ -44,6 +44,13 @@ fn meta<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
     span["meta"][key].as_str()
 }
 
+/// Asserts string tags (meta) of a span.
+fn assert_tags(span: &Value, tags: &[(&str, &str)]) {
+    for (k, v) in tags {
+        assert_eq!(meta(span, k), Some(*v), "{k} on {span}");
+    }
+}
+
 fn metric(span: &Value, key: &str) -> Option<f64> {
     span["metrics"][key].as_f64()
 }
@@ -151,17 +158,18 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     assert_eq!(id(root, "parent_id"), 0);
     assert_eq!(root["type"], "web");
     assert_eq!(root["error"], 0);
-    for (k, v) in [
-        ("http.method", "POST"),
-        ("http.route", "/notes"),
-        ("http.status_code", "201"),
-        ("span.kind", "server"),
-        ("component", "actix-web"),
-        ("env", "Dev"),
-        ("version", "0.1.0-RC1"),
-    ] {
-        assert_eq!(meta(root, k), Some(v), "{k} on {root}");
-    }
+    assert_tags(
+        root,
+        &[
+            ("http.method", "POST"),
+            ("http.route", "/notes"),
+            ("http.status_code", "201"),
+            ("span.kind", "server"),
+            ("component", "actix-web"),
+            ("env", "Dev"),
+            ("version", "0.1.0-RC1"),
+        ],
+    );
     assert!(
         meta(root, "http.url").is_some_and(|u| u.ends_with("/notes?desc=hello_again&add_date=y")),
         "{root}"
@@ -184,15 +192,16 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     });
     assert_eq!(client["type"], "http");
     assert_eq!(id(client, "parent_id"), id(root, "span_id"));
-    for (k, v) in [
-        ("span.kind", "client"),
-        ("http.status_code", "200"),
-        ("out.host", "127.0.0.1"),
-        ("peer.service", "calendar"),
-        ("_dd.base_service", "notes"),
-    ] {
-        assert_eq!(meta(client, k), Some(v), "{k} on {client}");
-    }
+    assert_tags(
+        client,
+        &[
+            ("span.kind", "client"),
+            ("http.status_code", "200"),
+            ("out.host", "127.0.0.1"),
+            ("peer.service", "calendar"),
+            ("_dd.base_service", "notes"),
+        ],
+    );
     assert!(meta(client, "http.url").is_some_and(|u| u.ends_with("/calendar")));
     assert!(
         helper["start"].as_u64() < client["start"].as_u64(),
@@ -223,14 +232,15 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     assert_eq!(insert["service"], "postgres");
     assert_eq!(insert["type"], "sql");
     assert_eq!(id(insert, "parent_id"), id(root, "span_id"));
-    for (k, v) in [
-        ("db.system", "postgresql"),
-        ("db.user", "postgres"),
-        ("out.host", "127.0.0.1"),
-        ("span.kind", "client"),
-    ] {
-        assert_eq!(meta(insert, k), Some(v), "{k} on {insert}");
-    }
+    assert_tags(
+        insert,
+        &[
+            ("db.system", "postgresql"),
+            ("db.user", "postgres"),
+            ("out.host", "127.0.0.1"),
+            ("span.kind", "client"),
+        ],
+    );
     assert!(meta(insert, "db.name").is_some_and(|n| n.starts_with('t')));
     assert_eq!(metric(insert, "db.row_count"), Some(1.0));
     assert!(metric(insert, "network.destination.port").is_some_and(|p| p > 0.0));

@@ -302,3 +302,32 @@ pub fn via_port(url: &str, port: u16) -> String {
     let (host_port, _) = url_host_port(url);
     url.replacen(&host_port, &format!("127.0.0.1:{port}"), 1)
 }
+
+/// A notes server whose database sits behind a [`TcpProxy`] (for outages), plus the proxy.
+pub async fn spawn_notes_behind_proxy(extra: &[(&str, &str)]) -> (NotesApp, TcpProxy) {
+    let db = super::fresh_database().await;
+    let (host_port, _) = url_host_port(&db);
+    let proxy = TcpProxy::start(&host_port).await;
+    let mut app = spawn_notes(&via_port(&db, proxy.port), &spawn_calendar().await, extra).await;
+    // Checks go straight to the database, not through the proxy.
+    app.db_url = db;
+    (app, proxy)
+}
+
+impl NotesApp {
+    /// Polls `GET path` until it answers 200 (the service recovered); returns the body.
+    pub async fn wait_for_ok(&self, path: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (status, _, body) = self.send("GET", path).await;
+            if status == 200 {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path} did not recover within {timeout:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -504,26 +504,15 @@ mod tests {
         .unwrap();
         assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 42);
     }
-}
 
-#[cfg(test)]
-mod more_tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn extract(headers: &[(&str, &str)]) -> SpanContext {
-        let map: HashMap<String, String> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let cx = DatadogW3cPropagator::new().extract(&map);
-        let span = cx.span();
-        span.span_context().clone()
+    /// The extracted context, valid or not.
+    fn extract_any(headers: &[(&str, &str)]) -> SpanContext {
+        extract(headers).unwrap_or_else(SpanContext::empty_context)
     }
 
     #[test]
     fn other_vendors_tracestate_survives_when_datadog_headers_win() {
-        let sc = extract(&[
+        let sc = extract_any(&[
             ("x-datadog-trace-id", "9532127138774266268"),
             ("x-datadog-parent-id", "13235353014750950193"),
             ("x-datadog-sampling-priority", "1"),
@@ -543,7 +532,7 @@ mod more_tests {
 
     #[test]
     fn dropped_priority_travels_with_an_unsampled_flag() {
-        let sc = extract(&[
+        let sc = extract_any(&[
             ("x-datadog-trace-id", "5"),
             ("x-datadog-parent-id", "6"),
             ("x-datadog-sampling-priority", "-1"),
@@ -570,7 +559,7 @@ mod more_tests {
     #[test]
     fn a_tracestate_of_more_than_32_members_is_ignored() {
         let many: Vec<String> = (0..40).map(|i| format!("v{i}=x")).collect();
-        let sc = extract(&[
+        let sc = extract_any(&[
             (
                 "traceparent",
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
