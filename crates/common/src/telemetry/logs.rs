@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -29,6 +30,17 @@ impl DatadogJsonFormat {
             service_fields.insert("dd.version".into(), Value::from(version));
         }
         Self { service_fields }
+    }
+}
+
+/// Formats no span fields: a log line holds its event's fields and the trace ids only, so the
+/// fields of every span need not be formatted (and stored) on the hot path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: RecordFields>(&self, _writer: Writer<'writer>, _fields: R) -> fmt::Result {
+        Ok(())
     }
 }
 

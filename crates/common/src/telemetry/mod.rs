@@ -145,6 +145,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     let filter =
         EnvFilter::try_new(&config.log_filter).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
     let log_layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(logs::NoSpanFields)
+        .with_ansi(false)
         .event_format(logs::DatadogJsonFormat::new(
             &config.service,
             config.env.as_deref(),
@@ -167,7 +169,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
             BatchConfigBuilder::default()
                 .with_max_queue_size(config.queue_size)
                 .with_scheduled_delay(config.flush_interval)
-                .with_max_export_batch_size(config.queue_size.min(1024))
+                // Small batches: each export holds a core for less time (a shorter latency tail).
+                .with_max_export_batch_size(config.queue_size.min(256))
                 .build(),
         )
         .build();

@@ -1,0 +1,838 @@
+//! `bench`: the one-command benchmark of BENCHMARKS.md.
+//!
+//! Starts a private PostgreSQL (default settings), a trace sink, and two copies of the stack
+//! (calendar + notes, release builds, `NOTES_HELPER_DELAY_SCALE=0`): one with tracing on,
+//! exporting to the sink, one with `DD_TRACE_ENABLED=false`. Then, for each endpoint, it drives
+//! load at a fixed concurrency (closed loop) and at a fixed rate below saturation (open loop,
+//! latency from the scheduled start), runs pgbench on the same single-row statements at the same
+//! concurrency, and prints one markdown table with the ratios computed inside the run.
+//!
+//!     cargo run --release -p bench -- --duration 10
+
+mod load;
+mod pg;
+mod procs;
+mod report;
+mod sink;
+
+use hyper::Method;
+use load::{LoadResult, Shape, Target};
+use procs::{Proc, Spec};
+use report::{Row, Run};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo run --release -p bench -- [options]
+
+  --duration SECS       measured seconds of each cell, closed and fixed-rate (default 10)
+  --warmup SECS         unmeasured seconds before each cell (default 2)
+  --connections N       concurrent connections, also pgbench's clients (default 16)
+  --rate-fraction F     fixed rate = F x the saturated rate of each endpoint, the lower of
+                        tracing on and off (default 0.5)
+  --only KEYS           comma-separated endpoints: get-note, post-note, post-note-date, get-calendar
+  --env KEY=VALUE       extra environment for both services (repeatable), e.g. --env WORKERS=1
+  --out FILE            also write the report (markdown) to FILE
+  --perf DIR            record `perf` (cpu-clock, dwarf call graphs) of the serving process in
+                        each saturated cell into DIR/<endpoint>-tracing-<on|off>.perf.data
+                        (perturbs the figures: profile in a separate run)
+  --saturated-only      skip the fixed-rate cells
+  --bin-dir DIR         use the notes and calendar binaries in DIR and do not build them
+  --no-build            do not run `cargo build --release` first (binaries in target/release)
+  -h, --help            this text
+
+Needs the PostgreSQL server binaries (Debian: apt-get install postgresql); run as root it runs
+PostgreSQL as user `postgres`. Everything listens on 127.0.0.1 only.";
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+struct Options {
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    rate_fraction: f64,
+    only: Option<Vec<String>>,
+    service_env: Vec<(String, String)>,
+    out: Option<PathBuf>,
+    perf: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+    build: bool,
+    saturated_only: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
+    let mut o = Options {
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        connections: 16,
+        rate_fraction: 0.5,
+        only: None,
+        service_env: Vec::new(),
+        out: None,
+        perf: None,
+        bin_dir: None,
+        build: true,
+        saturated_only: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (args[i].clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            i += 1;
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let secs = |v: String| -> Result<Duration, String> {
+            let s: f64 = v
+                .parse()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))?;
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(format!("{flag}: {v:?} must be a non-negative number"));
+            }
+            Ok(Duration::from_secs_f64(s))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--duration" => {
+                o.duration = secs(value()?)?;
+                if o.duration < Duration::from_secs(1) {
+                    return Err("--duration must be at least 1 second".into());
+                }
+                o.duration = Duration::from_secs(o.duration.as_secs());
+            }
+            "--warmup" => o.warmup = Duration::from_secs(secs(value()?)?.as_secs()),
+            "--connections" => {
+                let v = value()?;
+                o.connections = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| format!("--connections: {v:?} is not 1..=64"))?;
+            }
+            "--rate-fraction" => {
+                let v = value()?;
+                o.rate_fraction = v
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| *f > 0.0 && *f <= 2.0)
+                    .ok_or_else(|| format!("--rate-fraction: {v:?} is not in (0, 2]"))?;
+            }
+            "--only" => {
+                let keys: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
+                for k in &keys {
+                    if !ENDPOINTS.iter().any(|e| e.key == k) {
+                        return Err(format!("--only: unknown endpoint {k:?}"));
+                    }
+                }
+                o.only = Some(keys);
+            }
+            "--env" => {
+                let v = value()?;
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env: {v:?} is not KEY=VALUE"))?;
+                o.service_env.push((k.to_string(), val.to_string()));
+            }
+            "--out" => o.out = Some(PathBuf::from(value()?)),
+            "--perf" => o.perf = Some(PathBuf::from(value()?)),
+            "--bin-dir" => {
+                o.bin_dir = Some(PathBuf::from(value()?));
+                o.build = false;
+            }
+            "--no-build" => o.build = false,
+            "--saturated-only" => o.saturated_only = true,
+            _ => return Err(format!("unknown argument {:?}", args[i])),
+        }
+        i += 1;
+    }
+    Ok(Some(o))
+}
+
+/// Which service an endpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Notes,
+    Calendar,
+}
+
+/// The single-row statement pgbench runs as an endpoint's database limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statement {
+    Select,
+    Insert,
+}
+
+impl Statement {
+    fn sql(self) -> &'static str {
+        match self {
+            Statement::Select => "SELECT id, description FROM notes WHERE id = 1",
+            Statement::Insert => "INSERT INTO notes(description) VALUES ('x') RETURNING id",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Statement::Select => "select",
+            Statement::Insert => "insert",
+        }
+    }
+}
+
+/// A benchmarked request.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub key: &'static str,
+    pub label: &'static str,
+    service: Service,
+    method: Method,
+    path: &'static str,
+    /// Spans one request produces in all (both services).
+    pub spans: u64,
+    pub statement: Option<Statement>,
+}
+
+const ENDPOINTS: [Endpoint; 4] = [
+    Endpoint {
+        key: "get-note",
+        label: "GET /notes?id=1",
+        service: Service::Notes,
+        method: Method::GET,
+        path: "/notes?id=1",
+        spans: 2,
+        statement: Some(Statement::Select),
+    },
+    Endpoint {
+        key: "post-note",
+        label: "POST /notes?desc=x",
+        service: Service::Notes,
+        method: Method::POST,
+        path: "/notes?desc=x",
+        spans: 2,
+        statement: Some(Statement::Insert),
+    },
+    Endpoint {
+        key: "post-note-date",
+        label: "POST /notes?desc=x&add_date=y",
+        service: Service::Notes,
+        method: Method::POST,
+        path: "/notes?desc=x&add_date=y",
+        spans: 6,
+        statement: Some(Statement::Insert),
+    },
+    Endpoint {
+        key: "get-calendar",
+        label: "GET /calendar",
+        service: Service::Calendar,
+        method: Method::GET,
+        path: "/calendar",
+        spans: 2,
+        statement: None,
+    },
+];
+
+/// One copy of the system: calendar + notes, with tracing on or off.
+struct Stack {
+    tracing: bool,
+    notes: Proc,
+    notes_addr: SocketAddr,
+    calendar: Proc,
+    calendar_addr: SocketAddr,
+}
+
+impl Stack {
+    fn start(
+        bins: &Path,
+        workdir: &Path,
+        tracing: bool,
+        database_url: &str,
+        sink: SocketAddr,
+        extra: &[(String, String)],
+    ) -> Result<Stack, String> {
+        let tag = if tracing { "on" } else { "off" };
+        let base = |service: &str| -> Vec<(String, String)> {
+            let mut env = vec![
+                ("HOST".to_string(), "127.0.0.1".to_string()),
+                ("PORT".into(), "0".into()),
+                ("DD_SERVICE".into(), service.into()),
+                ("DD_ENV".into(), "bench".into()),
+                ("DD_TRACE_ENABLED".into(), tracing.to_string()),
+                ("DD_TRACE_AGENT_URL".into(), format!("http://{sink}")),
+            ];
+            env.extend(extra.iter().cloned());
+            env
+        };
+        let mut calendar = Proc::spawn(Spec {
+            name: &format!("calendar (tracing {tag})"),
+            program: &bins.join("calendar"),
+            args: vec![],
+            envs: base("calendar"),
+            log: workdir.join(format!("calendar-{tag}.log")),
+            cwd: workdir,
+            run_as: None,
+            stop_signal: libc::SIGTERM,
+        })?;
+        let calendar_addr = procs::wait_listening(&mut calendar, Duration::from_secs(30))?;
+        let mut env = base("notes");
+        env.extend([
+            ("DATABASE_URL".to_string(), database_url.to_string()),
+            ("CALENDAR_URL".into(), format!("http://{calendar_addr}")),
+            ("NOTES_HELPER_DELAY_SCALE".into(), "0".into()),
+        ]);
+        let mut notes = Proc::spawn(Spec {
+            name: &format!("notes (tracing {tag})"),
+            program: &bins.join("notes"),
+            args: vec![],
+            envs: env,
+            log: workdir.join(format!("notes-{tag}.log")),
+            cwd: workdir,
+            run_as: None,
+            stop_signal: libc::SIGTERM,
+        })?;
+        let notes_addr = procs::wait_listening(&mut notes, Duration::from_secs(30))?;
+        // Ready when the database answers through it.
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = Target {
+                addr: notes_addr,
+                method: Method::GET,
+                path: "/health",
+            };
+            match load::sequential(&health, 1) {
+                Ok(1) => break,
+                _ if Instant::now() < end && !procs::stopped() => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                other => {
+                    return Err(format!(
+                        "notes (tracing {tag}) is not healthy: {:?}; its log:\n{}",
+                        other,
+                        notes.log_tail(20)
+                    ))
+                }
+            }
+        }
+        Ok(Stack {
+            tracing,
+            notes,
+            notes_addr,
+            calendar,
+            calendar_addr,
+        })
+    }
+
+    fn target(&self, e: &Endpoint) -> Target {
+        Target {
+            addr: match e.service {
+                Service::Notes => self.notes_addr,
+                Service::Calendar => self.calendar_addr,
+            },
+            method: e.method.clone(),
+            path: e.path,
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        for p in [&mut self.notes, &mut self.calendar] {
+            if let Some(status) = p.exited() {
+                return Err(format!(
+                    "{} exited ({status}); its log:\n{}",
+                    p.name,
+                    p.log_tail(20)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until the sink has what `expected` says and has been quiet for longer than the
+/// exporters' flush interval (1 s), or quiet for 3 s; returns the spans received since `before`.
+fn settle(sink: &sink::Sink, before: u64, expected: u64) -> u64 {
+    let start = Instant::now();
+    let mut last = sink.spans();
+    let mut changed = Instant::now();
+    loop {
+        if !procs::sleep_unless_stopped(Duration::from_millis(100)) {
+            break;
+        }
+        let now = sink.spans();
+        if now != last {
+            last = now;
+            changed = Instant::now();
+        }
+        let quiet = changed.elapsed();
+        if (last - before >= expected && quiet >= Duration::from_millis(1300))
+            || quiet >= Duration::from_secs(3)
+            || start.elapsed() >= Duration::from_secs(30)
+        {
+            break;
+        }
+    }
+    last - before
+}
+
+struct Bench<'a> {
+    opts: &'a Options,
+    pg: &'a pg::Postgres,
+    sink: &'a sink::Sink,
+    workdir: &'a Path,
+}
+
+impl Bench<'_> {
+    fn endpoint_cell(
+        &self,
+        e: &'static Endpoint,
+        stack: &mut Stack,
+        shape: Shape,
+    ) -> Result<Row, String> {
+        stack.check_alive()?;
+        for pid in [stack.notes.pid(), stack.calendar.pid()] {
+            procs::reset_peak_rss(pid);
+        }
+        let before = self.sink.spans();
+        let meter = procs::CpuMeter::start(vec![
+            procs::Group::Pids(vec![stack.notes.pid(), stack.calendar.pid()]),
+            procs::Group::Tree(self.pg.pid()),
+        ]);
+        let perf = match &self.opts.perf {
+            Some(dir) if shape.rate.is_none() => {
+                let file = dir.join(format!(
+                    "{}-tracing-{}.perf.data",
+                    e.key,
+                    if stack.tracing { "on" } else { "off" }
+                ));
+                let pid = match e.service {
+                    Service::Notes => stack.notes.pid(),
+                    Service::Calendar => stack.calendar.pid(),
+                };
+                Some(start_perf(&file, pid, shape, self.workdir)?)
+            }
+            _ => None,
+        };
+        eprintln!(
+            "[bench] {} tracing {} {} ...",
+            e.label,
+            if stack.tracing { "on" } else { "off" },
+            shape_label(shape)
+        );
+        let result: LoadResult = load::run(&stack.target(e), shape)?;
+        if let Some(mut perf) = perf {
+            if perf.wait_for(Duration::from_secs(30)).is_none() {
+                perf.stop();
+            }
+        }
+        let expected = if stack.tracing {
+            result.answered_total * e.spans
+        } else {
+            0
+        };
+        let received = settle(self.sink, before, expected);
+        // Per answered request, warm-up included: the meter ran over the whole cell, and
+        // through the last span export.
+        let cpu = meter.finish();
+        let per_request = |d: Option<&Duration>| {
+            d.filter(|_| result.answered_total > 0)
+                .map(|d| d.as_secs_f64() * 1e6 / result.answered_total as f64)
+        };
+        stack.check_alive()?;
+        if let Some(err) = &result.first_error {
+            eprintln!("[bench]   first error: {err}");
+        }
+        Ok(Row {
+            endpoint: Some(e),
+            statement: None,
+            tracing: Some(stack.tracing),
+            rate: shape.rate,
+            requests: result.measured,
+            rps: result.rate(),
+            errors: result.errors,
+            latencies: result.latencies,
+            rss_notes_kib: procs::peak_rss_kib(stack.notes.pid()),
+            rss_calendar_kib: procs::peak_rss_kib(stack.calendar.pid()),
+            spans: Some((received, expected)),
+            cpu_service_us: per_request(cpu.first()),
+            cpu_db_us: per_request(cpu.get(1)),
+            cpu_client_us: per_request(Some(&result.client_cpu)),
+            send_lag_p99_ms: shape.rate.and_then(|_| result.send_lag.quantile_ms(0.99)),
+        })
+    }
+
+    fn pgbench_cell(&self, statement: Statement, shape: Shape) -> Result<Row, String> {
+        eprintln!(
+            "[bench] pgbench {} {} ...",
+            statement.tag(),
+            shape_label(shape)
+        );
+        let r = pg::pgbench(
+            self.pg,
+            self.workdir,
+            statement.tag(),
+            statement.sql(),
+            shape,
+        )?;
+        let per_txn = |d: Duration| {
+            (r.transactions > 0).then(|| d.as_secs_f64() * 1e6 / r.transactions as f64)
+        };
+        Ok(Row {
+            endpoint: None,
+            statement: Some(statement),
+            tracing: None,
+            rate: shape.rate,
+            requests: r.transactions,
+            rps: r.tps,
+            errors: r.failed,
+            latencies: r.latencies,
+            rss_notes_kib: None,
+            rss_calendar_kib: None,
+            spans: None,
+            cpu_service_us: None,
+            cpu_db_us: per_txn(r.db_cpu),
+            cpu_client_us: per_txn(r.client_cpu),
+            send_lag_p99_ms: None,
+        })
+    }
+}
+
+fn shape_label(shape: Shape) -> String {
+    match shape.rate {
+        None => format!(
+            "{} connections, {} s",
+            shape.connections,
+            shape.duration.as_secs()
+        ),
+        Some(r) => format!(
+            "{r:.0} req/s on {} connections, {} s",
+            shape.connections,
+            shape.duration.as_secs()
+        ),
+    }
+}
+
+fn start_perf(file: &Path, pid: u32, shape: Shape, workdir: &Path) -> Result<Proc, String> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let secs = (shape.warmup + shape.duration).as_secs().max(1);
+    Proc::spawn(Spec {
+        name: "perf",
+        program: Path::new("perf"),
+        args: vec![
+            "record".into(),
+            "-e".into(),
+            "cpu-clock".into(),
+            "-F".into(),
+            "299".into(),
+            "--call-graph".into(),
+            "dwarf,32768".into(),
+            "-p".into(),
+            pid.to_string(),
+            "-o".into(),
+            file.display().to_string(),
+            "--".into(),
+            "sleep".into(),
+            secs.to_string(),
+        ],
+        envs: vec![],
+        log: workdir.join("perf.log"),
+        cwd: Path::new("."),
+        run_as: None,
+        stop_signal: libc::SIGINT,
+    })
+}
+
+/// `cargo build --release` of the two services, into the target dir this binary runs from.
+fn build_services(target_dir: &Path) -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    eprintln!("[bench] cargo build --release --bins -p notes -p calendar ...");
+    let status = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            "notes",
+            "-p",
+            "calendar",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run cargo in {}: {e}", root.display()))?;
+    if !status.success() {
+        return Err(format!("cargo build failed ({status})"));
+    }
+    Ok(())
+}
+
+fn run(opts: &Options) -> Result<String, String> {
+    if cfg!(debug_assertions) {
+        eprintln!("[bench] warning: this is a debug build of the load generator; use --release");
+    }
+    let started = Instant::now();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let bins = match &opts.bin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            // target/<profile>/bench → target
+            let target_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("cannot locate the target directory")?
+                .to_path_buf();
+            if opts.build {
+                build_services(&target_dir)?;
+            }
+            target_dir.join("release")
+        }
+    };
+    for b in ["notes", "calendar"] {
+        if !bins.join(b).is_file() {
+            return Err(format!(
+                "{} missing: build it with `cargo build --release --bins -p notes -p calendar`",
+                bins.join(b).display()
+            ));
+        }
+    }
+
+    let mut run = Run::describe(opts_command(), opts.connections, opts.rate_fraction);
+    run.revision = revision();
+    let run_as = if procs::is_root() {
+        Some(
+            procs::lookup_user("postgres")
+                .ok_or("running as root, and there is no user `postgres` to run PostgreSQL as")?,
+        )
+    } else {
+        None
+    };
+    let workdir = procs::TempDir::new(run_as)?;
+    let sink = sink::start()?;
+    eprintln!("[bench] trace sink on {}", sink.addr);
+    let mut pg = pg::Postgres::start(&workdir.path, run_as)?;
+    eprintln!(
+        "[bench] PostgreSQL {} on port {} ({})",
+        pg.version, pg.port, pg.settings
+    );
+    run.postgres = format!("PostgreSQL {} ({})", pg.version, pg.settings);
+    let extra: Vec<String> = opts
+        .service_env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    run.services = format!(
+        "release builds from {}; two copies of calendar + notes, tracing on (exporting to the \
+         sink) and off (DD_TRACE_ENABLED=false); NOTES_HELPER_DELAY_SCALE=0, logs (RUST_LOG=info) \
+         to files, defaults otherwise{}",
+        bins.display(),
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", plus {}", extra.join(" "))
+        }
+    );
+
+    let result = (|| -> Result<(), String> {
+        let url = pg.url();
+        let mut stacks = [
+            Stack::start(
+                &bins,
+                &workdir.path,
+                false,
+                &url,
+                sink.addr,
+                &opts.service_env,
+            )?,
+            Stack::start(
+                &bins,
+                &workdir.path,
+                true,
+                &url,
+                sink.addr,
+                &opts.service_env,
+            )?,
+        ];
+        let endpoints: Vec<&'static Endpoint> = ENDPOINTS
+            .iter()
+            .filter(|e| {
+                opts.only
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k == e.key))
+            })
+            .collect();
+
+        // Spans per request, read back from the sink (the table's expectations are the
+        // documented counts; this checks them).
+        settle(&sink, sink.spans(), 0);
+        for e in &endpoints {
+            let before = sink.spans();
+            let n = 20;
+            let ok = load::sequential(&stacks[1].target(e), n)?;
+            let got = settle(&sink, before, ok * e.spans);
+            run.calibration.push(format!(
+                "{}: {} spans for {ok} requests ({:.2} per request; expected {})",
+                e.label,
+                got,
+                got as f64 / ok.max(1) as f64,
+                e.spans
+            ));
+        }
+
+        let bench = Bench {
+            opts,
+            pg: &pg,
+            sink: &sink,
+            workdir: &workdir.path,
+        };
+        let closed = Shape {
+            connections: opts.connections,
+            warmup: opts.warmup,
+            duration: opts.duration,
+            rate: None,
+        };
+        let mut pg_done = Vec::new();
+        for e in &endpoints {
+            if let Some(st) = e.statement.filter(|s| !pg_done.contains(s)) {
+                run.rows.push(bench.pgbench_cell(st, closed)?);
+                pg_done.push(st);
+            }
+            for stack in stacks.iter_mut() {
+                run.rows.push(bench.endpoint_cell(e, stack, closed)?);
+                if procs::stopped() {
+                    return Err("stopped".into());
+                }
+            }
+        }
+        let mut pg_done = Vec::new();
+        for e in endpoints.iter().filter(|_| !opts.saturated_only) {
+            // The same rate for both copies: the fraction of the slower one's saturated rate.
+            let saturated = run
+                .rows
+                .iter()
+                .filter(|r| r.rate.is_none() && r.endpoint.is_some_and(|x| x.key == e.key))
+                .map(|r| r.rps)
+                .fold(f64::INFINITY, f64::min);
+            if !saturated.is_finite() || saturated < 1.0 {
+                continue;
+            }
+            let rate = Shape {
+                rate: Some(saturated * opts.rate_fraction),
+                ..closed
+            };
+            if let Some(st) = e.statement.filter(|s| !pg_done.contains(s)) {
+                run.rows.push(bench.pgbench_cell(st, rate)?);
+                pg_done.push(st);
+            }
+            for stack in stacks.iter_mut() {
+                run.rows.push(bench.endpoint_cell(e, stack, rate)?);
+                if procs::stopped() {
+                    return Err("stopped".into());
+                }
+            }
+        }
+        for stack in stacks.iter_mut() {
+            stack.notes.stop();
+            stack.calendar.stop();
+        }
+        Ok(())
+    })();
+    pg.stop();
+    result?;
+    run.wall = started.elapsed();
+    run.finish();
+    Ok(run.render())
+}
+
+/// `git describe` of the workspace (with `-dirty` when the tree has changes), if it is a repo.
+fn revision() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn opts_command() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        "cargo run --release -p bench".into()
+    } else {
+        format!("cargo run --release -p bench -- {}", args.join(" "))
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse_args(&args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    procs::install_signal_handlers();
+    match run(&opts) {
+        Ok(report) => {
+            println!("{report}");
+            if let Some(out) = &opts.out {
+                if let Err(e) = std::fs::write(out, &report) {
+                    eprintln!("bench: cannot write {}: {e}", out.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = parse_args(&args(
+            "--duration 3 --warmup=1 --only get-note,get-calendar --env WORKERS=1 --no-build",
+        ))
+        .expect("valid")
+        .expect("not help");
+        assert_eq!(o.duration, Duration::from_secs(3));
+        assert_eq!(o.warmup, Duration::from_secs(1));
+        assert_eq!(
+            o.only,
+            Some(vec!["get-note".to_string(), "get-calendar".to_string()])
+        );
+        assert_eq!(o.service_env, vec![("WORKERS".into(), "1".into())]);
+        assert!(!o.build);
+        assert!(parse_args(&args("--help")).expect("valid").is_none());
+        assert!(parse_args(&args("--only nope")).is_err());
+        assert!(parse_args(&args("--duration")).is_err());
+        assert!(parse_args(&args("--connections 0")).is_err());
+    }
+}
