@@ -37,4 +37,13 @@ for arg in "$@"; do
   if [ "$arg" = -- ]; then break; fi
 done
 cargo build --workspace --bins --locked "${build_profile[@]}"
-cargo test --workspace --locked "$@"
+
+# Run everything, then close with one total over all test binaries (cargo's own last lines are
+# the doc-test runs, which here hold no test).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
