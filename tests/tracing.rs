@@ -86,6 +86,20 @@ async fn trace_with(agent: &TestAgent, pred: impl Fn(&Value) -> bool) -> Vec<Val
         .unwrap_or_default()
 }
 
+/// The trace holding the server spans of both services and a span matching `pred`: notes and
+/// calendar send their chunks separately, so it may take two flushes to be whole.
+async fn whole_distributed_trace(agent: &TestAgent, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let server = |t: &[Value], service: &str| {
+        t.iter()
+            .any(|s| s["service"] == service && s["name"] == "actix_web.request")
+    };
+    let whole = |t: &Vec<Value>| t.iter().any(&pred) && server(t, "notes") && server(t, "calendar");
+    let traces = agent
+        .wait_for_traces(|traces| traces.iter().any(whole), WAIT)
+        .await;
+    traces.into_iter().find(whole).unwrap_or_default()
+}
+
 fn assert_no_noise(span: &Value) {
     if let Some(meta) = span["meta"].as_object() {
         for key in meta.keys() {
@@ -130,22 +144,7 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     .await;
     assert_eq!(status, 201, "{body}");
 
-    let trace = trace_with(&agent, |s| {
-        s["service"] == "calendar" && s["resource"] == "GET /calendar"
-    })
-    .await;
-    // The notes process sends its spans separately: wait until both chunks are in.
-    let trace = if trace
-        .iter()
-        .any(|s| s["service"] == "notes" && s["resource"] == "POST /notes")
-    {
-        trace
-    } else {
-        trace_with(&agent, |s| {
-            s["service"] == "notes" && s["resource"] == "POST /notes"
-        })
-        .await
-    };
+    let trace = whole_distributed_trace(&agent, |s| s["resource"] == "POST /notes").await;
     let trace_id = id(&trace[0], "trace_id");
     assert!(
         trace.iter().all(|s| id(s, "trace_id") == trace_id),
@@ -453,25 +452,7 @@ async fn incoming_datadog_headers_are_continued_with_128_bit_ids_and_priority() 
     )
     .await;
     assert_eq!(status, 201);
-    let trace = trace_with(&agent, |s| {
-        id(s, "trace_id") == 5277134972075981726
-            && s["service"] == "calendar"
-            && s["name"] == "actix_web.request"
-    })
-    .await;
-    let trace = if trace
-        .iter()
-        .any(|s| s["service"] == "notes" && s["name"] == "actix_web.request")
-    {
-        trace
-    } else {
-        trace_with(&agent, |s| {
-            id(s, "trace_id") == 5277134972075981726
-                && s["service"] == "notes"
-                && s["name"] == "actix_web.request"
-        })
-        .await
-    };
+    let trace = whole_distributed_trace(&agent, |s| id(s, "trace_id") == 5277134972075981726).await;
     let root = find(&trace, "notes root", |s| {
         s["service"] == "notes" && s["name"] == "actix_web.request"
     });
@@ -552,21 +533,7 @@ async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured(
     ];
     let (status, _) = http("POST", &format!("{base}/notes?desc=d&add_date=y"), &dropped).await;
     assert_eq!(status, 201);
-    let trace = trace_with(&agent, |s| {
-        id(s, "trace_id") == 1111 && s["service"] == "calendar" && s["name"] == "actix_web.request"
-    })
-    .await;
-    let trace = if trace
-        .iter()
-        .any(|s| s["service"] == "notes" && s["name"] == "actix_web.request")
-    {
-        trace
-    } else {
-        trace_with(&agent, |s| {
-            id(s, "trace_id") == 1111 && s["service"] == "notes" && s["name"] == "actix_web.request"
-        })
-        .await
-    };
+    let trace = whole_distributed_trace(&agent, |s| id(s, "trace_id") == 1111).await;
     for service in ["notes", "calendar"] {
         let root = find(&trace, service, |s| {
             s["service"] == service && s["name"] == "actix_web.request"
