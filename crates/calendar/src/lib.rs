@@ -12,9 +12,7 @@ use chrono::{Days, NaiveDate};
 use rand::RngExt;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::http::{
-    method_not_allowed, not_found, Format, ServerSpanBuilder, TracedError,
-};
+use tutorial_common::http::{not_found, resource, Format, ServerSpanBuilder, TracedError};
 use tutorial_common::server::{enforce_limits, Server, ServerSettings, ServiceSettings};
 use tutorial_common::telemetry::TelemetryConfig;
 
@@ -79,18 +77,9 @@ async fn health(request: HttpRequest) -> HttpResponse {
 
 /// The routes, for `App::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, handler) in [("/", 0), ("/calendar", 1), ("/health", 2)] {
-        let route = match handler {
-            0 => web::get().to(index),
-            1 => web::get().to(calendar),
-            _ => web::get().to(health),
-        };
-        cfg.service(
-            web::resource(path)
-                .route(route)
-                .default_service(web::to(method_not_allowed)),
-        );
-    }
+    cfg.service(resource("/").route(web::get().to(index)))
+        .service(resource("/calendar").route(web::get().to(calendar)))
+        .service(resource("/health").route(web::get().to(health)));
 }
 
 /// The calendar service.

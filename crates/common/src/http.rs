@@ -182,6 +182,11 @@ pub async fn not_found(request: HttpRequest) -> HttpResponse {
     Format::of(&request).text(actix_web::http::StatusCode::NOT_FOUND, "error", "Not Found")
 }
 
+/// A resource whose requests with an unrouted method get [`method_not_allowed`].
+pub fn resource(path: &str) -> actix_web::Resource {
+    actix_web::web::resource(path).default_service(actix_web::web::to(method_not_allowed))
+}
+
 /// 405 for a known path with another method.
 pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     Format::of(&request).text(

@@ -94,7 +94,7 @@ pub async fn enforce_limits<B: MessageBody>(
         Some((StatusCode::URI_TOO_LONG, "URI Too Long"))
     } else if header_bytes > limits.max_header_bytes {
         Some((
-            StatusCode::from_u16(431).unwrap_or(StatusCode::BAD_REQUEST),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "Request Header Fields Too Large",
         ))
     } else {

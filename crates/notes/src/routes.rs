@@ -196,30 +196,20 @@ pub async fn delete_note_by_path(
 
 /// The routes, for `App::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use tutorial_common::http::method_not_allowed;
-    cfg.service(
-        web::resource("/")
-            .route(web::get().to(index))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/notes")
-            .route(web::get().to(get_notes))
-            .route(web::post().to(create_note))
-            .route(web::put().to(update_note))
-            .route(web::delete().to(delete_note))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/notes/{id}")
-            .route(web::get().to(get_note_by_path))
-            .route(web::put().to(update_note_by_path))
-            .route(web::delete().to(delete_note_by_path))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/health")
-            .route(web::get().to(health))
-            .default_service(web::to(method_not_allowed)),
-    );
+    use tutorial_common::http::resource;
+    cfg.service(resource("/").route(web::get().to(index)))
+        .service(
+            resource("/notes")
+                .route(web::get().to(get_notes))
+                .route(web::post().to(create_note))
+                .route(web::put().to(update_note))
+                .route(web::delete().to(delete_note)),
+        )
+        .service(
+            resource("/notes/{id}")
+                .route(web::get().to(get_note_by_path))
+                .route(web::put().to(update_note_by_path))
+                .route(web::delete().to(delete_note_by_path)),
+        )
+        .service(resource("/health").route(web::get().to(health)));
 }
