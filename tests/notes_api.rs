@@ -768,7 +768,13 @@ fn unusable_sqlite_files_stop_start_up_with_one_line_naming_database_url() {
 #[tokio::test]
 async fn sqlite_locked_by_another_process_gives_503_then_recovers() {
     let db = Store::Sqlite.fresh().await;
-    let app = spawn_notes(&db, &closed_url(), &[("DB_POOL_TIMEOUT_MS", "300")]).await;
+    // One worker: a statement waiting for the lock must not hold it up.
+    let app = spawn_notes(
+        &db,
+        &closed_url(),
+        &[("DB_POOL_TIMEOUT_MS", "1000"), ("WORKERS", "1")],
+    )
+    .await;
     assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
     let path = sqlite_path(&db).unwrap();
     // Another process takes the write lock and holds it.
@@ -788,15 +794,29 @@ async fn sqlite_locked_by_another_process_gives_503_then_recovers() {
         ("PUT", "/notes?id=1&desc=x"),
     ] {
         let started = Instant::now();
+        let waiting = app.send(method, path);
+        let meanwhile = async {
+            // While SQLite waits for the lock (on the blocking pool), the only worker serves.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let asked = Instant::now();
+            let answer = app.send("GET", "/").await.0;
+            (answer, asked.elapsed())
+        };
+        let (reply, (other, other_took)) = tokio::join!(waiting, meanwhile);
         assert_eq!(
-            app.send(method, path).await,
+            reply,
             (503, PLAIN.into(), "Database unavailable".into()),
             "{method} {path}"
         );
+        let took = started.elapsed();
         assert!(
-            started.elapsed() < Duration::from_millis(1500),
-            "{method} {path} took {:?}",
-            started.elapsed()
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+            "{method} {path} waited for the lock about DB_POOL_TIMEOUT_MS, took {took:?}"
+        );
+        assert_eq!(other, 200);
+        assert!(
+            other_took < Duration::from_millis(500),
+            "GET / waited {other_took:?} behind a blocked SQLite statement"
         );
     }
     // Readers are not blocked by the writer (write-ahead log).
