@@ -128,7 +128,7 @@ pub enum DbError {
     SqliteBusy(Duration),
     /// The blocking task running a SQLite statement failed (it panicked).
     #[error("the SQLite statement did not complete: {0}")]
-    SqliteTask(String),
+    SqliteTask(#[source] tokio::task::JoinError),
 }
 
 impl From<DbError> for NotesError {

@@ -139,7 +139,7 @@ impl Sqlite {
             }
             Err(e) => {
                 record_error(&span, "tokio::task::JoinError", &e.to_string());
-                Err(DbError::SqliteTask(e.to_string()))
+                Err(DbError::SqliteTask(e))
             }
         }
     }
@@ -228,7 +228,7 @@ impl Sqlite {
                 .map(drop)
         })
         .await
-        .map_err(|e| DbError::SqliteTask(e.to_string()))?
+        .map_err(DbError::SqliteTask)?
         .map_err(DbError::Sqlite)
     }
 }
