@@ -553,7 +553,19 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
 
 /// Exit status and stderr of `notes` started with `envs`, which must stop it at start-up.
 fn notes_refuses_to_start(envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    notes_refuses_to_start_as(None, envs)
+}
+
+/// [`notes_refuses_to_start`] as another user (uid, gid).
+fn notes_refuses_to_start_as(
+    user: Option<(u32, u32)>,
+    envs: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(support::service::bin_dir().join("notes"));
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
     command
         .envs([
             ("PORT", "0"),
@@ -746,6 +758,36 @@ fn unusable_sqlite_files_stop_start_up_with_one_line_naming_database_url() {
         );
         assert!(stderr.contains(&path.display().to_string()), "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(10), "{url}");
+    }
+    // Files this user may not read, or only read. As root (who may read and write anything)
+    // notes runs as `nobody` for these.
+    let user = if support::process::is_root() {
+        Some(support::process::lookup_user("nobody").expect("a `nobody` user"))
+    } else {
+        None
+    };
+    for d in [dir.parent().expect("the temp dir"), &dir] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (name, mode, reason) in [
+        ("unreadable.db", 0o000, "cannot be opened"),
+        ("readonly.db", 0o444, "read-only"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        open_sqlite(&path)
+            .execute_batch("CREATE TABLE t (x)")
+            .expect("create a database");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let url = sqlite_url(&path);
+        let (code, stderr) = notes_refuses_to_start_as(user, &[("DATABASE_URL", &url)]);
+        assert_eq!(code, Some(2), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
+        assert!(
+            stderr.starts_with("notes: invalid DATABASE_URL: ") && stderr.contains(reason),
+            "{url}: {stderr}"
+        );
     }
     // Once the other process lets go, the same file works.
     holder.execute_batch("COMMIT").unwrap();
