@@ -705,3 +705,90 @@ async fn unified_tags_from_dd_tags_and_tracing_can_be_turned_off() {
         "logs still flow with tracing off"
     );
 }
+
+#[tokio::test]
+async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
+    let agent = TestAgent::start().await;
+    let url = agent.url();
+    let calendar = ServiceProcess::spawn("calendar", &dd_env(&url)).await;
+    let path = support::store::fresh_sqlite_path();
+    let db = support::store::sqlite_url(&path);
+    let calendar_url = calendar.base_url();
+    let mut env = dd_env(&url);
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("CALENDAR_URL", calendar_url.as_str()),
+        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
+    ]);
+    let notes = ServiceProcess::spawn("notes", &env).await;
+    let base = notes.base_url();
+    let (status, body) = http("POST", &format!("{base}/notes?desc=hello&add_date=y"), &[]).await;
+    assert_eq!(status, 201, "{body}");
+
+    const INSERT: &str = "INSERT INTO notes(description) VALUES (?) RETURNING id";
+    let trace = whole_distributed_trace(&agent, |s| s["resource"] == INSERT).await;
+    let root = find(&trace, "notes server", |s| {
+        is(s, "notes", "actix_web.request", "POST /notes")
+    });
+    let insert = find(&trace, "insert", |s| {
+        is(s, "sqlite", "sqlite.query", INSERT)
+    });
+    assert_eq!(insert["type"], "sql");
+    assert_eq!(insert["error"], 0);
+    assert_eq!(id(insert, "parent_id"), id(root, "span_id"));
+    assert_tags(
+        insert,
+        &[
+            ("db.system", "sqlite"),
+            ("span.kind", "client"),
+            ("component", "rusqlite"),
+            ("_dd.base_service", "notes"),
+            ("env", "Dev"),
+        ],
+    );
+    assert_eq!(metric(insert, "db.row_count"), Some(1.0));
+    for absent in ["db.user", "out.host", "db.name"] {
+        assert_eq!(meta(insert, absent), None, "{absent} on {insert}");
+    }
+    assert_eq!(metric(insert, "network.destination.port"), None);
+    assert_no_noise(insert);
+
+    let (status, _) = http("GET", &format!("{base}/notes?id=99"), &[]).await;
+    assert_eq!(status, 404);
+    let get = trace_with(&agent, |s| {
+        s["resource"] == "SELECT id, description FROM notes WHERE id = ?"
+    })
+    .await;
+    let select = find(&get, "select", |s| s["name"] == "sqlite.query");
+    assert_eq!(metric(select, "db.row_count"), Some(0.0));
+
+    // A statement SQLite refuses: the span carries the error, the client a bare 500.
+    tokio::task::spawn_blocking(move || {
+        support::store::open_sqlite(&path)
+            .execute_batch(
+                "CREATE TRIGGER no_boom BEFORE INSERT ON notes WHEN NEW.description = 'boom' \
+                 BEGIN SELECT RAISE(ABORT, 'no_boom'); END",
+            )
+            .expect("create the trigger")
+    })
+    .await
+    .unwrap();
+    let (status, body) = http("POST", &format!("{base}/notes?desc=boom"), &[]).await;
+    assert_eq!((status, body.as_str()), (500, "Internal server error"));
+    let failed = trace_with(&agent, |s| s["name"] == "sqlite.query" && s["error"] == 1).await;
+    let query = find(&failed, "failed insert", |s| {
+        s["name"] == "sqlite.query" && s["error"] == 1
+    });
+    assert_eq!(query["resource"], INSERT);
+    assert_eq!(
+        meta(query, "error.type"),
+        Some("rusqlite::ErrorCode::ConstraintViolation")
+    );
+    assert!(
+        meta(query, "error.message").is_some_and(|m| m.contains("no_boom")),
+        "{query}"
+    );
+    let root = find(&failed, "500 root", |s| s["resource"] == "POST /notes");
+    assert_eq!(meta(root, "error.type"), Some("notes::Internal"));
+    assert_eq!(agent.trace_check_failures().await, None);
+}

@@ -42,6 +42,11 @@ impl NotesApp {
 
     /// The rows of the notes table, ordered by id.
     pub async fn rows(&self) -> Vec<(i32, String)> {
+        if let Some(path) = super::store::sqlite_path(&self.db_url) {
+            return tokio::task::spawn_blocking(move || super::store::sqlite_rows(&path))
+                .await
+                .expect("reading the SQLite file");
+        }
         let client = super::connect(&self.db_url).await;
         client
             .query("SELECT id, description FROM notes ORDER BY id", &[])

@@ -6,6 +6,7 @@
 //! - [`TestAgent`]: Datadog's test agent on a free port, to receive and check traces.
 //! - [`ServiceProcess`]: a service binary run as a subprocess.
 //! - [`free_port`]: a free loopback TCP port.
+//! - [`Store`]: PostgreSQL or a SQLite file, for the tests that run against both stores.
 //!
 //! A missing prerequisite fails the test with the fix; nothing is skipped.
 // Each test binary uses part of the harness. The harness reads its own
@@ -18,8 +19,10 @@ pub mod inprocess;
 pub mod postgres;
 pub mod process;
 pub mod service;
+pub mod store;
 
 pub use agent::{locate_test_agent, TestAgent, ENABLED_CHECKS};
 pub use postgres::{connect, fresh_database};
 pub use process::{free_port, workspace_root};
 pub use service::ServiceProcess;
+pub use store::Store;

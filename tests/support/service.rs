@@ -42,8 +42,9 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Runs the workspace binary `bin` (e.g. "notes") with `envs` added to the
-    /// environment (`PORT=0` unless given; the caller's `DD_*` and `OTEL_*`
-    /// variables are removed), and waits until it logs that it is listening.
+    /// environment (`PORT=0` unless given; the caller's `DD_*`, `OTEL_*`, `DB_*`
+    /// and `DATABASE_URL` variables are removed), and waits until it logs that it
+    /// is listening.
     /// Panics with the fix when the binary was not built, or with its output
     /// when it exits or does not start listening in time.
     pub async fn spawn(bin: &str, envs: &[(&str, &str)]) -> ServiceProcess {
@@ -80,7 +81,11 @@ impl ServiceProcess {
             .kill_on_drop(true);
         for (key, _) in std::env::vars_os() {
             let key_str = key.to_string_lossy();
-            if key_str.starts_with("DD_") || key_str.starts_with("OTEL_") {
+            if key_str.starts_with("DD_")
+                || key_str.starts_with("OTEL_")
+                || key_str.starts_with("DB_")
+                || key_str == "DATABASE_URL"
+            {
                 cmd.env_remove(&key);
             }
         }

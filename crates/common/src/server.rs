@@ -178,6 +178,24 @@ impl Server {
     }
 }
 
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting that cannot work (a file that cannot be used, say): exit status 2, as for a
+    /// bad value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else (the port is taken, …): exit status 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError::Failed(message)
+    }
+}
+
 /// What [`run_main`] needs to know of a service's settings.
 pub trait ServiceSettings: Sized + Send + 'static {
     /// Reads the settings from the environment.
@@ -190,11 +208,12 @@ pub trait ServiceSettings: Sized + Send + 'static {
 
 /// The whole `main` of a service: settings (a bad one is one line naming the variable, exit 2),
 /// `healthcheck` subcommand, telemetry set up before the async runtime, serving until SIGTERM
-/// or SIGINT, then the final flush of spans.
-pub fn run_main<S, F>(name: &str, build: fn(S) -> F) -> ExitCode
+/// or SIGINT, then the final flush of spans. A [`StartError::Config`] from `build` also exits 2.
+pub fn run_main<S, F, E>(name: &str, build: fn(S) -> F) -> ExitCode
 where
     S: ServiceSettings,
-    F: Future<Output = Result<Server, String>>,
+    F: Future<Output = Result<Server, E>>,
+    E: Into<StartError>,
 {
     let settings = match S::from_env(&Env::from_process()) {
         Ok(settings) => settings,
@@ -231,9 +250,9 @@ where
                 server
                     .run_until_stopped(crate::http::shutdown_signal())
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| StartError::Failed(e.to_string()))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         // The final flush runs while the runtime (and its second-signal watcher) is alive, so
         // a second SIGTERM still ends the process at once.
@@ -252,7 +271,10 @@ where
         Err(e) => {
             tracing::error!(error = %e, "{name} failed");
             eprintln!("{name}: {e}");
-            ExitCode::FAILURE
+            match e {
+                StartError::Config(_) => ExitCode::from(2),
+                StartError::Failed(_) => ExitCode::FAILURE,
+            }
         }
     }
 }

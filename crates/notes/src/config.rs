@@ -1,5 +1,6 @@
 //! Settings of the notes service, read from the environment with the tutorial's defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::server::{ServerSettings, ServiceSettings};
@@ -10,8 +11,8 @@ use tutorial_common::telemetry::TelemetryConfig;
 pub struct Settings {
     /// `HOST`, `PORT` (default 8080), workers, shutdown timeout and request limits.
     pub server: ServerSettings,
-    /// The database connection and pool.
-    pub database: DatabaseSettings,
+    /// Where the notes are stored: PostgreSQL or SQLite.
+    pub database: StoreSettings,
     /// `CALENDAR_URL`, else `http://$CALENDAR_HOST:$CALENDAR_PORT` (localhost, 9090).
     pub calendar_url: String,
     /// `CALENDAR_TIMEOUT_MS` (default 2000): the whole calendar call, connection included.
@@ -22,9 +23,32 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
+/// Which store holds the notes.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// PostgreSQL: `DATABASE_URL=postgres://…`, or any of `DB_HOST`, `DB_PORT`, `DB_NAME`,
+    /// `DB_USER`, `DB_PASSWORD` set.
+    Postgres(PostgresSettings),
+    /// SQLite: `DATABASE_URL=sqlite:…`, or no database configured at all (in memory).
+    Sqlite(SqliteSettings),
+}
+
+/// An embedded SQLite database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteSettings {
+    /// The file (created when missing); `None`: in memory, lost at exit.
+    pub path: Option<PathBuf>,
+    /// `DB_POOL_TIMEOUT_MS` (default 2000): how long a statement may wait for the database
+    /// (locked by another process, or busy with other statements); then 503.
+    pub busy_timeout: Duration,
+}
+
+/// The `DB_*` variables that point at a PostgreSQL server: any of them selects PostgreSQL.
+const POSTGRES_VARIABLES: [&str; 5] = ["DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"];
+
 /// How to reach PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct DatabaseSettings {
+pub struct PostgresSettings {
     /// `DATABASE_URL` (overrides the fields below when set).
     pub url: Option<String>,
     /// `DB_HOST` (default `localhost`).
@@ -60,30 +84,93 @@ impl Settings {
         if pool_size == 0 {
             return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
         }
-        let database_url = env.get("DATABASE_URL").map(str::to_string);
-        if let Some(url) = &database_url {
-            url.parse::<tokio_postgres::Config>().map_err(|e| {
-                ConfigError::new("DATABASE_URL", format!("not a PostgreSQL URL ({e})"))
-            })?;
-        }
+        let pool_timeout = env.millis("DB_POOL_TIMEOUT_MS", 2000)?;
+        let postgres = PostgresSettings {
+            url: None,
+            host: env.host("DB_HOST", "localhost")?,
+            port: env.port("DB_PORT", 5432)?,
+            name: env.string("DB_NAME", "testdb"),
+            user: env.string("DB_USER", "postgres"),
+            password: env.string("DB_PASSWORD", "password"),
+            pool_size,
+            pool_timeout,
+            statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+        };
+        let sqlite = |path| {
+            StoreSettings::Sqlite(SqliteSettings {
+                path,
+                busy_timeout: pool_timeout,
+            })
+        };
+        let database = match env.get("DATABASE_URL") {
+            Some(url) => match parse_database_url(url)? {
+                DatabaseUrl::Postgres => StoreSettings::Postgres(PostgresSettings {
+                    url: Some(url.to_string()),
+                    ..postgres
+                }),
+                DatabaseUrl::Sqlite(path) => sqlite(path),
+            },
+            None if POSTGRES_VARIABLES.iter().any(|v| env.get(v).is_some()) => {
+                StoreSettings::Postgres(postgres)
+            }
+            None => sqlite(None),
+        };
         Ok(Self {
             server: ServerSettings::from_env(env, 8080)?,
-            database: DatabaseSettings {
-                url: database_url,
-                host: env.host("DB_HOST", "localhost")?,
-                port: env.port("DB_PORT", 5432)?,
-                name: env.string("DB_NAME", "testdb"),
-                user: env.string("DB_USER", "postgres"),
-                password: env.string("DB_PASSWORD", "password"),
-                pool_size,
-                pool_timeout: env.millis("DB_POOL_TIMEOUT_MS", 2000)?,
-                statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
-            },
+            database,
             calendar_url,
             calendar_timeout: env.millis("CALENDAR_TIMEOUT_MS", 2000)?,
             helper_delay_scale: env.factor("NOTES_HELPER_DELAY_SCALE", 1.0)?,
             telemetry: TelemetryConfig::from_env(env, "notes")?,
         })
+    }
+}
+
+/// What a `DATABASE_URL` names.
+#[derive(Debug, PartialEq, Eq)]
+enum DatabaseUrl {
+    /// A PostgreSQL URL or `key=value` connection string (parsed by tokio-postgres).
+    Postgres,
+    /// `sqlite::memory:` (`None`), or `sqlite:PATH` / `sqlite://PATH` (`sqlite:///abs/path`).
+    Sqlite(Option<PathBuf>),
+}
+
+/// Sorts a `DATABASE_URL` by its scheme and checks it; the error names the variable.
+fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
+    let bad = |message: String| ConfigError::new("DATABASE_URL", message);
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("sqlite") => {
+            let rest = &url["sqlite:".len()..];
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(bad(format!(
+                    "{url:?} names no file (sqlite:notes.db, sqlite:///abs/path or sqlite::memory:)"
+                )));
+            }
+            if path.contains('?') {
+                return Err(bad(format!(
+                    "{url:?}: SQLite URL parameters are not supported; give the file path only"
+                )));
+            }
+            Ok(DatabaseUrl::Sqlite(
+                (path != ":memory:").then(|| PathBuf::from(path)),
+            ))
+        }
+        Some("postgres" | "postgresql") | None => match url.parse::<tokio_postgres::Config>() {
+            Ok(_) => Ok(DatabaseUrl::Postgres),
+            Err(e) if scheme.is_some() => Err(bad(format!("not a PostgreSQL URL ({e})"))),
+            Err(_) => Err(bad(format!(
+                "{url:?} is neither a URL (postgres://… or sqlite:…) nor a PostgreSQL connection string"
+            ))),
+        },
+        Some(other) => Err(bad(format!(
+            "unknown scheme {other:?}: use postgres://user:password@host:port/db or sqlite:path/to/notes.db"
+        ))),
     }
 }
 
@@ -107,11 +194,24 @@ mod tests {
     fn defaults_are_the_tutorials() {
         let s = Settings::from_env(&Env::default()).unwrap();
         assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
-        assert_eq!(s.database.host, "localhost");
-        assert_eq!(s.database.port, 5432);
-        assert_eq!(s.database.name, "testdb");
-        assert_eq!(s.database.user, "postgres");
-        assert_eq!(s.database.password, "password");
+        let StoreSettings::Sqlite(lite) = &s.database else {
+            panic!(
+                "no database configured: SQLite in memory, got {:?}",
+                s.database
+            )
+        };
+        assert_eq!(lite.path, None);
+        assert_eq!(lite.busy_timeout, Duration::from_millis(2000));
+        let s = Settings::from_env(&Env::from_pairs([("DB_HOST", "db")])).unwrap();
+        let StoreSettings::Postgres(pg) = &s.database else {
+            panic!("DB_HOST selects PostgreSQL, got {:?}", s.database)
+        };
+        assert_eq!(pg.url, None);
+        assert_eq!(pg.host, "db");
+        assert_eq!(pg.port, 5432);
+        assert_eq!(pg.name, "testdb");
+        assert_eq!(pg.user, "postgres");
+        assert_eq!(pg.password, "password");
         assert_eq!(s.calendar_url, "http://localhost:9090");
         assert_eq!(s.calendar_timeout, Duration::from_millis(2000));
         assert_eq!(s.helper_delay_scale, 1.0);
@@ -130,6 +230,74 @@ mod tests {
             Settings::from_env(&env).unwrap().calendar_url,
             "http://10.0.0.1:1"
         );
+    }
+
+    fn store(pairs: &[(&str, &str)]) -> StoreSettings {
+        Settings::from_env(&Env::from_pairs(pairs.iter().copied()))
+            .unwrap()
+            .database
+    }
+
+    #[test]
+    fn the_store_follows_database_url_or_the_db_variables() {
+        for var in POSTGRES_VARIABLES {
+            assert!(
+                matches!(store(&[(var, "5433")]), StoreSettings::Postgres(_)),
+                "{var}"
+            );
+        }
+        for url in [
+            "postgres://u:p@h:1/d",
+            "postgresql://h/d",
+            "host=h user=u dbname=d",
+        ] {
+            match store(&[("DATABASE_URL", url), ("DB_HOST", "other")]) {
+                StoreSettings::Postgres(pg) => assert_eq!(pg.url.as_deref(), Some(url)),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        for (url, path) in [
+            ("sqlite:notes.db", Some("notes.db")),
+            ("sqlite://notes.db", Some("notes.db")),
+            ("sqlite:///var/lib/notes.db", Some("/var/lib/notes.db")),
+            ("SQLITE:/tmp/n.db", Some("/tmp/n.db")),
+            ("sqlite::memory:", None),
+            ("sqlite://:memory:", None),
+        ] {
+            // DATABASE_URL wins over the DB_* variables.
+            match store(&[("DATABASE_URL", url), ("DB_HOST", "db")]) {
+                StoreSettings::Sqlite(lite) => {
+                    assert_eq!(lite.path, path.map(PathBuf::from), "{url}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        match store(&[
+            ("DATABASE_URL", "sqlite:n.db"),
+            ("DB_POOL_TIMEOUT_MS", "300"),
+        ]) {
+            StoreSettings::Sqlite(lite) => {
+                assert_eq!(lite.busy_timeout, Duration::from_millis(300))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_database_urls_say_what_is_wrong() {
+        for (url, says) in [
+            ("mysql://u@h/d", "unknown scheme \"mysql\""),
+            ("file:/tmp/notes.db", "unknown scheme"),
+            ("sqlite:", "names no file"),
+            ("sqlite://", "names no file"),
+            ("sqlite:n.db?mode=ro", "not supported"),
+            ("postgres://host:notaport/db", "not a PostgreSQL URL"),
+            ("/tmp/notes.db", "neither a URL"),
+        ] {
+            let err = Settings::from_env(&Env::from_pairs([("DATABASE_URL", url)])).unwrap_err();
+            assert_eq!(err.variable, "DATABASE_URL", "{url}");
+            assert!(err.message.contains(says), "{url}: {err}");
+        }
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The notes service: the tutorial's REST API over PostgreSQL.
+//! The notes service: the tutorial's REST API over PostgreSQL, or an embedded SQLite database.
 //!
 //! Layout:
 //! - [`config`]: [`Settings`], read from the environment;
-//! - [`startup`]: [`Application`]: binds the listener, builds the pool and the calendar client,
-//!   runs until a shutdown future resolves;
+//! - [`startup`]: [`Application`]: binds the listener, opens the store and builds the calendar
+//!   client, runs until a shutdown future resolves;
 //! - [`routes`]: the HTTP handlers and the tutorial's plain-text / JSON bodies;
 //! - [`query`]: strict parsing of query parameters (`id`, `desc`, `add_date`);
-//! - [`db`]: the `notes` table through a deadpool-postgres pool, one traced span per query;
+//! - [`db`]: the `notes` table in PostgreSQL (a deadpool-postgres pool) or SQLite (rusqlite),
+//!   behind one enum, one traced span per query;
 //! - [`calendar`]: the traced HTTP call to the calendar service;
 //! - [`helpers`]: the tutorial's custom-instrumented helper work;
 //! - [`error`]: [`NotesError`], each variant with its HTTP status.

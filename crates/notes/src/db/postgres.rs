@@ -1,39 +1,20 @@
-//! The `notes` table, through a deadpool-postgres pool.
+//! The `notes` table in PostgreSQL, through a deadpool-postgres pool.
 //!
 //! Every statement runs in autocommit mode with bind parameters, so a failed statement never
 //! leaves a connection inside a broken transaction (the Python original's shared connection
 //! stayed in an aborted transaction after `?id=abc`). Each statement gets a `postgres.query`
 //! span shaped like Datadog's: resource = the SQL text, type `sql`, `db.*` tags, row count.
 
-use crate::config::DatabaseSettings;
-use crate::error::NotesError;
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use super::{query_span, DbError, DbTags, Note};
+use crate::config::PostgresSettings;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
-use tracing::field::Empty;
 use tracing::Instrument;
 use tutorial_common::telemetry::record_error;
-
-/// A note as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Note {
-    /// `SERIAL` primary key.
-    pub id: i32,
-    /// Up to 255 characters.
-    pub description: String,
-}
-
-impl std::fmt::Display for Note {
-    /// The tutorial's body: `(1, hello)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "({}, {})", self.id, self.description)
-    }
-}
 
 const SQL_SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(7202210)";
 const SQL_SCHEMA: &str =
@@ -45,22 +26,13 @@ const SQL_UPDATE: &str = "UPDATE notes SET description = $1 WHERE id = $2";
 const SQL_DELETE: &str = "DELETE FROM notes WHERE id = $1";
 const SQL_PING: &str = "SELECT 1";
 
-/// Where the database is, for the span tags.
-#[derive(Debug, Clone)]
-struct DbInfo {
-    name: String,
-    user: String,
-    host: String,
-    port: u16,
-}
-
 /// The pool and the schema state.
 #[derive(Clone)]
-pub struct Database {
+pub struct Postgres {
     /// Connections, opened on demand, checked before reuse.
     pool: Pool,
     /// Tags for the query spans.
-    info: Arc<DbInfo>,
+    tags: Arc<DbTags>,
     /// Whether the table is known to exist (created idempotently on first use).
     schema_ready: Arc<AtomicBool>,
     /// Serialises schema creation inside this process (an advisory lock does it across replicas).
@@ -70,56 +42,37 @@ pub struct Database {
     query_timeout: Duration,
 }
 
-impl std::fmt::Debug for Database {
+impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
-            .field("info", &self.info)
+        f.debug_struct("Postgres")
+            .field("tags", &self.tags)
             .finish()
     }
 }
 
-/// A database failure: no connection, or a statement that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("no connection: {0}")]
-    Pool(#[from] PoolError),
-    #[error("{}", describe(.0))]
-    Query(#[from] tokio_postgres::Error),
-    #[error("no answer within {0:?}; the connection was dropped")]
-    Timeout(Duration),
-}
-
-fn describe(e: &tokio_postgres::Error) -> String {
+/// A PostgreSQL error in one line: severity, SQLSTATE and message, or the cause chain.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
         None => tutorial_common::http::error_chain(e),
     }
 }
 
-impl From<DbError> for NotesError {
-    fn from(e: DbError) -> Self {
-        let unavailable = match &e {
-            DbError::Pool(_) | DbError::Timeout(_) => true,
-            DbError::Query(q) => match q.code() {
-                // No SQLSTATE: the connection broke (closed, I/O), or a row did not convert.
-                None => q.is_closed() || is_io(q),
-                Some(code) => {
-                    code.code().starts_with("08")
-                        || [
-                            SqlState::ADMIN_SHUTDOWN,
-                            SqlState::CRASH_SHUTDOWN,
-                            SqlState::CANNOT_CONNECT_NOW,
-                            SqlState::TOO_MANY_CONNECTIONS,
-                            SqlState::QUERY_CANCELED,
-                        ]
-                        .contains(code)
-                }
-            },
-        };
-        if unavailable {
-            NotesError::DatabaseUnavailable(e.to_string())
-        } else {
-            NotesError::Internal(e.to_string())
+/// Whether an error means the database is unavailable (503) rather than a failed statement.
+pub(crate) fn is_unavailable(q: &tokio_postgres::Error) -> bool {
+    match q.code() {
+        // No SQLSTATE: the connection broke (closed, I/O), or a row did not convert.
+        None => q.is_closed() || is_io(q),
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::QUERY_CANCELED,
+                ]
+                .contains(code)
         }
     }
 }
@@ -135,9 +88,9 @@ fn is_io(e: &tokio_postgres::Error) -> bool {
     false
 }
 
-impl Database {
+impl Postgres {
     /// Builds the pool without connecting: the service starts even while PostgreSQL is not up.
-    pub fn new(settings: &DatabaseSettings) -> Result<Self, String> {
+    pub fn new(settings: &PostgresSettings) -> Result<Self, String> {
         let mut config = match &settings.url {
             Some(url) => url
                 .parse::<tokio_postgres::Config>()
@@ -165,22 +118,30 @@ impl Database {
                 "-c statement_timeout={}",
                 settings.statement_timeout.as_millis()
             ));
-        let info = DbInfo {
-            name: config
-                .get_dbname()
-                .or(config.get_user())
-                .unwrap_or("postgres")
-                .to_string(),
-            user: config.get_user().unwrap_or("postgres").to_string(),
-            host: config
-                .get_hosts()
-                .first()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .unwrap_or_else(|| "localhost".into()),
-            port: config.get_ports().first().copied().unwrap_or(5432),
+        let tags = DbTags {
+            operation: "postgres.query",
+            service: "postgres",
+            component: "tokio-postgres",
+            system: "postgresql",
+            name: Some(
+                config
+                    .get_dbname()
+                    .or(config.get_user())
+                    .unwrap_or("postgres")
+                    .to_string(),
+            ),
+            user: Some(config.get_user().unwrap_or("postgres").to_string()),
+            host: Some(
+                config
+                    .get_hosts()
+                    .first()
+                    .map(|h| match h {
+                        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                    })
+                    .unwrap_or_else(|| "localhost".into()),
+            ),
+            port: Some(config.get_ports().first().copied().unwrap_or(5432)),
         };
         let manager = Manager::from_config(
             config,
@@ -199,7 +160,7 @@ impl Database {
             .map_err(|e| format!("cannot build the database pool: {e}"))?;
         Ok(Self {
             pool,
-            info: Arc::new(info),
+            tags: Arc::new(tags),
             schema_ready: Arc::new(AtomicBool::new(false)),
             schema_lock: Arc::new(tokio::sync::Mutex::new(())),
             query_timeout: settings.statement_timeout + Duration::from_millis(500),
@@ -230,25 +191,18 @@ impl Database {
         });
     }
 
-    fn span(&self, sql: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "postgres.query",
-            otel.name = sql,
-            otel.kind = "client",
-            otel.status_code = Empty,
-            operation.name = "postgres.query",
-            service.name = "postgres",
-            span.type = "sql",
-            component = "tokio-postgres",
-            db.system = "postgresql",
-            db.name = %self.info.name,
-            db.user = %self.info.user,
-            out.host = %self.info.host,
-            network.destination.port = self.info.port,
-            db.row_count = Empty,
-            error.type = Empty,
-            error.message = Empty,
+    /// `PostgreSQL host:port/db`, for the start-up log line.
+    pub fn location(&self) -> String {
+        format!(
+            "PostgreSQL at {}:{}/{}",
+            self.tags.host.as_deref().unwrap_or("localhost"),
+            self.tags.port.unwrap_or(5432),
+            self.tags.name.as_deref().unwrap_or("postgres")
         )
+    }
+
+    fn span(&self, sql: &'static str) -> tracing::Span {
+        query_span(&self.tags, sql)
     }
 
     /// Runs one traced statement on a pooled connection and records its row count (or its

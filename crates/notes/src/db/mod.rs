@@ -1,0 +1,193 @@
+//! The `notes` table, in one of two stores behind one small interface ([`Database`]):
+//! - [`postgres`]: PostgreSQL through a deadpool-postgres pool (when `DB_HOST` or a
+//!   `postgres://` `DATABASE_URL` is given);
+//! - [`sqlite`]: an embedded SQLite database, in memory (the default, as the Python original
+//!   without `DB_HOST`) or in a file (`DATABASE_URL=sqlite:notes.db`).
+//!
+//! Both answer the same calls with the same [`Note`]s and the same [`DbError`] classes (which
+//! map to 503 or 500), and trace each statement with one span helper ([`query_span`]), shaped
+//! like Datadog's own integrations: resource = the SQL text, type `sql`, `db.*` tags, row count.
+//!
+//! Dispatch is one `match` on the enum: no boxing, no dynamic call on the PostgreSQL path.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::config::StoreSettings;
+use crate::error::NotesError;
+use std::time::Duration;
+use tracing::field::Empty;
+use tutorial_common::server::StartError;
+
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
+
+/// A note as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    /// Primary key, from 1, never reused.
+    pub id: i32,
+    /// Up to 255 characters.
+    pub description: String,
+}
+
+impl std::fmt::Display for Note {
+    /// The tutorial's body: `(1, hello)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.id, self.description)
+    }
+}
+
+/// The store holding the notes.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL, through a connection pool.
+    Postgres(Postgres),
+    /// Embedded SQLite, in memory or in a file.
+    Sqlite(Sqlite),
+}
+
+/// Runs the same call on whichever store is in use.
+macro_rules! dispatch {
+    ($self:ident, $db:ident => $call:expr) => {
+        match $self {
+            Database::Postgres($db) => $call,
+            Database::Sqlite($db) => $call,
+        }
+    };
+}
+
+impl Database {
+    /// Opens the configured store. PostgreSQL is not contacted yet (the service starts while it
+    /// is down); a SQLite file is opened and checked now, so that an unreadable, locked or
+    /// foreign file stops start-up with an error naming `DATABASE_URL`.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StartError> {
+        Ok(match settings {
+            StoreSettings::Postgres(pg) => {
+                let db = Postgres::new(pg)?;
+                db.prepare_in_background();
+                Database::Postgres(db)
+            }
+            StoreSettings::Sqlite(lite) => Database::Sqlite(Sqlite::open(lite).await?),
+        })
+    }
+
+    /// Which store, and where: for the start-up log line.
+    pub fn location(&self) -> String {
+        dispatch!(self, db => db.location())
+    }
+
+    /// All notes, ordered by id.
+    pub async fn list(&self) -> Result<Vec<Note>, DbError> {
+        dispatch!(self, db => db.list().await)
+    }
+
+    /// One note.
+    pub async fn get(&self, id: i32) -> Result<Option<Note>, DbError> {
+        dispatch!(self, db => db.get(id).await)
+    }
+
+    /// Stores a note and returns it with its id.
+    pub async fn create(&self, description: &str) -> Result<Note, DbError> {
+        dispatch!(self, db => db.create(description).await)
+    }
+
+    /// Replaces a description; `None` when there is no such note.
+    pub async fn update(&self, id: i32, description: &str) -> Result<Option<Note>, DbError> {
+        dispatch!(self, db => db.update(id, description).await)
+    }
+
+    /// Deletes a note; false when there was none.
+    pub async fn delete(&self, id: i32) -> Result<bool, DbError> {
+        dispatch!(self, db => db.delete(id).await)
+    }
+
+    /// Whether the database answers (and holds the table).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        dispatch!(self, db => db.ping().await)
+    }
+}
+
+/// A database failure: no connection, or a statement that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No PostgreSQL connection within the pool's timeout.
+    #[error("no connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// PostgreSQL refused or lost a statement.
+    #[error("{}", postgres::describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+    /// A PostgreSQL statement got no answer in time.
+    #[error("no answer within {0:?}; the connection was dropped")]
+    Timeout(Duration),
+    /// SQLite refused a statement, or the file failed.
+    #[error("{}", sqlite::describe(.0))]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite connection stayed busy (with other statements) for this long.
+    #[error("the SQLite connection stayed busy for {0:?}")]
+    SqliteBusy(Duration),
+    /// The blocking task running a SQLite statement failed (it panicked).
+    #[error("the SQLite statement did not complete: {0}")]
+    SqliteTask(#[source] tokio::task::JoinError),
+}
+
+impl From<DbError> for NotesError {
+    fn from(e: DbError) -> Self {
+        let unavailable = match &e {
+            DbError::Pool(_) | DbError::Timeout(_) | DbError::SqliteBusy(_) => true,
+            DbError::Query(q) => postgres::is_unavailable(q),
+            DbError::Sqlite(s) => sqlite::is_unavailable(s),
+            DbError::SqliteTask(_) => false,
+        };
+        if unavailable {
+            NotesError::DatabaseUnavailable(e.to_string())
+        } else {
+            NotesError::Internal(e.to_string())
+        }
+    }
+}
+
+/// What the spans of one database client say about it, as Datadog's integration for it does.
+#[derive(Debug, Clone)]
+pub(crate) struct DbTags {
+    /// The Datadog operation name (`postgres.query`, `sqlite.query`).
+    pub operation: &'static str,
+    /// The service of its spans (`postgres`, `sqlite`), as Datadog's tracers name it.
+    pub service: &'static str,
+    /// `component`: the client library.
+    pub component: &'static str,
+    /// `db.system` (`postgresql`, `sqlite`).
+    pub system: &'static str,
+    /// `db.name`, where the database has one.
+    pub name: Option<String>,
+    /// `db.user`, where there is one.
+    pub user: Option<String>,
+    /// `out.host`, for a database reached over the network.
+    pub host: Option<String>,
+    /// `network.destination.port`, likewise.
+    pub port: Option<u16>,
+}
+
+/// The span of one statement: resource = the SQL text, type `sql`, the client's tags, and
+/// `db.row_count` / `error.*` left to record when it ends (the errors with
+/// [`tutorial_common::telemetry::record_error`]).
+pub(crate) fn query_span(tags: &DbTags, sql: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db.query",
+        otel.name = sql,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        operation.name = tags.operation,
+        service.name = tags.service,
+        span.type = "sql",
+        component = tags.component,
+        db.system = tags.system,
+        db.name = tags.name.as_deref(),
+        db.user = tags.user.as_deref(),
+        out.host = tags.host.as_deref(),
+        network.destination.port = tags.port,
+        db.row_count = Empty,
+        error.type = Empty,
+        error.message = Empty,
+    )
+}
