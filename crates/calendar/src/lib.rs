@@ -1,9 +1,14 @@
 //! The calendar service: a random date in 2022, as the tutorial's calendar app.
 //!
-//! - [`Settings`]: port and telemetry from the environment;
-//! - [`Application`]: builds the bound server (run by `tutorial_common::server::run_main`);
-//! - [`random_date`]: uniformly random from 2022-01-01 to 2023-01-01 inclusive (366 days), as the
-//!   original (`datetime(2022,1,1) + timedelta(days=randint(0,365))`).
+//! Everything is in this file; where a change goes:
+//! - [`Settings`]: port and telemetry from the environment (the variables live in
+//!   `tutorial_common::server` and `tutorial_common::telemetry`);
+//! - [`random_date`] and its range [`FIRST_DAY`]..=[`LAST_DAY`]: uniformly random from
+//!   2022-01-01 to 2023-01-01 inclusive (366 days), as the original
+//!   (`datetime(2022,1,1) + timedelta(days=randint(0,365))`);
+//! - the handlers and [`configure`]: the routes `/`, `/calendar`, `/health`;
+//! - [`Application`]: builds the bound server (run by `tutorial_common::server::run_main`), with
+//!   the request limits and the traced server span shared with the notes service.
 
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
@@ -13,7 +18,9 @@ use rand::RngExt;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::http::{not_found, resource, Format, ServerSpanBuilder, TracedError};
-use tutorial_common::server::{enforce_limits, Server, ServerSettings, ServiceSettings};
+use tutorial_common::server::{
+    enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
+};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
@@ -40,24 +47,47 @@ impl ServiceSettings for Settings {
     }
 }
 
-/// The calendar has no failure of its own; this type only names the server span's errors.
-#[derive(Debug, thiserror::Error)]
-#[error("calendar error")]
-pub struct CalendarError;
+/// The calendar's handlers cannot fail: this type has no values. It exists because the shared
+/// server span ([`ServerSpanBuilder`]) is generic over the service's error type; the spans of
+/// actix-web's own errors (a 4xx from the request limits, say) are named by actix-web.
+#[derive(Debug)]
+pub enum NoError {}
 
-impl actix_web::ResponseError for CalendarError {}
-
-impl TracedError for CalendarError {
-    fn error_type(&self) -> &'static str {
-        "calendar::Error"
+impl std::fmt::Display for NoError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
     }
 }
 
-/// A date from 2022-01-01 to 2023-01-01 inclusive, every day equally likely.
+impl actix_web::ResponseError for NoError {}
+
+impl TracedError for NoError {
+    fn error_type(&self) -> &'static str {
+        match *self {}
+    }
+}
+
+/// The first date the calendar gives (a wrong constant is a compile error, never 1970).
+pub const FIRST_DAY: NaiveDate = date(2022, 1, 1);
+/// The last date the calendar gives: the original's `randint(0, 365)` days after [`FIRST_DAY`].
+pub const LAST_DAY: NaiveDate = date(2023, 1, 1);
+/// Days from [`FIRST_DAY`] to [`LAST_DAY`].
+const SPAN_DAYS: i64 = LAST_DAY.signed_duration_since(FIRST_DAY).num_days();
+const _: () = assert!(SPAN_DAYS == 365, "the original draws randint(0, 365) days");
+
+/// A date, checked when the program is compiled.
+const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
+    match NaiveDate::from_ymd_opt(year, month, day) {
+        Some(date) => date,
+        None => panic!("not a calendar date"),
+    }
+}
+
+/// A date from [`FIRST_DAY`] to [`LAST_DAY`] inclusive, every day equally likely.
 pub fn random_date() -> NaiveDate {
-    let start = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap_or_default();
-    let days = rand::rng().random_range(0..=365u64);
-    start.checked_add_days(Days::new(days)).unwrap_or(start)
+    let days = rand::rng().random_range(0..=SPAN_DAYS.unsigned_abs());
+    // At most 365 days after 2022-01-01: far from the end of NaiveDate's range.
+    FIRST_DAY + Days::new(days)
 }
 
 async fn index(request: HttpRequest) -> HttpResponse {
@@ -86,16 +116,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct Application;
 
 impl Application {
-    /// Binds the server.
-    pub async fn build(settings: Settings) -> Result<Server, String> {
+    /// Binds the server (it starts serving when run).
+    pub async fn build(settings: Settings) -> Result<Server, StartError> {
         let limits = settings.server.limits;
         Server::bind(&settings.server, move || {
             App::new()
                 .wrap(from_fn(move |req, next| enforce_limits(limits, req, next)))
-                .wrap(TracingLogger::<ServerSpanBuilder<CalendarError>>::new())
+                .wrap(TracingLogger::<ServerSpanBuilder<NoError>>::new())
                 .configure(configure)
                 .default_service(web::to(not_found))
         })
+        .map_err(StartError::from)
     }
 }
 
@@ -107,6 +138,7 @@ mod tests {
     fn dates_cover_2022_and_new_years_day_2023() {
         let start = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap();
         let end = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        assert_eq!((FIRST_DAY, LAST_DAY), (start, end));
         let mut seen = std::collections::HashSet::new();
         for _ in 0..20_000 {
             let d = random_date();

@@ -1,11 +1,37 @@
 //! The call to the calendar service: reqwest through reqwest-middleware, with reqwest-tracing
 //! making the client span and injecting the trace context headers.
 
-use crate::error::NotesError;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::TracingMiddleware;
 use std::time::Duration;
-use tutorial_common::http::{error_chain, ClientSpanBackend, PeerService};
+use tutorial_common::http::{ClientSpanBackend, PeerService};
+
+/// Why no date came back from the calendar (every one of them: a 503 for the client).
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarCallError {
+    /// No answer: refused, unreachable, or slower than `CALENDAR_TIMEOUT_MS`.
+    #[error("no answer")]
+    Request(#[source] reqwest_middleware::Error),
+    /// The calendar answered with an error status.
+    #[error("{url} answered {status}")]
+    Status {
+        /// What was asked.
+        url: String,
+        /// What it answered.
+        status: reqwest::StatusCode,
+    },
+    /// The body could not be read in time.
+    #[error("cannot read the answer")]
+    Body(#[source] reqwest::Error),
+    /// The body is not a date.
+    #[error("{url} answered {shown:?}, not a MM/DD/YYYY date")]
+    NotADate {
+        /// What was asked.
+        url: String,
+        /// The start of the answer.
+        shown: String,
+    },
+}
 
 /// A client for `GET /calendar`.
 #[derive(Debug, Clone)]
@@ -33,7 +59,7 @@ impl CalendarClient {
     }
 
     /// A date `MM/DD/YYYY` from the calendar service.
-    pub async fn date(&self) -> Result<String, NotesError> {
+    pub async fn date(&self) -> Result<String, CalendarCallError> {
         let response = self
             .client
             .get(&self.url)
@@ -41,27 +67,23 @@ impl CalendarClient {
             .with_extension(PeerService("calendar"))
             .send()
             .await
-            .map_err(|e| NotesError::CalendarUnavailable(error_chain(&e)))?;
+            .map_err(CalendarCallError::Request)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(NotesError::CalendarUnavailable(format!(
-                "{} answered {status}",
-                self.url
-            )));
+            return Err(CalendarCallError::Status {
+                url: self.url.clone(),
+                status,
+            });
         }
-        let body = response
-            .text()
-            .await
-            .map_err(|e| NotesError::CalendarUnavailable(error_chain(&e)))?;
+        let body = response.text().await.map_err(CalendarCallError::Body)?;
         let date = body.trim();
         if is_date(date) {
             Ok(date.to_string())
         } else {
-            let shown: String = date.chars().take(40).collect();
-            Err(NotesError::CalendarUnavailable(format!(
-                "{} answered {shown:?}, not a MM/DD/YYYY date",
-                self.url
-            )))
+            Err(CalendarCallError::NotADate {
+                url: self.url.clone(),
+                shown: date.chars().take(40).collect(),
+            })
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The errors of the notes service and the HTTP status each one maps to.
 //!
-//! Clients get a short plain message (or `{"error": …}` when they asked for JSON); the detail
-//! (`Display`) goes to the logs and to the server span's `error.message`, never to the client.
+//! Every error keeps its cause as a typed `source()`. Clients get a short plain message (or
+//! `{"error": …}` when they asked for JSON); the whole chain goes, as one line, to the logs and
+//! to the server span's `error.message` ([`ApiError`]'s `Display`, the one place that prints
+//! it), never to the client.
 
+use crate::calendar::CalendarCallError;
+use crate::db::DbError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tutorial_common::http::{Format, TracedError};
+use tutorial_common::http::{error_chain, Format, TracedError};
 
 /// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]
@@ -17,14 +21,25 @@ pub enum NotesError {
     #[error("note {0} does not exist")]
     NotFound(i32),
     /// 503 `Cannot reach calendar service.`: unreachable, failing, too slow, or a bad answer.
-    #[error("calendar call failed: {0}")]
-    CalendarUnavailable(String),
+    #[error("calendar call failed")]
+    CalendarUnavailable(#[source] CalendarCallError),
     /// 503 `Database unavailable`: no connection within the pool's timeout, or it broke.
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(String),
+    #[error("database unavailable")]
+    DatabaseUnavailable(#[source] DbError),
     /// 500 `Internal server error`: anything else (a bug); details in logs and spans only.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] InternalError),
+}
+
+/// What a 500 hides from the client.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// The database refused a statement (a constraint, a bug in the SQL).
+    #[error(transparent)]
+    Database(DbError),
+    /// A response body could not be encoded.
+    #[error("cannot encode the JSON body")]
+    Json(#[source] serde_json::Error),
 }
 
 impl NotesError {
@@ -51,27 +66,48 @@ impl NotesError {
         }
     }
 
-    /// Attaches the representation the client asked for.
+    /// Attaches the representation the client asked for (and logs a 5xx with its chain).
     pub fn respond_as(self, format: Format) -> ApiError {
-        if self.status().is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        ApiError {
+        let error = ApiError {
             error: self,
             format,
+        };
+        if error.error.status().is_server_error() {
+            tracing::error!(error = %error, "request failed");
         }
+        error
+    }
+}
+
+impl From<CalendarCallError> for NotesError {
+    fn from(e: CalendarCallError) -> Self {
+        NotesError::CalendarUnavailable(e)
+    }
+}
+
+impl From<serde_json::Error> for NotesError {
+    fn from(e: serde_json::Error) -> Self {
+        NotesError::Internal(InternalError::Json(e))
     }
 }
 
 /// A [`NotesError`] with the representation the client asked for: what handlers return.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
+/// Its `Display` is the error with all its causes, on one line.
+#[derive(Debug)]
 pub struct ApiError {
     /// What went wrong.
     pub error: NotesError,
     /// Plain text or JSON.
     pub format: Format,
 }
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&error_chain(&self.error))
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -93,5 +129,26 @@ impl TracedError for ApiError {
             NotesError::DatabaseUnavailable(_) => "notes::DatabaseUnavailable",
             NotesError::Internal(_) => "notes::Internal",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_reaches_the_logs_but_not_the_client() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some("CHECK constraint failed: length(description) <= 255".into()),
+        );
+        let error = NotesError::from(DbError::Sqlite(refused)).respond_as(Format::Plain);
+        let logged = error.to_string();
+        assert!(
+            logged.starts_with("internal error: SQLite statement failed: CHECK constraint failed"),
+            "{logged}"
+        );
+        assert_eq!(error.error.client_message(), "Internal server error");
+        assert_eq!(error.error_type(), "notes::Internal");
     }
 }

@@ -1,16 +1,20 @@
 //! The notes service: the tutorial's REST API over PostgreSQL, or an embedded SQLite database.
 //!
-//! Layout:
-//! - [`config`]: [`Settings`], read from the environment;
-//! - [`startup`]: [`Application`]: binds the listener, opens the store and builds the calendar
-//!   client, runs until a shutdown future resolves;
-//! - [`routes`]: the HTTP handlers and the tutorial's plain-text / JSON bodies;
-//! - [`query`]: strict parsing of query parameters (`id`, `desc`, `add_date`);
-//! - [`db`]: the `notes` table in PostgreSQL (a deadpool-postgres pool) or SQLite (rusqlite),
-//!   behind one enum, one traced span per query;
-//! - [`calendar`]: the traced HTTP call to the calendar service;
-//! - [`helpers`]: the tutorial's custom-instrumented helper work;
-//! - [`error`]: [`NotesError`], each variant with its HTTP status.
+//! A request goes: [`startup`] (the actix-web app, its middleware and the server span) ->
+//! [`routes`] (a handler, its parameters parsed by [`query`]) -> [`db`] and, for
+//! `add_date=y`, [`calendar`] -> back through [`error`] when something failed. Where a change
+//! goes:
+//! - a setting or environment variable: [`config`] ([`Settings`]);
+//! - start-up (what is opened, what stops it): [`startup`] ([`Application`], [`startup::BuildError`]);
+//! - a route, a response body, content negotiation: [`routes`];
+//! - what a query parameter accepts: [`query`];
+//! - SQL, the stores and their `*.query` spans: [`db`] (`db/postgres.rs`, `db/sqlite.rs`);
+//! - the call to the calendar service and its client span: [`calendar`];
+//! - the tutorial's custom-instrumented helper work: [`helpers`];
+//! - an error's HTTP status, client message or `error.type`: [`error`] ([`NotesError`]).
+//!
+//! What both services share (the server span, request limits, the Datadog export, `main`)
+//! lives in `tutorial_common`.
 
 pub mod calendar;
 pub mod config;

@@ -1,13 +1,20 @@
 //! HTTP handlers: the tutorial's API (query-parameter form) plus the `/notes/{id}` path form.
+//!
+//! Each handler reads what it needs (the [`Negotiated`] format, the query string, the
+//! [`AppState`]), runs its body, and [`respond`] turns a [`NotesError`] into the status and the
+//! short message the client sees, in the format it asked for.
 
 use crate::calendar::CalendarClient;
 use crate::db::{Database, Note};
 use crate::error::{ApiError, NotesError};
 use crate::helpers;
 use crate::query::{self, MAX_DESCRIPTION_CHARS};
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::{ready, Ready};
 use tutorial_common::http::{plain, Format};
 
 /// What every handler shares.
@@ -23,12 +30,25 @@ pub struct AppState {
 
 type Reply = Result<HttpResponse, ApiError>;
 
+/// The representation the client asked for (its `Accept` header), read once per request: an
+/// extractor, so that a handler takes it as an argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated(pub Format);
+
+impl FromRequest for Negotiated {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Infallible>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Negotiated(Format::of(request))))
+    }
+}
+
 /// Runs a handler body, turning its error into the client's representation.
 async fn respond(
-    request: &HttpRequest,
+    format: Format,
     body: impl std::future::Future<Output = Result<HttpResponse, NotesError>>,
 ) -> Reply {
-    let format = Format::of(request);
     body.await.map_err(|e| e.respond_as(format))
 }
 
@@ -43,24 +63,28 @@ fn note_reply(format: Format, status: StatusCode, note: &Note) -> HttpResponse {
 }
 
 /// `GET /`
-pub async fn index(request: HttpRequest) -> HttpResponse {
-    Format::of(&request).text(StatusCode::OK, "message", "Welcome to our notes app!")
+pub async fn index(Negotiated(format): Negotiated) -> HttpResponse {
+    format.text(StatusCode::OK, "message", "Welcome to our notes app!")
 }
 
 /// `GET /health`: 200 when the database answers, 503 otherwise.
-pub async fn health(request: HttpRequest, state: web::Data<AppState>) -> Reply {
-    respond(&request, async {
+pub async fn health(Negotiated(format): Negotiated, state: web::Data<AppState>) -> Reply {
+    respond(format, async {
         state.db.ping().await?;
-        Ok(Format::of(&request).text(StatusCode::OK, "status", "OK"))
+        Ok(format.text(StatusCode::OK, "status", "OK"))
     })
     .await
 }
 
 /// `GET /notes` (the list, with the tutorial's helper work) or `GET /notes?id=N`.
-pub async fn get_notes(request: HttpRequest, state: web::Data<AppState>) -> Reply {
-    respond(&request, async {
+pub async fn get_notes(
+    Negotiated(format): Negotiated,
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Reply {
+    respond(format, async {
         match query::optional_id(request.query_string())? {
-            Some(id) => get_one(&request, &state, id).await,
+            Some(id) => get_one(format, &state, id).await,
             None => {
                 let notes = state.db.list().await?;
                 helpers::long_running_process(state.helper_delay_scale).await;
@@ -69,8 +93,7 @@ pub async fn get_notes(request: HttpRequest, state: web::Data<AppState>) -> Repl
                     .iter()
                     .map(|n| (n.id, n.description.as_str()))
                     .collect();
-                let mut body = serde_json::to_string_pretty(&map)
-                    .map_err(|e| NotesError::Internal(e.to_string()))?;
+                let mut body = serde_json::to_string_pretty(&map)?;
                 body.push('\n');
                 Ok(HttpResponse::Ok()
                     .content_type("application/json")
@@ -81,18 +104,18 @@ pub async fn get_notes(request: HttpRequest, state: web::Data<AppState>) -> Repl
     .await
 }
 
-async fn get_one(
-    request: &HttpRequest,
-    state: &AppState,
-    id: i32,
-) -> Result<HttpResponse, NotesError> {
+async fn get_one(format: Format, state: &AppState, id: i32) -> Result<HttpResponse, NotesError> {
     let note = state.db.get(id).await?.ok_or(NotesError::NotFound(id))?;
-    Ok(note_reply(Format::of(request), StatusCode::OK, &note))
+    Ok(note_reply(format, StatusCode::OK, &note))
 }
 
 /// `POST /notes?desc=D[&add_date=y]`
-pub async fn create_note(request: HttpRequest, state: web::Data<AppState>) -> Reply {
-    respond(&request, async {
+pub async fn create_note(
+    Negotiated(format): Negotiated,
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Reply {
+    respond(format, async {
         let q = request.query_string();
         let with_date = query::wants_date(q)?;
         let limit = if with_date {
@@ -107,21 +130,26 @@ pub async fn create_note(request: HttpRequest, state: web::Data<AppState>) -> Re
             desc = format!("{desc} with date {date}");
         }
         let note = state.db.create(&desc).await?;
-        Ok(note_reply(Format::of(&request), StatusCode::CREATED, &note))
+        Ok(note_reply(format, StatusCode::CREATED, &note))
     })
     .await
 }
 
 /// `PUT /notes?id=N&desc=D`
-pub async fn update_note(request: HttpRequest, state: web::Data<AppState>) -> Reply {
-    respond(&request, async {
+pub async fn update_note(
+    Negotiated(format): Negotiated,
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Reply {
+    respond(format, async {
         let id = query::required_id(request.query_string())?;
-        update(&request, &state, id).await
+        update(format, &request, &state, id).await
     })
     .await
 }
 
 async fn update(
+    format: Format,
     request: &HttpRequest,
     state: &AppState,
     id: i32,
@@ -132,27 +160,27 @@ async fn update(
         .update(id, &desc)
         .await?
         .ok_or(NotesError::NotFound(id))?;
-    Ok(note_reply(Format::of(request), StatusCode::OK, &note))
+    Ok(note_reply(format, StatusCode::OK, &note))
 }
 
 /// `DELETE /notes?id=N`
-pub async fn delete_note(request: HttpRequest, state: web::Data<AppState>) -> Reply {
-    respond(&request, async {
+pub async fn delete_note(
+    Negotiated(format): Negotiated,
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Reply {
+    respond(format, async {
         let id = query::required_id(request.query_string())?;
-        delete(&request, &state, id).await
+        delete(format, &state, id).await
     })
     .await
 }
 
-async fn delete(
-    request: &HttpRequest,
-    state: &AppState,
-    id: i32,
-) -> Result<HttpResponse, NotesError> {
+async fn delete(format: Format, state: &AppState, id: i32) -> Result<HttpResponse, NotesError> {
     if !state.db.delete(id).await? {
         return Err(NotesError::NotFound(id));
     }
-    Ok(match Format::of(request) {
+    Ok(match format {
         Format::Plain => plain(StatusCode::OK, "Deleted"),
         Format::Json => HttpResponse::Ok().json(serde_json::json!({ "id": id, "deleted": true })),
     })
@@ -160,36 +188,37 @@ async fn delete(
 
 /// `GET /notes/{id}`
 pub async fn get_note_by_path(
-    request: HttpRequest,
+    Negotiated(format): Negotiated,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Reply {
-    respond(&request, async {
-        get_one(&request, &state, query::parse_id(&path)?).await
+    respond(format, async {
+        get_one(format, &state, query::parse_id(&path)?).await
     })
     .await
 }
 
 /// `PUT /notes/{id}?desc=D`
 pub async fn update_note_by_path(
+    Negotiated(format): Negotiated,
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Reply {
-    respond(&request, async {
-        update(&request, &state, query::parse_id(&path)?).await
+    respond(format, async {
+        update(format, &request, &state, query::parse_id(&path)?).await
     })
     .await
 }
 
 /// `DELETE /notes/{id}`
 pub async fn delete_note_by_path(
-    request: HttpRequest,
+    Negotiated(format): Negotiated,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Reply {
-    respond(&request, async {
-        delete(&request, &state, query::parse_id(&path)?).await
+    respond(format, async {
+        delete(format, &state, query::parse_id(&path)?).await
     })
     .await
 }

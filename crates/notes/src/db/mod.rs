@@ -14,10 +14,10 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::config::StoreSettings;
-use crate::error::NotesError;
+use crate::error::{InternalError, NotesError};
 use std::time::Duration;
 use tracing::field::Empty;
-use tutorial_common::server::StartError;
+use tutorial_common::config::ConfigError;
 
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
@@ -61,7 +61,7 @@ impl Database {
     /// Opens the configured store. PostgreSQL is not contacted yet (the service starts while it
     /// is down); a SQLite file is opened and checked now, so that an unreadable, locked or
     /// foreign file stops start-up with an error naming `DATABASE_URL`.
-    pub async fn open(settings: &StoreSettings) -> Result<Self, StartError> {
+    pub async fn open(settings: &StoreSettings) -> Result<Self, OpenError> {
         Ok(match settings {
             StoreSettings::Postgres(pg) => {
                 let db = Postgres::new(pg)?;
@@ -112,39 +112,56 @@ impl Database {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No PostgreSQL connection within the pool's timeout.
-    #[error("no connection: {0}")]
+    #[error("no PostgreSQL connection")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// PostgreSQL refused or lost a statement.
-    #[error("{}", postgres::describe(.0))]
+    #[error("PostgreSQL statement failed{}", postgres::sqlstate(.0))]
     Query(#[from] tokio_postgres::Error),
     /// A PostgreSQL statement got no answer in time.
     #[error("no answer within {0:?}; the connection was dropped")]
     Timeout(Duration),
     /// SQLite refused a statement, or the file failed.
-    #[error("{}", sqlite::describe(.0))]
+    #[error("SQLite statement failed")]
     Sqlite(#[from] rusqlite::Error),
     /// The SQLite connection stayed busy (with other statements) for this long.
     #[error("the SQLite connection stayed busy for {0:?}")]
     SqliteBusy(Duration),
     /// The blocking task running a SQLite statement failed (it panicked).
-    #[error("the SQLite statement did not complete: {0}")]
+    #[error("the SQLite statement did not complete")]
     SqliteTask(#[source] tokio::task::JoinError),
 }
 
-impl From<DbError> for NotesError {
-    fn from(e: DbError) -> Self {
-        let unavailable = match &e {
+impl DbError {
+    /// Whether the database is unavailable (503) rather than a statement failing (500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
             DbError::Pool(_) | DbError::Timeout(_) | DbError::SqliteBusy(_) => true,
             DbError::Query(q) => postgres::is_unavailable(q),
             DbError::Sqlite(s) => sqlite::is_unavailable(s),
             DbError::SqliteTask(_) => false,
-        };
-        if unavailable {
-            NotesError::DatabaseUnavailable(e.to_string())
-        } else {
-            NotesError::Internal(e.to_string())
         }
     }
+}
+
+impl From<DbError> for NotesError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            NotesError::DatabaseUnavailable(e)
+        } else {
+            NotesError::Internal(InternalError::Database(e))
+        }
+    }
+}
+
+/// Why a store could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The settings cannot work (a SQLite file that cannot be used, say); names the variable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The PostgreSQL pool could not be built.
+    #[error("cannot build the PostgreSQL pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
 }
 
 /// What the spans of one database client say about it, as Datadog's integration for it does.

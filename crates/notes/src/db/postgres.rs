@@ -5,15 +5,16 @@
 //! stayed in an aborted transaction after `?id=abc`). Each statement gets a `postgres.query`
 //! span shaped like Datadog's: resource = the SQL text, type `sql`, `db.*` tags, row count.
 
-use super::{query_span, DbError, DbTags, Note};
+use super::{query_span, DbError, DbTags, Note, OpenError};
 use crate::config::PostgresSettings;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::Instrument;
+use tutorial_common::config::ConfigError;
 use tutorial_common::telemetry::record_error;
 
 const SQL_SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(7202210)";
@@ -33,10 +34,10 @@ pub struct Postgres {
     pool: Pool,
     /// Tags for the query spans.
     tags: Arc<DbTags>,
-    /// Whether the table is known to exist (created idempotently on first use).
-    schema_ready: Arc<AtomicBool>,
-    /// Serialises schema creation inside this process (an advisory lock does it across replicas).
-    schema_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set once the table is known to exist (created idempotently on first use). Creation is
+    /// serialised inside this process by the cell, across replicas by an advisory lock; a
+    /// failed attempt leaves it unset, and the next caller tries again.
+    schema: Arc<OnceCell<()>>,
     /// Bound on one statement as seen from here: PostgreSQL's `statement_timeout` cannot fire
     /// when the server or the network hangs.
     query_timeout: Duration,
@@ -56,6 +57,13 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
         None => tutorial_common::http::error_chain(e),
     }
+}
+
+/// ` (SQLSTATE 42P01)` when PostgreSQL itself refused the statement, for [`DbError`]'s message.
+pub(crate) fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|code| format!(" (SQLSTATE {})", code.code()))
+        .unwrap_or_default()
 }
 
 /// Whether an error means the database is unavailable (503) rather than a failed statement.
@@ -90,11 +98,11 @@ fn is_io(e: &tokio_postgres::Error) -> bool {
 
 impl Postgres {
     /// Builds the pool without connecting: the service starts even while PostgreSQL is not up.
-    pub fn new(settings: &PostgresSettings) -> Result<Self, String> {
+    pub fn new(settings: &PostgresSettings) -> Result<Self, OpenError> {
         let mut config = match &settings.url {
-            Some(url) => url
-                .parse::<tokio_postgres::Config>()
-                .map_err(|e| format!("invalid DATABASE_URL: {e}"))?,
+            Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::new("DATABASE_URL", format!("not a PostgreSQL URL ({e})"))
+            })?,
             None => {
                 let mut c = tokio_postgres::Config::new();
                 c.host(&settings.host)
@@ -157,12 +165,11 @@ impl Postgres {
             .recycle_timeout(Some(settings.pool_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| format!("cannot build the database pool: {e}"))?;
+            .map_err(OpenError::Pool)?;
         Ok(Self {
             pool,
             tags: Arc::new(tags),
-            schema_ready: Arc::new(AtomicBool::new(false)),
-            schema_lock: Arc::new(tokio::sync::Mutex::new(())),
+            schema: Arc::new(OnceCell::new()),
             query_timeout: settings.statement_timeout + Duration::from_millis(500),
         })
     }
@@ -201,13 +208,27 @@ impl Postgres {
         )
     }
 
-    fn span(&self, sql: &'static str) -> tracing::Span {
-        query_span(&self.tags, sql)
+    /// Runs `work` on a pooled connection within the query timeout, and gives the connection
+    /// back with the result. A connection with no answer in time is dropped, not returned to
+    /// the pool (its state is unknown), so that a hung server or network never keeps a request
+    /// waiting longer.
+    async fn bounded<T>(
+        &self,
+        mut client: Object,
+        work: impl AsyncFnOnce(&mut Object) -> Result<T, DbError>,
+    ) -> Result<(Object, T), DbError> {
+        let answered = tokio::time::timeout(self.query_timeout, work(&mut client)).await;
+        match answered {
+            Ok(result) => result.map(|value| (client, value)),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(DbError::Timeout(self.query_timeout))
+            }
+        }
     }
 
     /// Runs one traced statement on a pooled connection and records its row count (or its
-    /// error). A statement with no answer within the query timeout costs its connection, so that
-    /// a hung server or network never keeps a request waiting longer.
+    /// error).
     async fn run<T>(
         &self,
         sql: &'static str,
@@ -220,27 +241,21 @@ impl Postgres {
         ) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, DbError> {
         let client = self.connection().await?;
-        let span = self.span(sql);
-        let work = async {
-            let statement = client.prepare_cached(sql).await?;
-            exec(&client, &statement, params).await
-        };
-        let result = tokio::time::timeout(self.query_timeout, work)
+        let span = query_span(&self.tags, sql);
+        let result = self
+            .bounded(client, async |client| {
+                let statement = client.prepare_cached(sql).await?;
+                Ok(exec(client, &statement, params).await?)
+            })
             .instrument(span.clone())
             .await;
         match result {
-            Ok(Ok(value)) => {
+            Ok((_, value)) => {
                 span.record("db.row_count", rows_of(&value));
                 Ok(value)
             }
-            Ok(Err(e)) => {
-                record_error(&span, &error_type(&e), &describe(&e));
-                Err(DbError::Query(e))
-            }
-            Err(_) => {
-                let e = DbError::Timeout(self.query_timeout);
-                record_error(&span, "notes::db::Timeout", &e.to_string());
-                drop(Object::take(client));
+            Err(e) => {
+                record_query_error(&span, &e);
                 Err(e)
             }
         }
@@ -249,24 +264,23 @@ impl Postgres {
     /// A pooled connection, with the table known to exist. Waiting for the schema happens
     /// before taking a connection, so waiters do not hold the pool.
     async fn connection(&self) -> Result<Object, DbError> {
-        if !self.schema_ready.load(Ordering::Acquire) {
-            let _guard = self.schema_lock.lock().await;
-            if !self.schema_ready.load(Ordering::Acquire) {
-                let mut client = self.pool.get().await?;
-                let created =
-                    tokio::time::timeout(self.query_timeout, self.create_schema(&mut client)).await;
-                match created {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        drop(Object::take(client));
-                        return Err(DbError::Timeout(self.query_timeout));
-                    }
-                }
-                self.schema_ready.store(true, Ordering::Release);
-                return Ok(client);
-            }
+        let mut creator = None;
+        let slot = &mut creator;
+        self.schema
+            .get_or_try_init(|| async move {
+                let client = self.pool.get().await?;
+                let (client, ()) = self
+                    .bounded(client, async |client| self.create_schema(client).await)
+                    .await?;
+                *slot = Some(client);
+                Ok::<(), DbError>(())
+            })
+            .await?;
+        match creator {
+            // The connection that just created the table serves this call too.
+            Some(client) => Ok(client),
+            None => Ok(self.pool.get().await?),
         }
-        Ok(self.pool.get().await?)
     }
 
     /// `CREATE TABLE IF NOT EXISTS` under an advisory lock, so replicas starting together do
@@ -274,7 +288,7 @@ impl Postgres {
     async fn create_schema(&self, client: &mut Object) -> Result<(), DbError> {
         let tx = client.transaction().await?;
         for sql in [SQL_SCHEMA_LOCK, SQL_SCHEMA] {
-            let span = self.span(sql);
+            let span = query_span(&self.tags, sql);
             let result = tx.batch_execute(sql).instrument(span.clone()).await;
             if let Err(e) = &result {
                 record_error(&span, &error_type(e), &describe(e));
@@ -359,16 +373,24 @@ impl Postgres {
     /// Whether the database answers (and holds the table).
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.connection().await?;
-        match tokio::time::timeout(self.query_timeout, client.simple_query(SQL_PING)).await {
-            Ok(result) => result.map(drop).map_err(DbError::from),
-            Err(_) => {
-                drop(Object::take(client));
-                Err(DbError::Timeout(self.query_timeout))
-            }
-        }
+        self.bounded(client, async |client| {
+            Ok(client.simple_query(SQL_PING).await.map(drop)?)
+        })
+        .await
+        .map(drop)
     }
 }
 
+/// `error.type` and `error.message` of a failed statement's span.
+fn record_query_error(span: &tracing::Span, e: &DbError) {
+    match e {
+        DbError::Query(q) => record_error(span, &error_type(q), &describe(q)),
+        DbError::Timeout(_) => record_error(span, "notes::db::Timeout", &e.to_string()),
+        other => record_error(span, "notes::db::Error", &other.to_string()),
+    }
+}
+
+/// `error.type` of a failed statement: the SQLSTATE, or the kind of client error.
 fn error_type(e: &tokio_postgres::Error) -> String {
     match e.code() {
         Some(code) => format!("tokio_postgres::error::DbError({})", code.code()),

@@ -20,7 +20,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 use tutorial_common::config::ConfigError;
 use tutorial_common::telemetry::record_error;
@@ -112,6 +112,13 @@ impl Sqlite {
         self.location.clone()
     }
 
+    /// The connection, once the statements before have finished (at most the busy timeout).
+    async fn lock(&self) -> Result<OwnedMutexGuard<Connection>, DbError> {
+        tokio::time::timeout(self.busy_timeout, self.connection.clone().lock_owned())
+            .await
+            .map_err(|_| DbError::SqliteBusy(self.busy_timeout))
+    }
+
     /// Runs one traced statement on the connection, on the blocking pool, and records its row
     /// count (or its error).
     async fn run<T: Send + 'static>(
@@ -120,10 +127,7 @@ impl Sqlite {
         rows_of: fn(&T) -> u64,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DbError> {
-        let connection =
-            tokio::time::timeout(self.busy_timeout, self.connection.clone().lock_owned())
-                .await
-                .map_err(|_| DbError::SqliteBusy(self.busy_timeout))?;
+        let connection = self.lock().await?;
         let span = query_span(&self.tags, sql);
         let result = tokio::task::spawn_blocking(move || work(&connection))
             .instrument(span.clone())
@@ -216,10 +220,7 @@ impl Sqlite {
 
     /// Whether the database answers and holds the table (untraced, like PostgreSQL's ping).
     pub async fn ping(&self) -> Result<(), DbError> {
-        let connection =
-            tokio::time::timeout(self.busy_timeout, self.connection.clone().lock_owned())
-                .await
-                .map_err(|_| DbError::SqliteBusy(self.busy_timeout))?;
+        let connection = self.lock().await?;
         tokio::task::spawn_blocking(move || {
             connection
                 .prepare_cached(SQL_PING)?
