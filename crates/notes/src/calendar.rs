@@ -101,6 +101,42 @@ fn is_date(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::error::NotesError;
+    use tutorial_common::http::Format;
+
+    #[tokio::test]
+    async fn a_refused_call_keeps_its_cause_for_the_logs() {
+        // A loopback port bound, then released: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let client =
+            CalendarClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+                .expect("client");
+        let error = client.date().await.expect_err("nothing listens");
+        assert!(matches!(error, CalendarCallError::Request(_)), "{error:?}");
+        let error = NotesError::from(error).respond_as(Format::Plain);
+        let logged = error.to_string();
+        assert!(
+            logged.starts_with("calendar call failed: no answer: "),
+            "{logged}"
+        );
+        assert!(
+            logged.contains(&format!("127.0.0.1:{port}/calendar")),
+            "{logged}"
+        );
+        assert!(
+            logged.to_lowercase().contains("connect"),
+            "the cause: {logged}"
+        );
+        assert_eq!(
+            error.error.client_message(),
+            "Cannot reach calendar service."
+        );
+    }
+
     #[test]
     fn dates_are_checked() {
         assert!(super::is_date("07/24/2022"));

@@ -1,7 +1,7 @@
 //! HTTP handlers: the tutorial's API (query-parameter form) plus the `/notes/{id}` path form.
 //!
 //! Each handler reads what it needs (the [`Negotiated`] format, the query string, the
-//! [`AppState`]), runs its body, and [`respond`] turns a [`NotesError`] into the status and the
+//! [`AppState`]), runs its body, and `respond` turns a [`NotesError`] into the status and the
 //! short message the client sees, in the format it asked for.
 
 use crate::calendar::CalendarClient;

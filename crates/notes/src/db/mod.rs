@@ -5,7 +5,7 @@
 //!   without `DB_HOST`) or in a file (`DATABASE_URL=sqlite:notes.db`).
 //!
 //! Both answer the same calls with the same [`Note`]s and the same [`DbError`] classes (which
-//! map to 503 or 500), and trace each statement with one span helper ([`query_span`]), shaped
+//! map to 503 or 500), and trace each statement with one span helper (`query_span`), shaped
 //! like Datadog's own integrations: resource = the SQL text, type `sql`, `db.*` tags, row count.
 //!
 //! Dispatch is one `match` on the enum: no boxing, no dynamic call on the PostgreSQL path.
