@@ -143,18 +143,18 @@ pub async fn update_note(
 ) -> Reply {
     respond(format, async {
         let id = query::required_id(request.query_string())?;
-        update(format, &request, &state, id).await
+        update(format, request.query_string(), &state, id).await
     })
     .await
 }
 
 async fn update(
     format: Format,
-    request: &HttpRequest,
+    query_string: &str,
     state: &AppState,
     id: i32,
 ) -> Result<HttpResponse, NotesError> {
-    let desc = query::required_desc(request.query_string(), MAX_DESCRIPTION_CHARS)?;
+    let desc = query::required_desc(query_string, MAX_DESCRIPTION_CHARS)?;
     let note = state
         .db
         .update(id, &desc)
@@ -206,7 +206,13 @@ pub async fn update_note_by_path(
     path: web::Path<String>,
 ) -> Reply {
     respond(format, async {
-        update(format, &request, &state, query::parse_id(&path)?).await
+        update(
+            format,
+            request.query_string(),
+            &state,
+            query::parse_id(&path)?,
+        )
+        .await
     })
     .await
 }
