@@ -9,9 +9,10 @@ use tutorial_common::http::{ClientSpanBackend, PeerService};
 /// Why no date came back from the calendar (every one of them: a 503 for the client).
 #[derive(Debug, thiserror::Error)]
 pub enum CalendarCallError {
-    /// No answer: refused, unreachable, or slower than `CALENDAR_TIMEOUT_MS`.
-    #[error("no answer")]
-    Request(#[source] reqwest_middleware::Error),
+    /// No answer: refused, unreachable, or slower than `CALENDAR_TIMEOUT_MS` (reqwest's
+    /// message names the URL; its causes say why).
+    #[error(transparent)]
+    Request(reqwest_middleware::Error),
     /// The calendar answered with an error status.
     #[error("{url} answered {status}")]
     Status {
@@ -21,8 +22,8 @@ pub enum CalendarCallError {
         status: reqwest::StatusCode,
     },
     /// The body could not be read in time.
-    #[error("cannot read the answer")]
-    Body(#[source] reqwest::Error),
+    #[error(transparent)]
+    Body(reqwest::Error),
     /// The body is not a date.
     #[error("{url} answered {shown:?}, not a MM/DD/YYYY date")]
     NotADate {
@@ -120,7 +121,9 @@ mod tests {
         let error = NotesError::from(error).respond_as(Format::Plain);
         let logged = error.to_string();
         assert!(
-            logged.starts_with("calendar call failed: no answer: "),
+            logged.starts_with(
+                "calendar call failed: error sending request for url (http://127.0.0.1:"
+            ),
             "{logged}"
         );
         assert!(

@@ -8,6 +8,7 @@
 use std::time::Duration;
 use tracing::Instrument;
 
+/// Sleeps `seconds × scale` (not at all when `scale` is 0: the tests run without the delays).
 async fn sleep(seconds: f64, scale: f64) {
     if scale > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(seconds * scale)).await;
