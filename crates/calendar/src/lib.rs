@@ -47,9 +47,9 @@ impl ServiceSettings for Settings {
     }
 }
 
-/// The calendar's handlers cannot fail: this type has no values. It exists because the shared
-/// server span ([`ServerSpanBuilder`]) is generic over the service's error type; the spans of
-/// actix-web's own errors (a 4xx from the request limits, say) are named by actix-web.
+/// The calendar's handlers cannot fail: this type has no values. It exists only because the
+/// shared server span ([`ServerSpanBuilder`]) is generic over the service's error type (a
+/// `TracedError` impl for `std::convert::Infallible` in `tutorial_common` would let it go).
 #[derive(Debug)]
 pub enum NoError {}
 
