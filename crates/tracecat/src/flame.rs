@@ -15,11 +15,20 @@ use svg::{Document, Node};
 pub struct Style {
     /// Width of the whole picture in pixels.
     pub width: u32,
+    /// Makes each bar a link to this text followed by the span id (the viewer's
+    /// `?span=`); `None` for a plain picture.
+    pub span_link: Option<String>,
+    /// A span drawn as selected (dark outline).
+    pub selected: Option<u64>,
 }
 
 impl Default for Style {
     fn default() -> Self {
-        Style { width: 1200 }
+        Style {
+            width: 1200,
+            span_link: None,
+            selected: None,
+        }
     }
 }
 
@@ -47,6 +56,7 @@ const FONT_SIZE: f64 = 12.0;
 const CHAR_WIDTH: f64 = 7.23;
 const MARGIN: f64 = 16.0;
 const ROW: f64 = 24.0;
+const SELECTED_STROKE: &str = "#1d1d1f";
 const BAR: f64 = 20.0;
 const AXIS_TOP: f64 = 62.0;
 const BARS_TOP: f64 = 84.0;
@@ -410,7 +420,19 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             .set("height", BAR)
             .set("rx", 2)
             .set("fill", colour_of(&span.service));
-        if span.error {
+        if style.selected == Some(span.span_id) {
+            rect = rect
+                .set("stroke", SELECTED_STROKE)
+                .set("stroke-width", 3)
+                .set(
+                    "class",
+                    if span.error {
+                        "selected error"
+                    } else {
+                        "selected"
+                    },
+                );
+        } else if span.error {
             rect = rect
                 .set("stroke", ERROR_STROKE)
                 .set("stroke-width", 2.5)
@@ -453,7 +475,15 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             }
             group = group.add(label);
         }
-        doc = doc.add(group);
+        match &style.span_link {
+            Some(prefix) => {
+                let mut link = Element::new("a");
+                link.assign("href", format!("{prefix}{}", span.span_id));
+                link.append(group);
+                doc = doc.add(link);
+            }
+            None => doc = doc.add(group),
+        }
     }
 
     // Legend.
