@@ -225,7 +225,7 @@ async fn last(viewer: &Viewer) -> HttpResponse {
     let watcher = viewer.watcher();
     let newest = traces
         .iter()
-        .filter(|t| watcher.state(t) == State::Complete && watcher.all_quiet())
+        .filter(|t| watcher.state(t) == State::Complete)
         .max_by_key(|t| (t.root_start(), t.trace_id));
     match newest {
         Some(t) => redirect(format!("/trace/{}", t.trace_id)),

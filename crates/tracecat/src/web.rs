@@ -213,9 +213,7 @@ pub fn list_page(
         Ok(traces) => {
             let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.matches(t)).collect();
             shown.sort_by_key(|t| std::cmp::Reverse((t.root_start(), t.trace_id)));
-            let last = shown
-                .iter()
-                .find(|t| watcher.state(t) == State::Complete && watcher.all_quiet());
+            let last = shown.iter().find(|t| watcher.state(t) == State::Complete);
             match last {
                 Some(t) => {
                     let _ = write!(
@@ -360,7 +358,8 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
             .unwrap_or("#ccc");
         let _ = write!(
             body,
-            "<tr class=\"span-row{}\" data-span-id=\"{id}\" data-service=\"{svc}\"><td class=\"mono\">\
+            "<tr class=\"span-row{}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
+             data-depth=\"{depth}\" data-service=\"{svc}\" data-name=\"{op}\"><td class=\"mono\">\
              {indent}<span class=\"swatch\" style=\"background:{colour}\"></span>\
              <a href=\"?span={id}\">{svc}</a> {res}{err}</td><td class=\"mono\">{op}</td>\
              <td class=\"num\">+{start}</td><td class=\"num\">{dur}</td></tr>",
@@ -370,6 +369,8 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
                 ""
             },
             id = s.span_id,
+            parent = s.parent_id,
+            depth = row.depth,
             svc = esc(&s.service),
             indent = "&nbsp;&nbsp;".repeat(row.depth.min(40)),
             res = esc(&s.resource),
