@@ -345,6 +345,7 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
     body.push_str("</section>");
     // The spans as a list, in tree order.
     let colours = service_colours(trace);
+    let t0 = trace.start();
     body.push_str(
         "<section><table id=\"spans\"><thead><tr><th>span</th><th>operation</th>\
          <th>start</th><th>duration</th></tr></thead><tbody>",
@@ -380,7 +381,7 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
                 ""
             },
             op = esc(&s.name),
-            start = format_duration(s.start - trace.start()),
+            start = format_duration(s.start - t0),
             dur = format_duration(s.duration),
         );
     }
@@ -509,5 +510,94 @@ pub fn list_link(query: &ListQuery) -> String {
         "/".to_owned()
     } else {
         format!("/?{}", parts.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::traces_from_json;
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// A trace of 10,000 spans: a root, 99 requests under it, 100 queries under each.
+    fn big_trace() -> Trace {
+        let mut spans = vec![json!({"service": "notes", "name": "actix_web.request",
+            "resource": "GET /big", "trace_id": 7, "span_id": 1, "parent_id": 0,
+            "start": 0, "duration": 10_000_000_000i64, "error": 0})];
+        let mut id = 2u64;
+        for i in 0..99i64 {
+            let parent = id;
+            spans.push(json!({"service": "reqwest", "name": "reqwest.request",
+                "resource": format!("GET /item/{i}"), "trace_id": 7, "span_id": parent,
+                "parent_id": 1, "start": i * 100_000_000, "duration": 99_000_000,
+                "error": i32::from(i % 10 == 0), "meta": {"error.message": "boom <b>"}}));
+            id += 1;
+            for j in 0..100i64 {
+                spans.push(json!({"service": "postgres", "name": "postgres.query",
+                    "resource": "SELECT 1", "trace_id": 7, "span_id": id, "parent_id": parent,
+                    "start": i * 100_000_000 + j * 1_000_000, "duration": 900_000,
+                    "metrics": {"db.row_count": 1}}));
+                id += 1;
+            }
+        }
+        let traces = traces_from_json(&Value::Array(spans)).expect("valid spans");
+        assert_eq!(traces.len(), 1);
+        traces.into_iter().next().expect("one trace")
+    }
+
+    #[test]
+    fn a_trace_of_ten_thousand_spans_renders_every_span() {
+        let trace = big_trace();
+        assert_eq!(trace.spans.len(), 10_000);
+        let watcher = Watcher::new(Duration::from_secs(1));
+        let page = trace_page(&trace, watcher.state(&trace), Some(2), "http://agent");
+        assert_eq!(page.matches("<g class=\"span\"").count(), 10_000);
+        assert_eq!(page.matches("<tr class=\"span-row").count(), 10_000);
+        // Tags are escaped, never markup.
+        assert!(page.contains("boom &lt;b&gt;"));
+        assert!(!page.contains("boom <b>"));
+        let list = list_page(
+            Ok(std::slice::from_ref(&trace)),
+            &watcher,
+            &ListQuery::default(),
+            "http://agent",
+            None,
+        );
+        assert!(list.contains("GET /big"));
+        assert!(list.contains("! error"));
+    }
+
+    #[test]
+    fn list_filters_and_messages() {
+        let trace = big_trace();
+        let watcher = Watcher::new(Duration::from_secs(1));
+        let traces = std::slice::from_ref(&trace);
+        let only = |q: ListQuery| {
+            list_page(Ok(traces), &watcher, &q, "a", None)
+                .matches("<tr class=\"trace")
+                .count()
+        };
+        assert_eq!(only(ListQuery::default()), 1);
+        let service = |s: &str| ListQuery {
+            service: Some(s.to_owned()),
+            ..ListQuery::default()
+        };
+        assert_eq!(only(service("postgres")), 1);
+        assert_eq!(only(service("calendar")), 0);
+        let resource = ListQuery {
+            resource: Some("POST".to_owned()),
+            ..ListQuery::default()
+        };
+        assert_eq!(only(resource), 0);
+        let errors = ListQuery {
+            errors: true,
+            ..ListQuery::default()
+        };
+        assert_eq!(only(errors), 1);
+        let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None);
+        assert!(empty.contains(&esc(FIRST_REQUEST_HINT)));
+        let down = list_page(Err("refused"), &watcher, &ListQuery::default(), "a", None);
+        assert!(down.contains("id=\"agent-down\"") && down.contains("refused"));
     }
 }
