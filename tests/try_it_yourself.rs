@@ -66,8 +66,17 @@ fn patched_notes() -> PathBuf {
         Command::new("git")
             .args(["apply", "--verbose"])
             .arg(root.join("docs/try-it-yourself.patch"))
+            // The copy sits inside the repository's work tree: without a ceiling, git would
+            // apply relative to the repository and skip every path outside `src`.
+            .env("GIT_CEILING_DIRECTORIES", &base)
             .current_dir(&src),
         "git apply docs/try-it-yourself.patch",
+    );
+    let routes = std::fs::read_to_string(src.join("crates/notes/src/routes.rs"))
+        .expect("the patched routes.rs");
+    assert!(
+        routes.contains("operation.name = \"notes.get_one\""),
+        "the patch did not change crates/notes/src/routes.rs"
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(
