@@ -78,9 +78,8 @@ fn patched_notes() -> PathBuf {
         routes.contains("operation.name = \"notes.get_one\""),
         "the patch did not change crates/notes/src/routes.rs"
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(
-        Command::new(cargo)
+        Command::new(env!("CARGO"))
             .args(["build", "--locked", "--offline", "-p", "notes"])
             .env("CARGO_TARGET_DIR", base.join("target"))
             .current_dir(&src),

@@ -12,6 +12,8 @@ use support::{ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+// The harness's own lookup on PATH, not the services' configuration (as in tests/support).
+#[allow(clippy::disallowed_methods)]
 fn chromium() -> PathBuf {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
