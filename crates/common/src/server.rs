@@ -264,3 +264,23 @@ where
 
 /// Bound on the final span flush (an unreachable or stalled agent cannot hold shutdown longer).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_checks_are_untraced_by_default_and_a_bad_flag_names_itself() {
+        let settings = ServerSettings::from_env(&Env::default(), 8080).expect("defaults");
+        assert!(!settings.trace_health_checks);
+        let on = Env::from_pairs([("TRACE_HEALTH_CHECKS", "true")]);
+        assert!(
+            ServerSettings::from_env(&on, 8080)
+                .expect("valid")
+                .trace_health_checks
+        );
+        let bad = Env::from_pairs([("TRACE_HEALTH_CHECKS", "sometimes")]);
+        let err = ServerSettings::from_env(&bad, 8080).expect_err("not a flag");
+        assert!(err.to_string().contains("TRACE_HEALTH_CHECKS"), "{err}");
+    }
+}
