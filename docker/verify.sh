@@ -135,9 +135,9 @@ log "base images"
 
 # ---- 2. build and start ----------------------------------------------------------------------
 start=$SECONDS
-log "building images (${COMPOSE[*]} build)"
+log "building images (${COMPOSE[*]} --profile testagent build)"
 # --force-rm: a failed step leaves no container behind. No --pull: there may be no registry.
-if ! "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" build --force-rm >"$WORK/build.log" 2>&1; then
+if ! "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --profile testagent build --force-rm >"$WORK/build.log" 2>&1; then
   tail -n 80 "$WORK/build.log"
   die "build failed"
 fi
