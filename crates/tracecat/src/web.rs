@@ -554,7 +554,12 @@ mod tests {
         let page = trace_page(&trace, watcher.state(&trace), Some(2), "http://agent");
         assert_eq!(page.matches("<g class=\"span\"").count(), 10_000);
         assert_eq!(page.matches("<tr class=\"span-row").count(), 10_000);
-        // Tags are escaped, never markup.
+        // The selected span (an error) lists its tags, the error ones highlighted; tags are
+        // escaped, never markup.
+        let details = &page[page.find("id=\"details\"").expect("details")..];
+        assert!(details.contains(
+            "<tr class=\"tag tag-error\"><td class=\"mono\">error.message</td><td class=\"mono\">boom &lt;b&gt;</td>"
+        ));
         assert!(page.contains("boom &lt;b&gt;"));
         assert!(!page.contains("boom <b>"));
         let list = list_page(
