@@ -462,9 +462,14 @@ class Check:
             self.fail(f"{where}: --listen {listen!r} is not 0.0.0.0:<containerPort>")
         routes = self.repo.routes("tracecat")
         for probe in ("readinessProbe", "livenessProbe"):
-            path = c.get(probe, {}).get("httpGet", {}).get("path")
-            if path not in routes:
-                self.fail(f"{where}: {probe} on {path}, which tracecat serve does not serve ({sorted(routes)})")
+            p = c.get(probe, {})
+            action = p.get("httpGet") or p.get("tcpSocket")
+            if not action or action.get("port") not in ("http", c["ports"][0]["containerPort"]):
+                self.fail(f"{where}: no {probe} on its port")
+            elif "httpGet" in p and p["httpGet"].get("path") not in routes:
+                self.fail(f"{where}: {probe} on {p['httpGet'].get('path')}, which tracecat serve does not serve ({sorted(routes)})")
+        if "serve" not in self.repo.sources("tracecat") or '"--listen"' not in self.repo.sources("tracecat"):
+            self.fail(f"{where}: crates/tracecat has no `serve` with --listen")
 
 
 def load(root: pathlib.Path, args: list[str]) -> tuple[Repo, dict[str, list[dict]]]:
