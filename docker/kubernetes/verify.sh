@@ -20,8 +20,8 @@ log() { printf '[k8s-verify %3ss] %s\n' "$((SECONDS - T0))" "$*"; }
 die() { log "FATAL: $*"; exit 1; }
 
 command -v kubectl >/dev/null ||
-  die "kubectl not found: install kubectl 1.27 or newer (it has kustomize built in), e.g. from Kubernetes' own package repository or the Google Cloud CLI's"
-kubectl kustomize --help >/dev/null 2>&1 || die "this kubectl has no 'kustomize' subcommand: install kubectl 1.27 or newer"
+  die "kubectl not found: install kubectl (checked with 1.32, kustomize 5.5 built in), e.g. from Kubernetes' own package repository or the Google Cloud CLI's (Debian's kubernetes-client 1.20 is too old)"
+kubectl kustomize --help >/dev/null 2>&1 || die "this kubectl has no 'kustomize' subcommand: install a current kubectl (checked with 1.32)"
 command -v python3 >/dev/null || die "python3 not found (Debian: apt-get install python3 python3-venv)"
 
 want="$(sed -n 's/^kubernetes-validate==//p' "$HERE/requirements.txt")"
