@@ -213,6 +213,9 @@ class Check:
                     self.fail(f"{where}: no memory {kind}")
             if "cpu" not in res.get("requests", {}):
                 self.fail(f"{where}: no cpu request")
+            for probe in ("readinessProbe", "livenessProbe"):
+                if probe not in c:
+                    self.fail(f"{where}: no {probe}")
             if name in SERVICES and "memory" in res.get("limits", {}):
                 peak = self.repo.peak_rss_mb(name) * 1e6 / 2**20
                 limit = quantity_mib(res["limits"]["memory"])
@@ -519,6 +522,7 @@ BREAKAGES = {
     "CALENDAR_HOST not the calendar Service": lambda d: _env(d, "notes", "CALENDAR_HOST").update(value="calendar-app"),
     "memory limit under twice the measured peak": lambda d: _container(d, "notes")["resources"]["limits"].update(memory="16Mi"),
     "grace period shorter than the shutdown": lambda d: _pod(d, "notes")["spec"].update(terminationGracePeriodSeconds=5),
+    "PostgreSQL without a readiness probe": lambda d: _container(d, "postgres").pop("readinessProbe"),
     "Service links left on": lambda d: _pod(d, "notes")["spec"].pop("enableServiceLinks"),
     "the tutorial's NodePort changed": lambda d: next(x for x in d if x["kind"] == "Service" and x["metadata"]["name"] == "notes")["spec"]["ports"][0].update(nodePort=30081),
 }
