@@ -16,6 +16,7 @@ check catches every one of them (so the check is known to be able to fail).
 
 from __future__ import annotations
 
+import base64
 import copy
 import pathlib
 import re
@@ -342,8 +343,6 @@ class Check:
             self.fail(f"{name}: no ad.datadoghq.com/{name}.logs annotation with service {name}")
 
     def secret_value(self, ref: dict) -> str | None:
-        import base64
-
         for sname, s in self.objects("Secret").items():
             if sname == ref.get("name"):
                 raw = s.get("data", {}).get(ref.get("key"))
