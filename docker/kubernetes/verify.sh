@@ -44,6 +44,7 @@ for overlay in "${OVERLAYS[@]}"; do
 done
 # every overlay directory is checked (a new one must be added above)
 for dir in "$HERE"/*/; do
+  [ -f "$dir/kustomization.yaml" ] || continue
   name="$(basename "$dir")"
   [ "$name" = base ] && continue
   [[ " ${OVERLAYS[*]} " == *" $name "* ]] || die "docker/kubernetes/$name is not in verify.sh's OVERLAYS"
