@@ -28,7 +28,7 @@ import yaml
 NAMESPACE = "apm-tutorial"
 # The services built from this workspace, and the tutorial's NodePorts for them.
 SERVICES = {"notes": 30080, "calendar": 30090}
-VIEWER = "traceview"
+VIEWER = "viewer"
 UST = ("service", "env", "version")
 UST_ENV = {"service": "DD_SERVICE", "env": "DD_ENV", "version": "DD_VERSION"}
 # The services' span flush at shutdown is bounded by this (README: "Shutdown").
@@ -239,6 +239,8 @@ class Check:
                     if t not in ports and t not in ports.values():
                         self.fail(f"Service {svc_name}: targetPort {t} is no container port of {name}")
         for svc_name, svc in self.objects("Service").items():
+            if svc["spec"].get("type") in ("NodePort", "LoadBalancer") and svc_name not in SERVICES:
+                self.fail(f"Service {svc_name} is published outside the cluster ({svc['spec']['type']}); only notes and calendar are")
             sel = svc["spec"].get("selector", {})
             matches = [n for n, w in self.workloads().items() if all(w["spec"]["template"]["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
             if len(matches) != 1:
@@ -529,6 +531,11 @@ AGENT_BREAKAGES = {
     "datadog": ("DD_AGENT_HOST not the node's IP", lambda d: _env(d, "notes", "DD_AGENT_HOST").update(valueFrom={"fieldRef": {"fieldPath": "status.podIP"}})),
     "testagent": ("DD_AGENT_HOST not the testagent Service", lambda d: _env(d, "calendar", "DD_AGENT_HOST").update(value="localhost")),
 }
+TESTAGENT_BREAKAGES = {
+    "the viewer published on the nodes": lambda d: next(x for x in d if x["kind"] == "Service" and x["metadata"]["name"] == VIEWER)["spec"].update(type="NodePort"),
+    "the viewer pointed at another agent": lambda d: _container(d, VIEWER).update(args=["serve", "--agent", "http://localhost:8126", "--listen", "0.0.0.0:8127"]),
+    "the viewer listening on loopback": lambda d: _container(d, VIEWER).update(args=["serve", "--agent", "http://testagent:8126", "--listen", "127.0.0.1:8127"]),
+}
 
 
 def self_test(repo: Repo, rendered: dict[str, list[dict]]) -> int:
@@ -538,6 +545,8 @@ def self_test(repo: Repo, rendered: dict[str, list[dict]]) -> int:
         cases = dict(BREAKAGES)
         if overlay in AGENT_BREAKAGES:
             cases[AGENT_BREAKAGES[overlay][0]] = AGENT_BREAKAGES[overlay][1]
+        if overlay == "testagent":
+            cases.update(TESTAGENT_BREAKAGES)
         for what, breakage in cases.items():
             broken = copy.deepcopy(docs)
             breakage(broken)
