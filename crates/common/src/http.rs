@@ -12,6 +12,7 @@ use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::error::error_chain;
 use crate::telemetry::record_error;
 
 /// What an error type tells the server span about itself.
@@ -281,7 +282,8 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
             http.url = %url,
             http.status_code = Empty,
             out.host = url.host_str().unwrap_or(""),
-            network.destination.port = url.port_or_known_default(),
+            // An i64: a Datadog metric (tracing-opentelemetry writes u64 as text).
+            network.destination.port = url.port_or_known_default().map(i64::from),
             peer.service = peer,
             error.type = Empty,
             error.message = Empty,
@@ -317,19 +319,4 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
             }
         }
     }
-}
-
-/// An error and its sources, joined with `: ` (reqwest's own message hides the cause).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

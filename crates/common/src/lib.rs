@@ -10,6 +10,7 @@
 //! - [`server`]: listening settings and limits, the bound server, and the services' `main`.
 
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod server;
 pub mod telemetry;

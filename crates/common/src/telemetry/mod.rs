@@ -10,8 +10,11 @@
 //! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
 //! `span.type`, and `error.type` / `error.message` on failures.
 
+pub mod chunks;
 pub mod datadog;
+pub mod facts;
 pub mod logs;
+pub mod payload;
 pub mod propagation;
 pub mod sampler;
 
