@@ -6,7 +6,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::TracingMiddleware;
 use std::time::Duration;
 use tutorial_common::error::error_chain;
-use tutorial_common::http::{ClientSpanBackend, PeerService};
+use tutorial_common::telemetry::spans::{ClientSpanBackend, PeerService};
 
 /// A client for `GET /calendar`.
 #[derive(Debug, Clone)]

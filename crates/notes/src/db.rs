@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::field::Empty;
 use tracing::Instrument;
-use tutorial_common::telemetry::record_error;
+use tutorial_common::telemetry::spans::record_error;
 
 /// A note as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -4,7 +4,7 @@
 //! version 0.20): swapping the exporter touches this file and the seam in [`super`] alone.
 //!
 //! The path from a finished span to the Agent, in order:
-//! 1. [`ChunkExporter::export`] gets the batch processor's batches and assembles trace chunks
+//! 1. `ChunkExporter::export` gets the batch processor's batches and assembles trace chunks
 //!    ([`super::chunks`]): a chunk goes out once its local root has ended, whole.
 //! 2. For each chunk it reads the trace's facts once ([`TraceFacts`]) and prepares each span:
 //!    numeric attributes are taken out (they become metrics, still numbers), `span.kind`, the
@@ -14,7 +14,7 @@
 //! 3. The crate maps the spans to the v0.5 payload: the closures take the Datadog operation name
 //!    and service from span attributes ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is
 //!    the OpenTelemetry span name unless [`RESOURCE_NAME`] overrides it.
-//! 4. [`AgentClient`], the HTTP client handed to the crate, applies the plan to the crate's bytes
+//! 4. `AgentClient`, the HTTP client handed to the crate, applies the plan to the crate's bytes
 //!    in one streaming pass ([`super::payload`]) and posts the result through a blocking client
 //!    with timeouts (the batch processor's thread has no async runtime, and an unreachable or
 //!    slow Agent must never hold anything up for long). A payload the pass cannot process is
@@ -26,6 +26,7 @@
 use super::chunks::{is_local_root, Chunk, ChunkBuffer};
 use super::facts::TraceFacts;
 use super::payload::{self, BatchPlan};
+use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use super::TelemetryConfig;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
@@ -38,15 +39,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Span attribute holding the Datadog operation name (`postgres.query`, `actix_web.request`, …).
-pub const OPERATION_NAME: &str = "operation.name";
-/// Span attribute holding a service other than the process's own (`postgres`, `notes_helper`).
-pub const SERVICE_NAME: &str = "service.name";
-/// Span attribute overriding the resource (the OpenTelemetry span name) once the span has
-/// started: `tracing-opentelemetry` cannot rename a started span.
-pub const RESOURCE_NAME: &str = "resource.name";
-/// Operation name of spans that do not set one.
-pub const DEFAULT_OPERATION: &str = "internal";
 /// How long the spans of a chunk wait for its root before going out as a partial chunk.
 const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -599,14 +591,15 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         let capture = Arc::new(Capture::default());
         let exporter = exporter(capture.clone());
         // A plan that does not match the payload (as if the crate's layout had changed).
-        *lock(&exporter.client.plan) = Some(BatchPlan::default());
+        let mut plan = BatchPlan::default();
+        plan.add_span(42, vec![]);
+        *lock(&exporter.client.plan) = Some(plan);
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
         futures::executor::block_on(exporter.inner.export(vec![root])).unwrap();
         assert!(lock(&capture.posts).is_empty(), "sent as built");
         assert_eq!(
             exporter.client.unprocessable_spans.load(Ordering::Relaxed),
-            0,
-            "the empty plan knew no span"
+            1
         );
         // No plan at all.
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);

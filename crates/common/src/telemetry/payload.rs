@@ -17,9 +17,9 @@
 /// Span attributes that steer the mapping (operation, service, resource, type) and are not sent
 /// as tags; `service` is the crate's copy of the span's own service (noise).
 pub const CONTROL_KEYS: &[&str] = &[
-    super::datadog::OPERATION_NAME,
-    super::datadog::SERVICE_NAME,
-    super::datadog::RESOURCE_NAME,
+    super::spans::OPERATION_NAME,
+    super::spans::SERVICE_NAME,
+    super::spans::RESOURCE_NAME,
     "span.type",
     "service",
 ];
