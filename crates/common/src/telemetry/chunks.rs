@@ -67,7 +67,12 @@ impl ChunkBuffer {
         for span in batch {
             let trace = span.span_context.trace_id();
             let root = is_local_root(&span);
-            match groups.iter_mut().find(|(t, _, _)| *t == trace) {
+            // Spans of one trace mostly end next to each other: look at the last group first.
+            let found = match groups.last() {
+                Some((t, _, _)) if *t == trace => groups.last_mut(),
+                _ => groups.iter_mut().find(|(t, _, _)| *t == trace),
+            };
+            match found {
                 Some((_, spans, has_root)) => {
                     spans.push(span);
                     *has_root |= root;

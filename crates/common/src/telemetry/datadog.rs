@@ -103,7 +103,7 @@ pub(crate) fn build_exporter(
         inner,
         client,
         chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
-        service: config.service.clone(),
+        service: Arc::from(config.service.as_str()),
     })
 }
 
@@ -130,7 +130,7 @@ pub(crate) struct ChunkExporter {
     /// Spans of chunks whose root has not ended yet.
     chunks: Mutex<ChunkBuffer>,
     /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
-    service: String,
+    service: Arc<str>,
 }
 
 fn kind_name(kind: &SpanKind) -> &'static str {
@@ -148,7 +148,6 @@ impl ChunkExporter {
     fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
         let mut plan = BatchPlan::default();
         let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.len()).sum());
-        let mut metrics: Vec<(u32, f64)> = Vec::new();
         for chunk in chunks {
             // The chunk root carries the chunk-level facts; a partial chunk, its first span.
             let head = if chunk.complete {
@@ -160,8 +159,13 @@ impl ChunkExporter {
                 continue;
             };
             let facts = TraceFacts::of(&head_span.span_context);
+            // Shared by every span of the chunk (reference-counted, not copied).
+            let origin = facts
+                .origin
+                .as_deref()
+                .map(|o| Value::from(Arc::<str>::from(o)));
             for (position, mut span) in chunk.spans.into_iter().enumerate() {
-                metrics.clear();
+                let mut metrics: Vec<(u32, f64)> = Vec::new();
                 for kv in &span.attributes {
                     let value = match kv.value {
                         Value::I64(n) => n as f64,
@@ -187,11 +191,12 @@ impl ChunkExporter {
                         span.attributes.push(message);
                     }
                 }
-                if attr(&span, SERVICE_NAME).is_some_and(|other| other != self.service) {
-                    let base = KeyValue::new("_dd.base_service", self.service.clone());
-                    span.attributes.push(base);
+                if attr(&span, SERVICE_NAME).is_some_and(|other| *other != *self.service) {
+                    let base = Value::from(self.service.clone());
+                    span.attributes
+                        .push(KeyValue::new("_dd.base_service", base));
                 }
-                if let Some(origin) = &facts.origin {
+                if let Some(origin) = &origin {
                     span.attributes
                         .push(KeyValue::new("_dd.origin", origin.clone()));
                 }
@@ -204,7 +209,7 @@ impl ChunkExporter {
                     }
                 }
                 let span_id = u64::from_be_bytes(span.span_context.span_id().to_bytes());
-                plan.add_span(span_id, metrics.clone());
+                plan.add_span(span_id, metrics);
                 out.push(span);
             }
         }

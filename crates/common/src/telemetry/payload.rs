@@ -127,6 +127,7 @@ pub fn rewrite(
     let count = rmp::decode::read_array_len(rd).map_err(mp)?;
     let mut classes = Vec::with_capacity(count as usize);
     write_array_len(out, count + plan.names.len() as u32)?;
+    let strings_start = payload.len() - rd.len();
     for _ in 0..count {
         let len = rmp::decode::read_str_len(rd).map_err(mp)? as usize;
         if rd.len() < len {
@@ -144,8 +145,9 @@ pub fn rewrite(
         } else {
             Class::Plain
         });
-        rmp::encode::write_str(out, text).map_err(mp)?;
     }
+    // The strings themselves go through as they are, in one copy.
+    out.extend_from_slice(&payload[strings_start..payload.len() - rd.len()]);
     for name in &plan.names {
         rmp::encode::write_str(out, name).map_err(mp)?;
     }
@@ -170,23 +172,20 @@ pub fn rewrite(
                 return Err(PayloadError::Layout("a span is not a 12-element array"));
             }
             write_array_len(out, 12)?;
+            // Service, name, resource, the three ids, start, duration, error: checked, then
+            // copied through as they are.
+            let fields_start = payload.len() - rd.len();
             for _ in 0..3 {
                 let s: u32 = rmp::decode::read_int(rd).map_err(mp)?;
                 class(s)?;
-                rmp::encode::write_uint(out, u64::from(s)).map_err(mp)?;
             }
-            let trace_id: u64 = rmp::decode::read_int(rd).map_err(mp)?;
+            let _trace_id: u64 = rmp::decode::read_int(rd).map_err(mp)?;
             let span_id: u64 = rmp::decode::read_int(rd).map_err(mp)?;
-            let parent_id: u64 = rmp::decode::read_int(rd).map_err(mp)?;
-            for id in [trace_id, span_id, parent_id] {
-                rmp::encode::write_uint(out, id).map_err(mp)?;
-            }
-            let start: i64 = rmp::decode::read_int(rd).map_err(mp)?;
-            let duration: i64 = rmp::decode::read_int(rd).map_err(mp)?;
-            let error: i32 = rmp::decode::read_int(rd).map_err(mp)?;
-            rmp::encode::write_sint(out, start).map_err(mp)?;
-            rmp::encode::write_sint(out, duration).map_err(mp)?;
-            rmp::encode::write_sint(out, i64::from(error)).map_err(mp)?;
+            let _parent_id: u64 = rmp::decode::read_int(rd).map_err(mp)?;
+            let _start: i64 = rmp::decode::read_int(rd).map_err(mp)?;
+            let _duration: i64 = rmp::decode::read_int(rd).map_err(mp)?;
+            let _error: i32 = rmp::decode::read_int(rd).map_err(mp)?;
+            out.extend_from_slice(&payload[fields_start..payload.len() - rd.len()]);
 
             let planned = plan
                 .metrics_of(span_id)
