@@ -4,20 +4,25 @@
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
 //!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator.
+//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator. The export
+//!   path is built in one place, `project_provider`.
 //!
-//! Spans are plain `tracing` spans with a few conventional fields: `otel.name` (the Datadog
-//! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
-//! `span.type`, and `error.type` / `error.message` on failures.
+//! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
+//! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
+//! adjusted in one streaming pass ([`payload`]).
 
+pub mod chunks;
 pub mod datadog;
+pub mod facts;
 pub mod logs;
+pub mod payload;
 pub mod propagation;
 pub mod sampler;
+pub mod spans;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::Duration;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -112,15 +117,6 @@ fn parse_tags(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.
-/// The span must have declared these fields (`otel.status_code`, `error.type`,
-/// `error.message` as `Empty`).
-pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
-    span.record("otel.status_code", "error");
-    span.record("error.type", kind);
-    span.record("error.message", message);
-}
-
 /// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -163,25 +159,9 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         return Ok(Telemetry { provider: None });
     }
 
-    let exporter = datadog::exporter(config)?;
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(config.queue_size)
-                .with_scheduled_delay(config.flush_interval)
-                // Small batches: each export holds a core for less time (a shorter latency tail).
-                .with_max_export_batch_size(config.queue_size.min(256))
-                .build(),
-        )
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
-        .with_id_generator(sampler::DatadogIdGenerator::default())
-        .with_resource(datadog::resource(config))
-        .build();
+    // The seam: the one place where the export path is chosen.
+    let provider = project_provider(config)?;
     let tracer = provider.tracer("apm-tutorial-rust");
-    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
 
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -199,6 +179,31 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
+/// the project's sampler and its Datadog + W3C propagator (installed as the global one).
+fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    let exporter = datadog::exporter(config)?;
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(config.queue_size)
+                .with_scheduled_delay(config.flush_interval)
+                // Small batches: each export holds a core for less time (a shorter latency tail).
+                .with_max_export_batch_size(config.queue_size.min(256))
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
+        .with_id_generator(sampler::DatadogIdGenerator::default())
+        .with_resource(datadog::resource(config))
+        .build();
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
+    Ok(provider)
 }
 
 #[cfg(test)]
