@@ -2,9 +2,9 @@
 #   docker build -f docker/calendar.Dockerfile -t apm-tutorial-rust/calendar:local .
 # (compose/docker-compose.yaml does this for you.)
 #
-# The build stages below are kept byte-for-byte identical in notes.Dockerfile and
-# calendar.Dockerfile: both binaries are built together, so the second image reuses every build
-# layer of the first from the cache.
+# The build stages below are kept byte-for-byte identical in notes.Dockerfile,
+# calendar.Dockerfile and viewer.Dockerfile: the three binaries are built together, so the
+# second and third images reuse every build layer of the first from the cache.
 
 # ---- build stage 1: a skeleton of the workspace ----------------------------------------------
 # Every Cargo.toml, the lock file and an empty stub for each target root (src/lib.rs, src/main.rs,
@@ -35,16 +35,16 @@ RUN set -eu; \
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY --from=planner /skeleton/ ./
-RUN cargo build --release --locked -p notes -p calendar \
+RUN cargo build --release --locked -p notes -p calendar -p tracecat \
  && find crates -name '*.rs' -delete
 
 # ---- build stage 3: the workspace's own code -------------------------------------------------
 COPY crates crates
 # touch: the real sources must look newer than the stubs compiled above
 RUN find crates -name '*.rs' -exec touch {} + \
- && cargo build --release --locked -p notes -p calendar \
+ && cargo build --release --locked -p notes -p calendar -p tracecat \
  && mkdir -p /out \
- && cp target/release/notes target/release/calendar /out/
+ && cp target/release/notes target/release/calendar target/release/tracecat /out/
 
 # ---- runtime ----------------------------------------------------------------------------------
 # Only glibc and libgcc are needed (no TLS: plain HTTP to the Agent).

@@ -7,7 +7,8 @@
 #      (`--profile testagent`, DD_AGENT_HOST=testagent) under a project name of its own,
 #      on free host ports
 #   3. runs the tutorial's curl sequence and checks, through the test agent, that a
-#      POST /notes?add_date=y arrived as one trace with spans of both `notes` and `calendar`
+#      POST /notes?add_date=y arrived as one trace with spans of both `notes` and `calendar`,
+#      that the health checks were not traced, and that the trace viewer shows the trace
 #   4. stops calendar, then db, checking the 503 answers and the recovery; then `down` (keeping
 #      the volume) and `up`, checking the notes are still there
 #   5. always removes its containers, networks and volumes (images are kept as the build cache)
@@ -63,24 +64,25 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- free host ports -------------------------------------------------------------------------
-read -r NOTES_HOST_PORT CALENDAR_HOST_PORT DB_HOST_PORT TESTAGENT_HOST_PORT < <(python3 - <<'EOF'
+read -r NOTES_HOST_PORT CALENDAR_HOST_PORT DB_HOST_PORT TESTAGENT_HOST_PORT TRACEVIEW_HOST_PORT < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket()
     s.bind(("0.0.0.0", 0))
     socks.append(s)
 print(*[s.getsockname()[1] for s in socks])
 EOF
 )
-export NOTES_HOST_PORT CALENDAR_HOST_PORT DB_HOST_PORT TESTAGENT_HOST_PORT
+export NOTES_HOST_PORT CALENDAR_HOST_PORT DB_HOST_PORT TESTAGENT_HOST_PORT TRACEVIEW_HOST_PORT
 export DD_AGENT_HOST=testagent DD_TRACE_AGENT_PORT=8126 DD_ENV=verify DD_TRACE_ENABLED=true
 export TESTAGENT_SNAPSHOT_DIR="$WORK/snapshots" TESTAGENT_ENABLED_CHECKS=""
 mkdir -p "$TESTAGENT_SNAPSHOT_DIR"
 NOTES="http://127.0.0.1:$NOTES_HOST_PORT"
 CALENDAR="http://127.0.0.1:$CALENDAR_HOST_PORT"
 AGENT="http://127.0.0.1:$TESTAGENT_HOST_PORT"
-log "project $PROJECT; ports notes=$NOTES_HOST_PORT calendar=$CALENDAR_HOST_PORT db=$DB_HOST_PORT testagent=$TESTAGENT_HOST_PORT"
+VIEWER="http://127.0.0.1:$TRACEVIEW_HOST_PORT"
+log "project $PROJECT; ports notes=$NOTES_HOST_PORT calendar=$CALENDAR_HOST_PORT db=$DB_HOST_PORT testagent=$TESTAGENT_HOST_PORT viewer=$TRACEVIEW_HOST_PORT"
 
 # ---- helpers ---------------------------------------------------------------------------------
 # req METHOD URL: sets STATUS and BODY
@@ -133,9 +135,9 @@ log "base images"
 
 # ---- 2. build and start ----------------------------------------------------------------------
 start=$SECONDS
-log "building images (${COMPOSE[*]} build)"
+log "building images (${COMPOSE[*]} --profile testagent build)"
 # --force-rm: a failed step leaves no container behind. No --pull: there may be no registry.
-if ! "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" build --force-rm >"$WORK/build.log" 2>&1; then
+if ! "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --profile testagent build --force-rm >"$WORK/build.log" 2>&1; then
   tail -n 80 "$WORK/build.log"
   die "build failed"
 fi
@@ -145,6 +147,9 @@ log "images built in $((SECONDS - start))s"
 builder_tip="$(awk '/^ ---> [0-9a-f]+$/ { id = $2 } /^Step .*FROM .* AS runtime/ { print id; exit }' "$WORK/build.log")"
 [[ -n "$builder_tip" ]] && docker tag "$builder_tip" apm-tutorial-rust/build-cache:local 2>/dev/null || true
 
+vuser="$(docker image inspect -f '{{.Config.User}}' apm-tutorial-rust/viewer:local)"
+[[ -n "$vuser" && "$vuser" != root && "$vuser" != 0 && "$vuser" != 0:* ]] &&
+  ok "viewer image runs as non-root user $vuser" || not_ok "viewer image user is '$vuser'"
 for svc in notes calendar; do
   img="apm-tutorial-rust/$svc:local"
   user="$(docker image inspect -f '{{.Config.User}}' "$img")"
@@ -168,6 +173,7 @@ wait_healthy db
 wait_healthy calendar
 wait_healthy notes
 wait_http "$AGENT/info" 200 60 || die "test agent not answering"
+wait_http "$VIEWER/" 200 60 || die "trace viewer not answering"
 log "stack up in $((SECONDS - start))s"
 
 # ---- 3. the tutorial's requests and the trace ------------------------------------------------
@@ -224,6 +230,38 @@ if grep -q '^trace ' "$WORK/trace.txt"; then
   ok "POST add_date=y is one trace across notes and calendar: $(cat "$WORK/trace.txt")"
 else
   not_ok "trace check: $(cat "$WORK/trace.txt")"
+fi
+
+# The health checks (every 5 s per service) are not traced.
+curl -sS --max-time 10 "$AGENT/test/traces" -o "$WORK/traces.json" || true
+health="$(python3 -c 'import json,sys; print(sum(1 for t in json.load(open(sys.argv[1])) for s in t if s.get("resource") == "GET /health"))' "$WORK/traces.json" 2>&1 || true)"
+[[ "$health" == 0 ]] && ok "no GET /health spans in the test agent" || not_ok "GET /health spans in the test agent: $health"
+
+# The viewer lists the traces and shows the add_date trace as complete.
+viewer_check() {
+  curl -sS --max-time 10 "$VIEWER/api/traces?resource=POST%20/notes" -o "$WORK/viewer.json" || return 1
+  python3 - "$WORK/viewer.json" <<'EOF'
+import json, sys
+traces = json.load(open(sys.argv[1]))["traces"]
+whole = [t for t in traces if t["complete"] and "calendar" in t["services"]]
+print(f"{len(traces)} POST /notes traces; {len(whole)} complete with calendar: "
+      + ", ".join(f"{t['trace_id']} ({t['span_count']} spans)" for t in whole))
+sys.exit(0 if whole else 1)
+EOF
+}
+start=$SECONDS
+until viewer_check >"$WORK/viewer.txt" 2>&1; do
+  ((SECONDS - start < 30)) || break
+  sleep 2
+done
+tid="$(sed -n 's/.*complete with calendar: \([0-9][0-9]*\).*/\1/p' "$WORK/viewer.txt")"
+if [[ -n "$tid" ]]; then
+  req GET "$VIEWER/trace/$tid"
+  [[ "$STATUS" == 200 && "$BODY" == *'data-service="calendar"'* ]] &&
+    ok "viewer: $(cat "$WORK/viewer.txt"); /trace/$tid shows the flame graph" ||
+    not_ok "viewer /trace/$tid -> $STATUS"
+else
+  not_ok "viewer: $(cat "$WORK/viewer.txt" 2>/dev/null)"
 fi
 
 # ---- 4. failures and recovery ----------------------------------------------------------------

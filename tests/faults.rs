@@ -107,15 +107,8 @@ async fn agent_down_then_back_requests_unaffected_and_outage_logged_once() {
     );
 
     agent.restart().await;
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/health"), None)
-            .await
-            .0,
-        200
-    );
-    agent
-        .wait_for_traces(|t| has_root(t, "GET /health"), WAIT)
-        .await;
+    assert_eq!(send(&client, "GET", &format!("{base}/"), None).await.0, 200);
+    agent.wait_for_traces(|t| has_root(t, "GET /"), WAIT).await;
     notes
         .wait_for_log(
             |l| l["message"] == "the Datadog Agent accepts traces again",

@@ -30,6 +30,19 @@ if [ -z "${TEST_DATABASE_URL:-}" ] && ! has_pg_server; then
   fi
 fi
 
+# The viewer's browser tests (tests/viewer.rs) drive a real headless Chromium.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && [ "${CI:-}" = true ]; then
+    echo "run.sh: installing Chromium (for the viewer's browser tests)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "run.sh: no Chromium on PATH; the viewer's browser tests (tests/viewer.rs) need it." >&2
+    echo "run.sh: install it (Debian: sudo apt-get install chromium fonts-dejavu-core)." >&2
+    exit 1
+  fi
+fi
+
 # The tests run the binaries of the profile they are built with.
 build_profile=()
 for arg in "$@"; do

@@ -188,3 +188,79 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     assert!(last.starts_with(&format!("trace {second} (")), "{last}");
     assert!(last.contains("│  └─ calendar"), "{last}");
 }
+
+/// "curl, then look": `tracecat --last` run right after a request shows that request's whole
+/// distributed trace, although each service sends its spans on its own once a second (the
+/// default flush interval, as in the tutorial). Repeated, so a race shows.
+#[tokio::test]
+async fn last_right_after_a_request_is_the_whole_new_trace() {
+    let agent = TestAgent::start().await;
+    let url = agent.url();
+    let common = [("DD_TRACE_AGENT_URL", url.as_str()), ("HOST", "127.0.0.1")];
+    let calendar = ServiceProcess::spawn("calendar", &common).await;
+    let db = support::fresh_database().await;
+    let calendar_url = calendar.base_url();
+    let mut env = common.to_vec();
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("CALENDAR_URL", calendar_url.as_str()),
+        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
+    ]);
+    let notes = ServiceProcess::spawn("notes", &env).await;
+    // The schema check at start-up is a trace of its own, which may start after a first
+    // request: let it be sent first (in compose it is long done before the first curl).
+    agent
+        .wait_for_traces(
+            |ts| {
+                ts.iter().flatten().any(|s| {
+                    s["resource"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("CREATE TABLE"))
+                })
+            },
+            WAIT,
+        )
+        .await;
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let response = client
+            .post(format!(
+                "{}/notes?desc=round{round}&add_date=y",
+                notes.base_url()
+            ))
+            .send()
+            .await
+            .expect("POST /notes");
+        assert_eq!(response.status().as_u16(), 201);
+        let (code, tree, stderr) = tracecat(&["--agent", &url, "--last"]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let head = tree.lines().next().unwrap_or_default().to_owned();
+        assert!(
+            head.contains("· notes POST /notes ·"),
+            "round {round}: {tree}"
+        );
+        assert!(head.contains("· 6 spans ·"), "round {round}: {tree}");
+        // The calendar server span sits under the notes client span.
+        assert!(
+            tree.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .any(|l| l.starts_with("│ └─ calendar actix_web.request GET /calendar ")),
+            "round {round}: {tree}"
+        );
+        assert!(
+            !stderr.contains("still receiving"),
+            "round {round}: {stderr}"
+        );
+        let id = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !seen.contains(&id),
+            "round {round} showed an earlier trace: {tree}"
+        );
+        seen.push(id);
+    }
+}

@@ -792,3 +792,55 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     assert_eq!(meta(root, "error.type"), Some("notes::Internal"));
     assert_eq!(agent.trace_check_failures().await, None);
 }
+
+/// The health checks (`GET /health`, every few seconds from Docker or an orchestrator) are not
+/// traced by default, so they do not bury the traces a learner sends; `TRACE_HEALTH_CHECKS=true`
+/// traces them.
+#[tokio::test]
+async fn health_checks_are_not_traced_unless_asked() {
+    let agent = TestAgent::start().await;
+    let (calendar, notes) = start_services(&agent, &[]).await;
+    for base in [calendar.base_url(), notes.base_url()] {
+        for _ in 0..3 {
+            assert_eq!(http("GET", &format!("{base}/health"), &[]).await.0, 200);
+        }
+        // A request after them, whose trace shows the health checks' would have been sent.
+        assert_eq!(http("GET", &format!("{base}/"), &[]).await.0, 200);
+    }
+    let traces = agent
+        .wait_for_traces(
+            |ts| {
+                ["notes", "calendar"].iter().all(|service| {
+                    ts.iter().flatten().any(|s| {
+                        s["service"] == *service && s["resource"] == "GET /" && s["parent_id"] == 0
+                    })
+                })
+            },
+            WAIT,
+        )
+        .await;
+    // Let a last flush pass, then no span of any trace is a health check.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let spans = agent.spans().await;
+    assert!(!spans.is_empty());
+    assert!(
+        spans.iter().all(|s| s["resource"] != "GET /health"),
+        "{traces:?}"
+    );
+    drop((calendar, notes));
+
+    agent.clear().await;
+    let (_calendar, notes) = start_services(&agent, &[("TRACE_HEALTH_CHECKS", "true")]).await;
+    assert_eq!(
+        http("GET", &format!("{}/health", notes.base_url()), &[])
+            .await
+            .0,
+        200
+    );
+    let trace = trace_with(&agent, |s| {
+        is(s, "notes", "actix_web.request", "GET /health")
+    })
+    .await;
+    // The server span alone: the health handler makes no spans of its own.
+    assert_eq!(trace.len(), 1, "{trace:?}");
+}

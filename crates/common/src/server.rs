@@ -35,6 +35,9 @@ pub struct ServerSettings {
     pub keep_alive: Duration,
     /// `MAX_CONNECTIONS` (default 25000): concurrent connections per worker.
     pub max_connections: usize,
+    /// `TRACE_HEALTH_CHECKS` (default false): trace `GET /health` too (see
+    /// [`crate::telemetry::spans::HEALTH_PATH`]).
+    pub trace_health_checks: bool,
 }
 
 /// Limits on what a request may carry (beyond them: a clear 4xx, before any handler runs).
@@ -71,6 +74,7 @@ impl ServerSettings {
             client_request_timeout: env.millis("CLIENT_REQUEST_TIMEOUT_MS", 5000)?,
             keep_alive: Duration::from_secs(positive("KEEP_ALIVE_S", 5)? as u64),
             max_connections: positive("MAX_CONNECTIONS", 25000)?,
+            trace_health_checks: env.flag("TRACE_HEALTH_CHECKS", false)?,
         })
     }
 }
@@ -135,6 +139,7 @@ impl Server {
         S::Service: 'static,
         B: MessageBody + 'static,
     {
+        crate::telemetry::spans::set_trace_health_checks(settings.trace_health_checks);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -336,5 +341,25 @@ pub fn healthcheck(port: u16) -> std::process::ExitCode {
             eprintln!("unhealthy: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_checks_are_untraced_by_default_and_a_bad_flag_names_itself() {
+        let settings = ServerSettings::from_env(&Env::default(), 8080).expect("defaults");
+        assert!(!settings.trace_health_checks);
+        let on = Env::from_pairs([("TRACE_HEALTH_CHECKS", "true")]);
+        assert!(
+            ServerSettings::from_env(&on, 8080)
+                .expect("valid")
+                .trace_health_checks
+        );
+        let bad = Env::from_pairs([("TRACE_HEALTH_CHECKS", "sometimes")]);
+        let err = ServerSettings::from_env(&bad, 8080).expect_err("not a flag");
+        assert!(err.to_string().contains("TRACE_HEALTH_CHECKS"), "{err}");
     }
 }

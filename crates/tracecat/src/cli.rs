@@ -1,22 +1,26 @@
 //! The command line: see [`USAGE`].
 
+use crate::arrival::{State, Watcher, DEFAULT_SETTLE};
 use crate::flame::{render_svg, Style};
 use crate::model::{parse_trace_id, select, Filter, Selector, Trace};
 use crate::raster::svg_to_png;
+use crate::serve::ServeArgs;
 use crate::source::{self, DEFAULT_AGENT};
 use crate::tree::{render_list, render_text};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "\
 tracecat: shows one trace from Datadog's APM test agent (or a JSON dump of its traces)
 as a tree in the terminal and, on request, as a flame graph picture.
 
 Usage: tracecat [--agent URL | --file PATH] [--last | --trace-id ID | --list]
-                [--service NAME] [--resource TEXT]
+                [--service NAME] [--resource TEXT] [--settle MS] [--wait S]
                 [--svg PATH] [--png PATH] [--width PX] [--scale N] [--quiet]
+       tracecat serve [--agent URL] [--listen ADDR:PORT] [--settle MS]
 
 Where the traces come from (default: --agent http://localhost:8126):
   --agent URL      the test agent (ddapm-test-agent); reads URL/test/traces
@@ -31,7 +35,14 @@ Which trace (default: --last):
                    first, instead of showing one
   --service NAME   only traces with a span of service NAME (e.g. calendar)
   --resource TEXT  only traces whose root span's resource contains TEXT
-                   (e.g. 'POST /notes': skips health checks and the like)
+                   (e.g. 'POST /notes')
+Whole traces only (with --agent, for --last and --trace-id): each service sends
+its spans on its own every second, so tracecat waits until the trace, and for
+--last the agent as a whole, has been quiet for the settle time:
+  --settle MS      quiet time that makes a trace complete (default 2500: two
+                   flush intervals and a margin; 0 takes what is there)
+  --wait S         wait at most this long (default 15), then show what arrived
+                   with a warning
 Output (the tree always goes to stdout unless --quiet):
   --svg PATH       write the flame graph as SVG
   --png PATH       write the flame graph as PNG (needs a font, e.g. fonts-dejavu-core)
@@ -41,8 +52,18 @@ Output (the tree always goes to stdout unless --quiet):
   -h, --help       this text
   -V, --version    the version
 
+tracecat serve: the trace viewer in the browser (list, flame graphs, span tags,
+and the same as JSON under /api/traces), reading the agent on every page:
+  --agent URL          the test agent (default http://localhost:8126)
+  --listen ADDR:PORT   where to serve (default 127.0.0.1:8127; 0.0.0.0:8127 in
+                       a container)
+  --settle MS          as above (default 2500)
+
 Exit status: 0 shown, 1 no such trace or an error reading or writing, 2 bad arguments.
 ";
+
+/// Where `tracecat serve` listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8127";
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +78,10 @@ pub struct Args {
     pub width: u32,
     pub scale: f32,
     pub quiet: bool,
+    /// Quiet time that makes a trace complete (`--settle`).
+    pub settle: Duration,
+    /// Longest wait for a complete trace (`--wait`).
+    pub wait: Duration,
 }
 
 impl Default for Args {
@@ -72,6 +97,8 @@ impl Default for Args {
             width: Style::default().width,
             scale: 1.0,
             quiet: false,
+            settle: DEFAULT_SETTLE,
+            wait: Duration::from_secs(15),
         }
     }
 }
@@ -80,12 +107,16 @@ impl Default for Args {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Run(Args),
+    Serve(ServeArgs),
     Help,
     Version,
 }
 
 /// Parses the arguments (without the program name). `--opt value` and `--opt=value` both work.
 pub fn parse_args(args: &[String]) -> Result<Command> {
+    if args.first().map(String::as_str) == Some("serve") {
+        return parse_serve(&args[1..]);
+    }
     let mut out = Args::default();
     let mut picked: Option<&str> = None;
     let mut iter = args.iter();
@@ -147,6 +178,16 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
                     })?;
             }
             "--quiet" | "-q" => out.quiet = true,
+            "--settle" => out.settle = settle(&value("--settle")?)?,
+            "--wait" => {
+                let v = value("--wait")?;
+                out.wait = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= 3600)
+                    .map(Duration::from_secs)
+                    .with_context(|| format!("--wait must be 0 to 3600 seconds, not `{v}`"))?;
+            }
             other => bail!("unknown argument `{other}`"),
         }
         if inline.is_some() && matches!(flag, "--last" | "--list" | "--quiet") {
@@ -162,10 +203,56 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     Ok(Command::Run(out))
 }
 
+fn settle(v: &str) -> Result<Duration> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|ms| *ms <= 600_000)
+        .map(Duration::from_millis)
+        .with_context(|| format!("--settle must be 0 to 600000 milliseconds, not `{v}`"))
+}
+
+/// Parses the arguments after `serve`.
+fn parse_serve(args: &[String]) -> Result<Command> {
+    let mut out = ServeArgs {
+        agent: DEFAULT_AGENT.to_owned(),
+        listen: DEFAULT_LISTEN.parse().context("the default address")?,
+        settle: DEFAULT_SETTLE,
+    };
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            match inline.clone().or_else(|| iter.next().cloned()) {
+                Some(v) => Ok(v),
+                None => bail!("{name} needs a value"),
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--agent" => out.agent = value("--agent")?,
+            "--listen" => {
+                let v = value("--listen")?;
+                out.listen = v.parse().with_context(|| {
+                    format!(
+                        "--listen must be an address and port such as 127.0.0.1:8127, not `{v}`"
+                    )
+                })?;
+            }
+            "--settle" => out.settle = settle(&value("--settle")?)?,
+            other => bail!("unknown argument `{other}` for `tracecat serve`"),
+        }
+    }
+    Ok(Command::Serve(out))
+}
+
 /// Runs the command line: output to `stdout`, errors to stderr, and the exit status.
 pub fn main(args: &[String], stdout: &mut dyn Write) -> ExitCode {
     let args = match parse_args(args) {
         Ok(Command::Run(args)) => args,
+        Ok(Command::Serve(args)) => return finish(crate::serve::run(&args)),
         Ok(Command::Help) => return finish(stdout.write_all(USAGE.as_bytes()).map_err(Into::into)),
         Ok(Command::Version) => {
             return finish(
@@ -196,10 +283,13 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Some(path) => (source::from_file(path)?, path.display().to_string()),
         None => {
             let agent = args.agent.as_deref().unwrap_or(DEFAULT_AGENT);
-            (
-                source::from_agent(agent)?,
-                format!("the test agent at {}", source::normalize_agent_url(agent)),
-            )
+            let origin = format!("the test agent at {}", source::normalize_agent_url(agent));
+            let traces = if args.list || args.settle.is_zero() {
+                source::from_agent(agent)?
+            } else {
+                settled(agent, args)?
+            };
+            (traces, origin)
         }
     };
     let received = traces.len();
@@ -234,6 +324,40 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<()> {
     show(trace, args, stdout)
 }
 
+/// Polls the agent until the trace asked for is whole (see [`crate::arrival`]), or `--wait`
+/// has passed (then warns and returns what is there).
+fn settled(agent: &str, args: &Args) -> Result<Vec<crate::model::Trace>> {
+    let mut watcher = Watcher::new(args.settle);
+    let started = Instant::now();
+    loop {
+        let traces = source::from_agent(agent)?;
+        watcher.observe(&traces);
+        let candidates = args.filter.apply(traces.clone());
+        let picked = select(&candidates, &args.selector).ok();
+        let done = match (&args.selector, picked) {
+            // The newest may not have shown up yet: the agent as a whole must be quiet too.
+            (Selector::Last, Some(t)) => watcher.all_quiet() && watcher.state(t) == State::Complete,
+            (Selector::Last, None) => watcher.all_quiet(),
+            (Selector::Id(_), Some(t)) => watcher.state(t) == State::Complete,
+            (Selector::Id(_), None) => watcher.all_quiet(),
+        };
+        if done {
+            return Ok(traces);
+        }
+        if started.elapsed() >= args.wait {
+            if let Some(t) = picked {
+                eprintln!(
+                    "tracecat: trace {} was still receiving spans after {} s; showing what                      has arrived (more time: --wait)",
+                    t.trace_id,
+                    args.wait.as_secs()
+                );
+            }
+            return Ok(traces);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Prints the tree and writes the pictures asked for.
 pub fn show(trace: &Trace, args: &Args, stdout: &mut dyn Write) -> Result<()> {
     if !args.quiet {
@@ -242,7 +366,13 @@ pub fn show(trace: &Trace, args: &Args, stdout: &mut dyn Write) -> Result<()> {
     if args.svg.is_none() && args.png.is_none() {
         return Ok(());
     }
-    let svg = render_svg(trace, &Style { width: args.width });
+    let svg = render_svg(
+        trace,
+        &Style {
+            width: args.width,
+            ..Style::default()
+        },
+    );
     if let Some(path) = &args.svg {
         std::fs::write(path, &svg).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("tracecat: wrote {}", path.display());
@@ -300,6 +430,20 @@ mod tests {
         assert!(run_args(&["--list"]).list);
         assert_eq!(parse(&["-h"]).ok(), Some(Command::Help));
         assert_eq!(parse(&["--version"]).ok(), Some(Command::Version));
+        let a = run_args(&["--settle", "0", "--wait=3"]);
+        assert_eq!((a.settle, a.wait), (Duration::ZERO, Duration::from_secs(3)));
+        match parse(&["serve", "--agent", "http://a:1", "--listen=0.0.0.0:9"]) {
+            Ok(Command::Serve(s)) => {
+                assert_eq!(s.agent, "http://a:1");
+                assert_eq!(s.listen.to_string(), "0.0.0.0:9");
+                assert_eq!(s.settle, DEFAULT_SETTLE);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["serve"]) {
+            Ok(Command::Serve(s)) => assert_eq!(s.listen.to_string(), DEFAULT_LISTEN),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -316,6 +460,11 @@ mod tests {
             &["--scale", "0"],
             &["--scale", "NaN"],
             &["--last=1"],
+            &["--settle", "-1"],
+            &["--wait", "x"],
+            &["serve", "--listen", "8127"],
+            &["serve", "--nope"],
+            &["serve", "--settle"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

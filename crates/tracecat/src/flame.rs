@@ -7,6 +7,7 @@
 
 use crate::model::{Span, Trace};
 use crate::tree::{format_duration, rows, truncate};
+use std::collections::{BTreeMap, BTreeSet};
 use svg::node::element::{Element, Group, Line, Rectangle, Title};
 use svg::{Document, Node};
 
@@ -15,11 +16,20 @@ use svg::{Document, Node};
 pub struct Style {
     /// Width of the whole picture in pixels.
     pub width: u32,
+    /// Makes each bar a link to this text followed by the span id (the viewer's
+    /// `?span=`); `None` for a plain picture.
+    pub span_link: Option<String>,
+    /// A span drawn as selected (dark outline).
+    pub selected: Option<u64>,
 }
 
 impl Default for Style {
     fn default() -> Self {
-        Style { width: 1200 }
+        Style {
+            width: 1200,
+            span_link: None,
+            selected: None,
+        }
     }
 }
 
@@ -47,6 +57,7 @@ const FONT_SIZE: f64 = 12.0;
 const CHAR_WIDTH: f64 = 7.23;
 const MARGIN: f64 = 16.0;
 const ROW: f64 = 24.0;
+const SELECTED_STROKE: &str = "#1d1d1f";
 const BAR: f64 = 20.0;
 const AXIS_TOP: f64 = 62.0;
 const BARS_TOP: f64 = 84.0;
@@ -77,7 +88,9 @@ pub fn layout<'a>(trace: &'a Trace, plot_left: f64, plot_width: f64) -> Vec<Bar<
     let t0 = trace.start();
     let total = trace.duration().max(1) as f64;
     let scale = plot_width / total;
-    let mut occupied: Vec<Vec<(i64, i64)>> = Vec::new();
+    // Per row, the spans placed there: start -> end, disjoint intervals (so only the one
+    // starting last before a new span's end can overlap it).
+    let mut occupied: Vec<BTreeMap<i64, i64>> = Vec::new();
     let mut bars: Vec<Bar<'a>> = Vec::new();
     for row in rows(trace) {
         let span = row.span;
@@ -85,14 +98,18 @@ pub fn layout<'a>(trace: &'a Trace, plot_left: f64, plot_width: f64) -> Vec<Bar<
         let mut r = row.parent.map(|p| bars[p].row + 1).unwrap_or(0);
         loop {
             if occupied.len() <= r {
-                occupied.resize_with(r + 1, Vec::new);
+                occupied.resize_with(r + 1, BTreeMap::new);
             }
-            if occupied[r].iter().all(|&(s, e)| end <= s || start >= e) {
+            let clash = occupied[r]
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start);
+            if !clash {
                 break;
             }
             r += 1;
         }
-        occupied[r].push((start, end));
+        occupied[r].insert(start, end);
         let x = plot_left + (span.start - t0) as f64 * scale;
         let width = (span.duration.max(0) as f64 * scale).max(1.0);
         bars.push(Bar {
@@ -139,28 +156,38 @@ pub fn place_labels(bars: &[Bar<'_>], plot_left: f64, plot_right: f64) -> Vec<Op
     for row in 0..rows {
         let mut order: Vec<usize> = (0..bars.len()).filter(|&i| bars[i].row == row).collect();
         order.sort_by(|&a, &b| bars[a].x.total_cmp(&bars[b].x));
-        // Taken stretches of the row: the bars, then each outside label placed.
-        let mut taken: Vec<(f64, f64)> = order
-            .iter()
-            .map(|&i| (bars[i].x, bars[i].x + bars[i].width))
-            .collect();
+        // Taken stretches of the row (the bars, then each outside label placed), by their
+        // starts and by their ends, in hundredths of a pixel.
+        let mut starts: BTreeSet<(i64, usize)> = BTreeSet::new();
+        let mut ends: BTreeSet<(i64, usize)> = BTreeSet::new();
+        let take = |from: f64, to: f64, starts: &mut BTreeSet<_>, ends: &mut BTreeSet<_>| {
+            let n = starts.len();
+            starts.insert((hundredths(from), n));
+            ends.insert((hundredths(to), n));
+        };
+        for &i in &order {
+            take(bars[i].x, bars[i].x + bars[i].width, &mut starts, &mut ends);
+        }
         for &i in &order {
             let bar = &bars[i];
             let full = label(bar.span);
             let need = full.chars().count();
             let (left_edge, right_edge) = (bar.x, bar.x + bar.width);
-            let free_right = taken
-                .iter()
-                .filter(|(s, _)| *s >= right_edge - 0.01 && *s > left_edge)
-                .map(|(s, _)| *s)
-                .fold(plot_right, f64::min)
+            // The nearest stretch starting at or after the bar's right edge (not the bar
+            // itself), and the nearest ending at or before its left edge.
+            let (l, r) = (hundredths(left_edge), hundredths(right_edge));
+            let free_right = starts
+                .range(((r - 1).max(l + 1), 0)..)
+                .next()
+                .map(|&(s, _)| s as f64 / 100.0)
+                .map_or(plot_right, |s| s.min(plot_right))
                 - right_edge;
             let free_left = left_edge
-                - taken
-                    .iter()
-                    .filter(|(_, e)| *e <= left_edge + 0.01 && *e < right_edge)
-                    .map(|(_, e)| *e)
-                    .fold(plot_left, f64::max);
+                - ends
+                    .range(..((l + 1).min(r - 1) + 1, 0))
+                    .next_back()
+                    .map(|&(e, _)| e as f64 / 100.0)
+                    .map_or(plot_left, |e| e.max(plot_left));
             let options = [
                 (Side::Inside, chars_in(bar.width), 2),
                 (Side::Right, chars_in(free_right), 8),
@@ -183,11 +210,11 @@ pub fn place_labels(bars: &[Bar<'_>], plot_left: f64, plot_right: f64) -> Vec<Op
             let x = match side {
                 Side::Inside => left_edge + 4.0,
                 Side::Right => {
-                    taken.push((right_edge, right_edge + width));
+                    take(right_edge, right_edge + width, &mut starts, &mut ends);
                     right_edge + 4.0
                 }
                 Side::Left => {
-                    taken.push((left_edge - width, left_edge));
+                    take(left_edge - width, left_edge, &mut starts, &mut ends);
                     left_edge - 4.0
                 }
             };
@@ -195,6 +222,11 @@ pub fn place_labels(bars: &[Bar<'_>], plot_left: f64, plot_right: f64) -> Vec<Op
         }
     }
     places
+}
+
+/// A position in hundredths of a pixel, as a key.
+fn hundredths(v: f64) -> i64 {
+    (v * 100.0).round() as i64
 }
 
 /// The label on a span's bar: `service · resource · duration`.
@@ -399,6 +431,7 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
     doc = doc.add(axis);
 
     // The bars.
+    let t0 = trace.start();
     let places = place_labels(&bars, plot_left, plot_left + plot_width);
     for (i, bar) in bars.iter().enumerate() {
         let span = bar.span;
@@ -410,7 +443,19 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             .set("height", BAR)
             .set("rx", 2)
             .set("fill", colour_of(&span.service));
-        if span.error {
+        if style.selected == Some(span.span_id) {
+            rect = rect
+                .set("stroke", SELECTED_STROKE)
+                .set("stroke-width", 3)
+                .set(
+                    "class",
+                    if span.error {
+                        "selected error"
+                    } else {
+                        "selected"
+                    },
+                );
+        } else if span.error {
             rect = rect
                 .set("stroke", ERROR_STROKE)
                 .set("stroke-width", 2.5)
@@ -423,7 +468,7 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             "{}\noperation: {}\nstart: +{} · duration: {}\nspan id: {}",
             full,
             span.name,
-            format_duration(span.start - trace.start()),
+            format_duration(span.start - t0),
             format_duration(span.duration),
             span.span_id
         );
@@ -453,7 +498,15 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             }
             group = group.add(label);
         }
-        doc = doc.add(group);
+        match &style.span_link {
+            Some(prefix) => {
+                let mut link = Element::new("a");
+                link.assign("href", format!("{prefix}{}", span.span_id));
+                link.append(group);
+                doc = doc.add(link);
+            }
+            None => doc = doc.add(group),
+        }
     }
 
     // Legend.

@@ -5,13 +5,18 @@
 //! - [`source`]: reading them from the test agent or a file;
 //! - [`tree`]: the text tree;
 //! - [`flame`]: the flame graph as SVG; [`raster`]: SVG to PNG;
+//! - [`arrival`]: telling complete traces from those still arriving;
+//! - [`web`]: the viewer's pages and JSON; [`serve`]: its server (`tracecat serve`);
 //! - [`cli`]: the command line.
 
+pub mod arrival;
 pub mod cli;
 pub mod flame;
 pub mod model;
 pub mod raster;
+pub mod serve;
 pub mod source;
 pub mod tree;
+pub mod web;
 
 pub use model::{Selector, Span, Trace};

@@ -247,13 +247,14 @@ fn collect_spans(value: &Value, out: &mut Vec<Span>, depth: usize) -> Result<()>
 /// Groups spans by trace id (dropping repeated span ids), ordered by trace start.
 pub fn group(spans: Vec<Span>) -> Vec<Trace> {
     let mut by_id: BTreeMap<u64, Trace> = BTreeMap::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::with_capacity(spans.len());
     for span in spans {
         let trace = by_id.entry(span.trace_id).or_insert_with(|| Trace {
             trace_id: span.trace_id,
             trace_id_high: None,
             spans: Vec::new(),
         });
-        if trace.spans.iter().any(|s| s.span_id == span.span_id) {
+        if !seen.insert((span.trace_id, span.span_id)) {
             continue;
         }
         if trace.trace_id_high.is_none() {

@@ -204,7 +204,13 @@ fn error_trace_as_svg() {
 #[test]
 fn narrow_bars_cut_their_labels() {
     let trace = last("add_date.json");
-    let svg = render_svg(&trace, &Style { width: 320 });
+    let svg = render_svg(
+        &trace,
+        &Style {
+            width: 320,
+            ..Style::default()
+        },
+    );
     assert_eq!(svg.matches("<g class=\"span\"").count(), 6);
     // The helper's label no longer fits its bar: its resource is cut, the duration kept.
     assert!(

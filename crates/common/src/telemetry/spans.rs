@@ -12,6 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use opentelemetry::propagation::Extractor;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
@@ -41,11 +42,28 @@ pub trait TracedError: actix_web::ResponseError + 'static {
     fn error_type(&self) -> &'static str;
 }
 
+/// The path of the health check (`GET /health`), which the container health checks and
+/// orchestrators' probes call every few seconds. Its requests are not traced unless
+/// `TRACE_HEALTH_CHECKS=true`: one trace every 5 s per service would bury the traces a learner
+/// sends (with a real Agent, `DD_APM_IGNORE_RESOURCES="GET /health"` drops them there instead).
+pub const HEALTH_PATH: &str = "/health";
+
+/// Whether [`HEALTH_PATH`] requests get a server span: one setting per process, set by
+/// [`crate::server::Server::bind`] from `TRACE_HEALTH_CHECKS` (the span builder is a type, so
+/// it has no instance to carry it).
+static TRACE_HEALTH_CHECKS: AtomicBool = AtomicBool::new(false);
+
+/// Sets whether health-check requests are traced (see [`HEALTH_PATH`]).
+pub fn set_trace_health_checks(on: bool) {
+    TRACE_HEALTH_CHECKS.store(on, Ordering::Relaxed);
+}
+
 /// Builds the per-request server span the way Datadog's tracers shape it: operation
 /// `actix_web.request`, resource `<METHOD> <route>` (`GET 404` / `PATCH 405` when no route
 /// matched the path / the method; then no `http.route` either), type
 /// `web`, the usual `http.*` tags, and `error.*` on a 5xx. Errors of type `E` give their
 /// [`TracedError::error_type`] and their `Display` (the internal detail, never sent to clients).
+/// Health checks get no span (see [`HEALTH_PATH`]).
 pub struct ServerSpanBuilder<E>(PhantomData<E>);
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -63,6 +81,11 @@ impl Extractor for HeaderExtractor<'_> {
 // into a fresh string on every request.
 impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        if request.path() == HEALTH_PATH && !TRACE_HEALTH_CHECKS.load(Ordering::Relaxed) {
+            // A disabled span: nothing is exported, and the handler's own spans (if it made
+            // any) would start traces of their own, so health handlers make none.
+            return Span::none();
+        }
         let method = request.method().as_str();
         let route = request.match_pattern();
         let resource = match &route {

@@ -1,0 +1,608 @@
+//! The viewer's pages and JSON, built from traces (no I/O here: [`crate::serve`] fetches).
+//!
+//! Plain HTML with the flame graph of [`crate::flame`] inline as SVG; selecting a span is a link
+//! (`?span=ID`), so every page works without a script. The one script refreshes the list while
+//! requests come in (without losing what is being typed into the filters).
+
+use crate::arrival::{State, Watcher};
+use crate::flame::{render_svg, service_colours, Style};
+use crate::model::{Filter, Span, Trace};
+use crate::tree::{format_duration, rows};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// The list page's filters, from its query string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only traces with a span of this service.
+    pub service: Option<String>,
+    /// Only traces whose root resource contains this.
+    pub resource: Option<String>,
+    /// Only traces with an error.
+    pub errors: bool,
+}
+
+impl ListQuery {
+    /// The model's filter for service and resource.
+    pub fn filter(&self) -> Filter {
+        Filter {
+            service: self.service.clone(),
+            resource: self.resource.clone(),
+        }
+    }
+
+    /// Whether `trace` passes every filter.
+    pub fn matches(&self, trace: &Trace) -> bool {
+        self.filter().matches(trace) && (!self.errors || trace.error_count() > 0)
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+fn enc(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A start time in UTC: `2026-12-02 15:04:05.123`.
+pub fn format_time(nanos: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(nanos)
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
+}
+
+const STYLE: &str = "
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
+header{background:#632ca6;color:#fff;padding:10px 20px;display:flex;gap:16px;align-items:baseline}
+header a{color:#fff;text-decoration:none;font-weight:600}
+header .agent{opacity:.8;font-size:12px;margin-left:auto}
+main{padding:16px 20px}
+h1{font-size:18px;margin:4px 0 8px}
+table{border-collapse:collapse;background:#fff;width:100%}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e5e8;vertical-align:top}
+th{background:#eef0f3;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.arriving td{color:#8a8f98}
+.err{color:#d0021b;font-weight:700}
+.tag-error td{background:#fde8ea;color:#a00016}
+.notice{background:#fff;border-left:4px solid #632ca6;padding:10px 14px;margin:10px 0}
+.notice.bad{border-color:#d0021b}
+code,pre,.mono{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;font-size:12px}
+form.filters{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin:0 0 12px}
+.flame{background:#fff;overflow-x:auto;border:1px solid #e3e5e8}
+.flame svg a:hover rect{stroke:#1d1d1f;stroke-width:1.5}
+.cols{display:flex;gap:16px;align-items:flex-start;margin-top:14px}
+.cols>section{flex:1;min-width:0}
+#details table td:first-child{white-space:nowrap;width:30%}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
+tr.selected td{background:#efe7fa}
+";
+
+/// The script of the list page: reload its rows every 2 s, not while a filter is being edited.
+const REFRESH_SCRIPT: &str = "
+setInterval(async function(){
+  var a=document.activeElement; if(a&&a.form)return;
+  try{var r=await fetch(location.href,{cache:'no-store'});var t=await r.text();
+  var d=new DOMParser().parseFromString(t,'text/html');var n=d.getElementById('live');
+  if(n)document.getElementById('live').replaceWith(n);}catch(e){}
+},2000);
+";
+
+fn page(title: &str, agent: &str, body: &str, head_extra: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{} · tracecat</title><style>{STYLE}</style>{head_extra}</head><body>\
+         <header><a href=\"/\">tracecat</a><span>traces from Datadog's APM test agent</span>\
+         <span class=\"agent\">agent: <code>{}</code></span></header><main>{body}</main></body></html>\n",
+        esc(title),
+        esc(agent)
+    )
+}
+
+/// How to start the test agent, for the page shown when it cannot be reached.
+pub const START_AGENT_HINT: &str = "DD_AGENT_HOST=testagent docker-compose -f compose/docker-compose.yaml --profile testagent up -d --build";
+
+/// The curl command to send when there are no traces yet.
+pub const FIRST_REQUEST_HINT: &str = "curl -X POST 'localhost:8080/notes?desc=hello&add_date=y'";
+
+/// The list page: the traces newest first, or what went wrong reading them.
+pub fn list_page(
+    traces: Result<&[Trace], &str>,
+    watcher: &Watcher,
+    query: &ListQuery,
+    agent: &str,
+    search_error: Option<&str>,
+) -> String {
+    let mut body = String::new();
+    body.push_str("<h1>Traces</h1>");
+    let services: Vec<String> = match traces {
+        Ok(traces) => {
+            let mut all: Vec<String> = traces
+                .iter()
+                .flat_map(|t| t.spans.iter().map(|s| s.service.clone()))
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        Err(_) => Vec::new(),
+    };
+    // Filters and search.
+    body.push_str("<form class=\"filters\" method=\"get\" action=\"/\">");
+    body.push_str("<label>service <select name=\"service\"><option value=\"\">any</option>");
+    let mut known = services.clone();
+    if let Some(s) = &query.service {
+        if !known.contains(s) {
+            known.push(s.clone());
+        }
+    }
+    for s in &known {
+        let sel = if query.service.as_deref() == Some(s) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(body, "<option{sel}>{}</option>", esc(s));
+    }
+    let _ = write!(
+        body,
+        "</select></label><label>resource <input name=\"resource\" value=\"{}\" \
+         placeholder=\"POST /notes\"></label>\
+         <label><input type=\"checkbox\" name=\"errors\" value=\"1\"{}> errors only</label>\
+         <button>Filter</button></form>",
+        esc(query.resource.as_deref().unwrap_or("")),
+        if query.errors { " checked" } else { "" }
+    );
+    body.push_str(
+        "<form class=\"filters\" method=\"get\" action=\"/search\"><label>trace id \
+         <input name=\"id\" size=\"36\" placeholder=\"dd.trace_id from the logs, or 32 hex digits\">\
+         </label><button>Open</button></form>",
+    );
+    if let Some(message) = search_error {
+        let _ = write!(
+            body,
+            "<div class=\"notice bad\" id=\"search-error\">{}</div>",
+            esc(message)
+        );
+    }
+    body.push_str("<div id=\"live\">");
+    match traces {
+        Err(message) => {
+            let _ = write!(
+                body,
+                "<div class=\"notice bad\" id=\"agent-down\"><b>Cannot reach the test agent.</b> \
+                 {}<br>Start it (from the repository root):<pre>{}</pre>or run \
+                 <code>ddapm-test-agent --port 8126</code>, and check <code>--agent</code>. \
+                 This page keeps trying by itself.</div>",
+                esc(message),
+                esc(START_AGENT_HINT)
+            );
+        }
+        Ok([]) => {
+            let _ = write!(
+                body,
+                "<div class=\"notice\" id=\"no-traces\"><b>No traces yet.</b> Send a request, \
+                 for instance:<pre>{}</pre>The services send their spans every second; they \
+                 show up here by themselves.</div>",
+                esc(FIRST_REQUEST_HINT)
+            );
+        }
+        Ok(traces) => {
+            let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.matches(t)).collect();
+            shown.sort_by_key(|t| std::cmp::Reverse((t.root_start(), t.trace_id)));
+            let last = shown.iter().find(|t| watcher.state(t) == State::Complete);
+            match last {
+                Some(t) => {
+                    let _ = write!(
+                        body,
+                        "<p>Last complete trace: <a id=\"last\" href=\"/trace/{}\">{}</a></p>",
+                        t.trace_id,
+                        esc(&root_label(t))
+                    );
+                }
+                None if !shown.is_empty() => {
+                    body.push_str("<p id=\"waiting\">Traces are still arriving…</p>");
+                }
+                None => {}
+            }
+            let _ = write!(
+                body,
+                "<p>{} of {} trace{} (newest first)</p>",
+                shown.len(),
+                traces.len(),
+                if traces.len() == 1 { "" } else { "s" }
+            );
+            body.push_str(
+                "<table id=\"traces\"><thead><tr><th>started (UTC)</th><th>service</th>\
+                 <th>resource</th><th>duration</th><th>spans</th><th>services</th><th></th>\
+                 </tr></thead><tbody>",
+            );
+            for t in &shown {
+                let arriving = watcher.state(t) == State::Arriving;
+                let (service, resource) = t
+                    .roots()
+                    .first()
+                    .map(|r| (r.service.as_str(), r.resource.as_str()))
+                    .unwrap_or(("", ""));
+                let errors = t.error_count();
+                let _ = write!(
+                    body,
+                    "<tr class=\"trace{}\" data-trace-id=\"{id}\"><td class=\"mono\">{}</td>\
+                     <td>{}</td><td><a href=\"/trace/{id}\">{}</a></td><td class=\"num\">{}</td>\
+                     <td class=\"num\">{}</td><td>{}</td><td>{}{}</td></tr>",
+                    if arriving { " arriving" } else { "" },
+                    format_time(t.start()),
+                    esc(service),
+                    esc(if resource.is_empty() {
+                        "(no root yet)"
+                    } else {
+                        resource
+                    }),
+                    format_duration(t.duration()),
+                    t.spans.len(),
+                    esc(&t.services().join(", ")),
+                    if errors > 0 {
+                        format!(
+                            "<span class=\"err\" title=\"{errors} error span(s)\">! error</span> "
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if arriving { "arriving…" } else { "" },
+                    id = t.trace_id,
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
+    }
+    body.push_str("</div>");
+    let head = format!(
+        "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript><script>{REFRESH_SCRIPT}</script>"
+    );
+    page("Traces", agent, &body, &head)
+}
+
+fn root_label(trace: &Trace) -> String {
+    match trace.roots().first() {
+        Some(r) => format!(
+            "{} {} · {}",
+            r.service,
+            r.resource,
+            format_duration(trace.duration())
+        ),
+        None => format!("trace {}", trace.trace_id),
+    }
+}
+
+/// The page of one trace: its flame graph, the selected span's tags, the spans as a list.
+pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &str) -> String {
+    let selected = selected.filter(|id| trace.spans.iter().any(|s| s.span_id == *id));
+    let mut body = String::new();
+    let _ = write!(body, "<h1 id=\"title\">{}</h1>", esc(&root_label(trace)));
+    let _ = write!(
+        body,
+        "<p class=\"mono\">trace {}{} · {} spans · services: {}{}</p>",
+        trace.trace_id,
+        trace
+            .trace_id_128()
+            .map(|id| format!(" (128-bit {id})"))
+            .unwrap_or_default(),
+        trace.spans.len(),
+        esc(&trace.services().join(", ")),
+        match trace.error_count() {
+            0 => String::new(),
+            n => format!(" · <span class=\"err\">{n} error span(s)</span>"),
+        }
+    );
+    if state == State::Arriving {
+        body.push_str(
+            "<div class=\"notice\" id=\"arriving\">This trace is still receiving spans: the \
+             page reloads until it is complete.</div>",
+        );
+    }
+    let svg = render_svg(
+        trace,
+        &Style {
+            width: 1200,
+            span_link: Some("?span=".to_owned()),
+            selected,
+        },
+    );
+    let _ = write!(
+        body,
+        "<div class=\"flame\" id=\"flame\">{svg}</div>\
+         <p>Select a bar (or a row below) to see its tags.</p><div class=\"cols\">"
+    );
+    // The selected span's details.
+    body.push_str("<section id=\"details\">");
+    match selected.and_then(|id| trace.spans.iter().find(|s| s.span_id == id)) {
+        Some(span) => body.push_str(&span_details(trace, span)),
+        None => body.push_str("<p>No span selected.</p>"),
+    }
+    body.push_str("</section>");
+    // The spans as a list, in tree order.
+    let colours = service_colours(trace);
+    let t0 = trace.start();
+    body.push_str(
+        "<section><table id=\"spans\"><thead><tr><th>span</th><th>operation</th>\
+         <th>start</th><th>duration</th></tr></thead><tbody>",
+    );
+    for row in rows(trace) {
+        let s = row.span;
+        let colour = colours
+            .iter()
+            .find(|(name, _)| *name == s.service)
+            .map(|(_, c)| *c)
+            .unwrap_or("#ccc");
+        let _ = write!(
+            body,
+            "<tr class=\"span-row{}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
+             data-depth=\"{depth}\" data-service=\"{svc}\" data-name=\"{op}\"><td class=\"mono\">\
+             {indent}<span class=\"swatch\" style=\"background:{colour}\"></span>\
+             <a href=\"?span={id}\">{svc}</a> {res}{err}</td><td class=\"mono\">{op}</td>\
+             <td class=\"num\">+{start}</td><td class=\"num\">{dur}</td></tr>",
+            if selected == Some(s.span_id) {
+                " selected"
+            } else {
+                ""
+            },
+            id = s.span_id,
+            parent = s.parent_id,
+            depth = row.depth,
+            svc = esc(&s.service),
+            indent = "&nbsp;&nbsp;".repeat(row.depth.min(40)),
+            res = esc(&s.resource),
+            err = if s.error {
+                " <span class=\"err\">! error</span>"
+            } else {
+                ""
+            },
+            op = esc(&s.name),
+            start = format_duration(s.start - t0),
+            dur = format_duration(s.duration),
+        );
+    }
+    body.push_str("</tbody></table></section></div>");
+    let head = if state == State::Arriving {
+        "<meta http-equiv=\"refresh\" content=\"1\">"
+    } else {
+        ""
+    };
+    page(&root_label(trace), agent, &body, head)
+}
+
+fn span_details(trace: &Trace, span: &Span) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<h2>{} · {}</h2><table class=\"tags\"><tbody>",
+        esc(&span.service),
+        esc(&span.resource)
+    );
+    let mut row = |key: &str, value: &str, error: bool| {
+        let _ = write!(
+            out,
+            "<tr class=\"tag{}\"><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+            if error { " tag-error" } else { "" },
+            esc(key),
+            esc(value)
+        );
+    };
+    row("service", &span.service, false);
+    row("operation", &span.name, false);
+    row("resource", &span.resource, false);
+    row("type", &span.span_type, false);
+    row("span id", &span.span_id.to_string(), false);
+    row("parent id", &span.parent_id.to_string(), false);
+    row(
+        "start",
+        &format!(
+            "+{} ({} UTC)",
+            format_duration(span.start - trace.start()),
+            format_time(span.start)
+        ),
+        false,
+    );
+    row("duration", &format_duration(span.duration), false);
+    row("error", if span.error { "1" } else { "0" }, span.error);
+    for (k, v) in &span.meta {
+        row(k, v, k.starts_with("error"));
+    }
+    for (k, v) in &span.metrics {
+        row(k, &v.to_string(), k.starts_with("error"));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// A page with a message, for 400 and 404 answers.
+pub fn message_page(title: &str, message: &str, agent: &str) -> String {
+    page(
+        title,
+        agent,
+        &format!(
+            "<h1>{}</h1><div class=\"notice bad\" id=\"message\">{}</div><p><a href=\"/\">All traces</a></p>",
+            esc(title),
+            esc(message)
+        ),
+        "",
+    )
+}
+
+/// One trace's summary for `/api/traces`.
+pub fn summary_json(trace: &Trace, state: State) -> Value {
+    let root = trace.roots().first().map(|r| (*r).clone());
+    json!({
+        "trace_id": trace.trace_id.to_string(),
+        "trace_id_128": trace.trace_id_128(),
+        "root_service": root.as_ref().map(|r| r.service.clone()),
+        "resource": root.as_ref().map(|r| r.resource.clone()),
+        "start": trace.start(),
+        "duration": trace.duration(),
+        "span_count": trace.spans.len(),
+        "services": trace.services(),
+        "errors": trace.error_count(),
+        "complete": state == State::Complete,
+    })
+}
+
+/// One span in the Agent's JSON form (ids as numbers, as the agent gives them).
+pub fn span_json(span: &Span) -> Value {
+    json!({
+        "service": span.service,
+        "name": span.name,
+        "resource": span.resource,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "start": span.start,
+        "duration": span.duration,
+        "error": i32::from(span.error),
+        "type": span.span_type,
+        "meta": span.meta,
+        "metrics": span.metrics,
+    })
+}
+
+/// A trace for `/api/traces/<id>`: its summary and its spans in tree order.
+pub fn trace_json(trace: &Trace, state: State) -> Value {
+    let mut value = summary_json(trace, state);
+    value["spans"] = Value::Array(rows(trace).iter().map(|r| span_json(r.span)).collect());
+    value
+}
+
+/// The link to the list with these filters.
+pub fn list_link(query: &ListQuery) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = &query.service {
+        parts.push(format!("service={}", enc(s)));
+    }
+    if let Some(r) = &query.resource {
+        parts.push(format!("resource={}", enc(r)));
+    }
+    if query.errors {
+        parts.push("errors=1".to_owned());
+    }
+    if parts.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{}", parts.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::traces_from_json;
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// A trace of 10,000 spans: a root, 99 requests under it, 100 queries under each.
+    fn big_trace() -> Trace {
+        let mut spans = vec![json!({"service": "notes", "name": "actix_web.request",
+            "resource": "GET /big", "trace_id": 7, "span_id": 1, "parent_id": 0,
+            "start": 0, "duration": 10_000_000_000i64, "error": 0})];
+        let mut id = 2u64;
+        for i in 0..99i64 {
+            let parent = id;
+            spans.push(json!({"service": "reqwest", "name": "reqwest.request",
+                "resource": format!("GET /item/{i}"), "trace_id": 7, "span_id": parent,
+                "parent_id": 1, "start": i * 100_000_000, "duration": 99_000_000,
+                "error": i32::from(i % 10 == 0), "meta": {"error.message": "boom <b>"}}));
+            id += 1;
+            for j in 0..100i64 {
+                spans.push(json!({"service": "postgres", "name": "postgres.query",
+                    "resource": "SELECT 1", "trace_id": 7, "span_id": id, "parent_id": parent,
+                    "start": i * 100_000_000 + j * 1_000_000, "duration": 900_000,
+                    "metrics": {"db.row_count": 1}}));
+                id += 1;
+            }
+        }
+        let traces = traces_from_json(&Value::Array(spans)).expect("valid spans");
+        assert_eq!(traces.len(), 1);
+        traces.into_iter().next().expect("one trace")
+    }
+
+    #[test]
+    fn a_trace_of_ten_thousand_spans_renders_every_span() {
+        let trace = big_trace();
+        assert_eq!(trace.spans.len(), 10_000);
+        let watcher = Watcher::new(Duration::from_secs(1));
+        let page = trace_page(&trace, watcher.state(&trace), Some(2), "http://agent");
+        assert_eq!(page.matches("<g class=\"span\"").count(), 10_000);
+        assert_eq!(page.matches("<tr class=\"span-row").count(), 10_000);
+        // The selected span (an error) lists its tags, the error ones highlighted; tags are
+        // escaped, never markup.
+        let details = &page[page.find("id=\"details\"").expect("details")..];
+        assert!(details.contains(
+            "<tr class=\"tag tag-error\"><td class=\"mono\">error.message</td><td class=\"mono\">boom &lt;b&gt;</td>"
+        ));
+        assert!(page.contains("boom &lt;b&gt;"));
+        assert!(!page.contains("boom <b>"));
+        let list = list_page(
+            Ok(std::slice::from_ref(&trace)),
+            &watcher,
+            &ListQuery::default(),
+            "http://agent",
+            None,
+        );
+        assert!(list.contains("GET /big"));
+        assert!(list.contains("! error"));
+    }
+
+    #[test]
+    fn list_filters_and_messages() {
+        let trace = big_trace();
+        let watcher = Watcher::new(Duration::from_secs(1));
+        let traces = std::slice::from_ref(&trace);
+        let only = |q: ListQuery| {
+            list_page(Ok(traces), &watcher, &q, "a", None)
+                .matches("<tr class=\"trace")
+                .count()
+        };
+        assert_eq!(only(ListQuery::default()), 1);
+        let service = |s: &str| ListQuery {
+            service: Some(s.to_owned()),
+            ..ListQuery::default()
+        };
+        assert_eq!(only(service("postgres")), 1);
+        assert_eq!(only(service("calendar")), 0);
+        let resource = ListQuery {
+            resource: Some("POST".to_owned()),
+            ..ListQuery::default()
+        };
+        assert_eq!(only(resource), 0);
+        let errors = ListQuery {
+            errors: true,
+            ..ListQuery::default()
+        };
+        assert_eq!(only(errors), 1);
+        let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None);
+        assert!(empty.contains(&esc(FIRST_REQUEST_HINT)));
+        let down = list_page(Err("refused"), &watcher, &ListQuery::default(), "a", None);
+        assert!(down.contains("id=\"agent-down\"") && down.contains("refused"));
+    }
+}
