@@ -1,6 +1,7 @@
 # The `calendar` service. Build from the repository root:
 #   docker build -f docker/calendar.Dockerfile -t apm-tutorial-rust/calendar:local .
-# (compose/docker-compose.yaml does this for you.)
+# (compose/docker-compose.yaml does this for you.) For Kubernetes, tag it with the workspace version,
+# apm-tutorial-rust/calendar:0.1.0, and load or push it as docs/KUBERNETES.md ("The images") says.
 #
 # The build stages below are kept byte-for-byte identical in notes.Dockerfile,
 # calendar.Dockerfile and viewer.Dockerfile: the three binaries are built together, so the
