@@ -15,6 +15,18 @@ pub mod logs;
 pub mod propagation;
 pub mod sampler;
 
+// Datadog semantics (issue 11): each a self-contained piece with its own tests.
+pub mod agent_rates;
+pub mod b3;
+pub mod baggage;
+pub mod glob;
+pub mod header_tags;
+pub mod rate_limiter;
+pub mod redact;
+pub mod rules;
+pub mod settings;
+pub mod styles;
+
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
