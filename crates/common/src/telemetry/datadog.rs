@@ -20,6 +20,7 @@
 // The crate is deprecated upstream (final version); this module is where that is accepted.
 #![allow(deprecated)]
 
+use super::agent_rates::AgentRateTable;
 use super::propagation::DdState;
 use super::TelemetryConfig;
 use opentelemetry::trace::{SpanKind, Status};
@@ -32,6 +33,7 @@ use opentelemetry_sdk::Resource;
 use rmpv::Value as Mp;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Span attribute holding the Datadog operation name (`postgres.query`, `actix_web.request`, …).
@@ -61,6 +63,9 @@ const METRIC_KEYS: &[&str] = &[
     "_dd.top_level",
     "_dd.measured",
     "process_id",
+    "_dd.rule_psr",
+    "_dd.limit_psr",
+    "_dd.agent_psr",
 ];
 /// Tags written on the first span of each trace chunk only: the propagated trace tags.
 const CHUNK_PREFIX: &str = "_dd.p.";
@@ -73,8 +78,12 @@ fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
 }
 
 /// Builds the exporter chain for the batch processor.
-pub(crate) fn exporter(config: &TelemetryConfig) -> Result<EnrichingExporter, String> {
-    let client = AgentClient::new(config)?;
+/// The Agent's answers (its sampling rates) go to `rates`.
+pub(crate) fn exporter(
+    config: &TelemetryConfig,
+    rates: Arc<AgentRateTable>,
+) -> Result<EnrichingExporter, String> {
+    let client = AgentClient::new(config, rates)?;
     let mut pipeline = opentelemetry_datadog::new_pipeline()
         .with_service_name(config.service.clone())
         .with_api_version(ApiVersion::Version05)
@@ -195,19 +204,26 @@ pub(crate) struct AgentClient {
     failing: AtomicBool,
     /// Spans lost because the agent could not be reached or refused them.
     lost_spans: AtomicU64,
+    /// Where the Agent's sampling rates (its answer to each post) go.
+    rates: Arc<AgentRateTable>,
 }
 
 impl AgentClient {
-    fn new(config: &TelemetryConfig) -> Result<Self, String> {
+    fn new(config: &TelemetryConfig, rates: Arc<AgentRateTable>) -> Result<Self, String> {
         let timeout = config.agent_timeout;
+        let socket = config.agent_socket.clone();
         // Build the blocking client on a plain thread: building (and dropping) it on a tokio
         // worker thread panics.
         let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
+            let builder = reqwest::blocking::Client::builder()
                 .connect_timeout(timeout.min(Duration::from_secs(1)))
                 .timeout(timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
+                .pool_idle_timeout(Duration::from_secs(30));
+            match socket {
+                Some(path) => builder.unix_socket(path),
+                None => builder,
+            }
+            .build()
         })
         .join()
         .map_err(|_| "the agent HTTP client could not be built".to_string())?
@@ -217,6 +233,7 @@ impl AgentClient {
             debug: config.debug,
             failing: AtomicBool::new(false),
             lost_spans: AtomicU64::new(0),
+            rates,
         })
     }
 
@@ -239,8 +256,11 @@ impl AgentClient {
                     let lost_spans_total = self.lost_spans.load(Ordering::Relaxed);
                     tracing::info!(url = %parts.uri, lost_spans_total, "the Datadog Agent accepts traces again");
                 }
+                let status = response.status().as_u16();
+                // The answer holds the Agent's sampling rates; a malformed one is logged once.
+                let answer = response.bytes().unwrap_or_default();
+                let _ = self.rates.update(&answer);
                 if self.debug {
-                    let status = response.status().as_u16();
                     tracing::info!(url = %parts.uri, spans, status, "sent spans to the Datadog Agent");
                 }
             }
@@ -311,14 +331,21 @@ fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
             if fields.len() != 12 {
                 continue;
             }
+
             let (meta, metrics) = fields.split_at_mut(10);
             let (Mp::Map(meta), Mp::Map(metrics)) = (&mut meta[9], &mut metrics[0]) else {
                 continue;
             };
+            // `version` belongs to the process's own service, as ddtrace writes it: spans of
+            // other services (`postgres`, `reqwest`, `notes_helper`: those marked with
+            // `_dd.base_service`) keep `env` but not `version`.
+            let other_service = meta
+                .iter()
+                .any(|(k, _)| name(k) == Some("_dd.base_service"));
             let mut moved: Vec<(Mp, f64)> = Vec::new();
             meta.retain(|(k, v)| {
                 let Some(key) = name(k) else { return true };
-                if CONTROL_KEYS.contains(&key) {
+                if CONTROL_KEYS.contains(&key) || (other_service && key == "version") {
                     return false;
                 }
                 if key.starts_with(CHUNK_PREFIX) && position != 0 {

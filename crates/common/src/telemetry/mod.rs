@@ -47,8 +47,11 @@ pub struct TelemetryConfig {
     pub version: Option<String>,
     /// `DD_TAGS` (`key:value` pairs separated by commas or spaces), added to every span.
     pub tags: Vec<(String, String)>,
-    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`.
+    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`, else the
+    /// default socket when it exists (then `http://localhost`, the host name sent over it).
     pub agent_url: String,
+    /// The Agent's Unix socket (`DD_TRACE_AGENT_URL=unix:///…`, or the default one).
+    pub agent_socket: Option<std::path::PathBuf>,
     /// `DD_TRACE_ENABLED` (default true).
     pub enabled: bool,
     /// `DD_TRACE_SAMPLE_RATE` (default: keep every trace).
@@ -63,24 +66,14 @@ pub struct TelemetryConfig {
     pub flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
     pub log_filter: String,
+    /// Sampling rules and limit, propagation styles, query obfuscation, header tags.
+    pub datadog: settings::DatadogSettings,
 }
 
 impl TelemetryConfig {
     /// Reads the settings, with `default_service` when `DD_SERVICE` is unset.
     pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
-        let agent_url = match env.url("DD_TRACE_AGENT_URL")? {
-            Some(url) => url,
-            None => {
-                let host = env.host("DD_AGENT_HOST", "localhost")?;
-                let port = env.port("DD_TRACE_AGENT_PORT", 8126)?;
-                let host = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                format!("http://{host}:{port}")
-            }
-        };
+        let agent = settings::AgentEndpoint::from_env(env, |p| p.exists())?;
         let timeout_secs: f64 = env.parse("DD_TRACE_AGENT_TIMEOUT", 2.0)?;
         if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
             return Err(ConfigError::new(
@@ -100,7 +93,8 @@ impl TelemetryConfig {
             env: env.get("DD_ENV").map(str::to_string),
             version: env.get("DD_VERSION").map(str::to_string),
             tags: parse_tags(env.get("DD_TAGS").unwrap_or("")),
-            agent_url,
+            agent_url: agent.base_url(),
+            agent_socket: agent.socket().map(Into::into),
             enabled: env.flag("DD_TRACE_ENABLED", true)?,
             sample_rate: env.rate("DD_TRACE_SAMPLE_RATE")?,
             debug: env.flag("DD_TRACE_DEBUG", false)?,
@@ -108,6 +102,7 @@ impl TelemetryConfig {
             queue_size,
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
             log_filter: env.string("RUST_LOG", "info"),
+            datadog: settings::DatadogSettings::from_env(env)?,
         })
     }
 }
@@ -167,6 +162,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with_writer(std::io::stdout)
         .with_filter(filter);
 
+    redact::install(config.datadog.query_obfuscation.clone());
+    header_tags::install(config.datadog.header_tags.clone());
     if !config.enabled {
         tracing_subscriber::registry()
             .with(log_layer)
@@ -175,7 +172,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         return Ok(Telemetry { provider: None });
     }
 
-    let exporter = datadog::exporter(config)?;
+    let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
+    let exporter = datadog::exporter(config, agent_rates.clone())?;
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -188,12 +186,24 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
+        .with_sampler(sampler::DatadogSampler::new(
+            sampler::SamplerSettings {
+                service: config.service.clone(),
+                env: config.env.clone(),
+                version: config.version.clone(),
+                tags: config.tags.clone(),
+                rules: config.datadog.rules.clone(),
+                rate_limit: config.datadog.rate_limit,
+            },
+            agent_rates,
+        ))
         .with_id_generator(sampler::DatadogIdGenerator::default())
         .with_resource(datadog::resource(config))
         .build();
     let tracer = provider.tracer("apm-tutorial-rust");
-    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::with_styles(
+        config.datadog.propagation.clone(),
+    ));
 
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
