@@ -258,8 +258,14 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     let runtime = |s: &Value| meta(s, "runtime-id").map(str::to_string);
     let (notes_rt, calendar_rt) = (runtime(root), runtime(calendar_root));
     assert!(notes_rt.as_ref().is_some_and(|r| r.len() == 36), "{root}");
-    assert!(calendar_rt.is_some() && calendar_rt != notes_rt, "{calendar_root}");
-    assert!(metric(root, "process_id").is_some_and(|p| p > 0.0), "{root}");
+    assert!(
+        calendar_rt.is_some() && calendar_rt != notes_rt,
+        "{calendar_root}"
+    );
+    assert!(
+        metric(root, "process_id").is_some_and(|p| p > 0.0),
+        "{root}"
+    );
     assert_eq!(runtime(client), None, "only local roots carry runtime-id");
     assert_eq!(agent.trace_check_failures().await, None);
 }

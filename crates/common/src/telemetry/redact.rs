@@ -62,7 +62,20 @@ impl QueryObfuscator {
             Some("") => Ok(Self { regex: None }),
             Some(pattern) => compile(pattern)
                 .map(|r| Self { regex: Some(r) })
-                .map_err(|e| ConfigError::new(VARIABLE, format!("not a valid pattern: {e}"))),
+                .map_err(|e| {
+                    // The parser's message spans lines (pattern, caret, reason): keep the reason.
+                    let text = e.to_string();
+                    let reason = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
+                    let reason = reason.trim().trim_start_matches("error: ");
+                    ConfigError::new(
+                        VARIABLE,
+                        format!("{pattern:?} is not a valid pattern ({reason})"),
+                    )
+                }),
         }
     }
 
