@@ -29,7 +29,7 @@ pub mod styles;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::Duration;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -172,6 +172,33 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         return Ok(Telemetry { provider: None });
     }
 
+    // The seam: the one place where the export path is chosen.
+    let provider = project_provider(config)?;
+    let tracer = provider.tracer("apm-tutorial-rust");
+
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_level(false)
+        .with_target(false)
+        .with_filter(LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(log_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+/// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
+/// the project's sampler and its Datadog + W3C propagator (installed as the global one).
+fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
     let exporter = datadog::exporter(config, agent_rates.clone())?;
     let processor = BatchSpanProcessor::builder(exporter)
@@ -200,27 +227,10 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with_id_generator(sampler::DatadogIdGenerator::default())
         .with_resource(datadog::resource(config))
         .build();
-    let tracer = provider.tracer("apm-tutorial-rust");
     opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::with_styles(
         config.datadog.propagation.clone(),
     ));
-
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_level(false)
-        .with_target(false)
-        .with_filter(LevelFilter::INFO);
-    tracing_subscriber::registry()
-        .with(log_layer)
-        .with(otel_layer)
-        .try_init()
-        .map_err(|e| e.to_string())?;
-    Ok(Telemetry {
-        provider: Some(provider),
-    })
+    Ok(provider)
 }
 
 #[cfg(test)]
