@@ -94,10 +94,15 @@ impl Baggage {
             if count == MAX_ITEMS {
                 break;
             }
+            let (key, value) = (key.trim(), value.trim());
+            // An empty key or value would make the receiver discard the whole header.
+            if key.is_empty() || value.is_empty() {
+                continue;
+            }
             let member = format!(
                 "{}={}",
-                utf8_percent_encode(key.trim(), KEY_ENCODE),
-                utf8_percent_encode(value.trim(), VALUE_ENCODE)
+                utf8_percent_encode(key, KEY_ENCODE),
+                utf8_percent_encode(value, VALUE_ENCODE)
             );
             let added = member.len() + usize::from(!out.is_empty());
             if out.len() + added > MAX_BYTES {
@@ -183,5 +188,8 @@ mod tests {
         assert_eq!(header.split(',').count(), 4);
         let huge = Baggage::from_items([("k".to_string(), "y".repeat(MAX_BYTES))]);
         assert_eq!(huge.header(), None);
+        // Members that would be empty once trimmed are not sent (the receiver would drop all).
+        let blank = Baggage::parse("a=%20,b=2");
+        assert_eq!(blank.header().as_deref(), Some("b=2"));
     }
 }
