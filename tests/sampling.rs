@@ -516,3 +516,29 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         assert!(stderr.contains(var), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn traces_reach_the_agent_over_a_unix_socket() {
+    let agent = TestAgent::start_with_socket().await;
+    let socket = agent.socket().expect("socket").display().to_string();
+    let deadline = Instant::now() + WAIT;
+    while !std::path::Path::new(&socket).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the test agent never made {socket}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (calendar, _) = recording_calendar().await;
+    set_agent_rates(&agent, r#"{"service:notes,env:dev":0}"#).await;
+    let url = format!("unix://{socket}");
+    let notes = notes(&url, &calendar, &[]).await;
+    // Traces arrive through the socket, and the Agent's answer comes back through it too.
+    let roots = roots_under_agent_rates(&agent, &notes, 2).await;
+    for root in &roots {
+        assert_eq!(priority(root), Some(0.0), "{root}");
+        assert_eq!(metric(root, "_dd.agent_psr"), Some(0.0));
+    }
+    let requests = agent.trace_requests().await;
+    assert!(!requests.is_empty());
+}
