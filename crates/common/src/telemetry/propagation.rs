@@ -683,4 +683,76 @@ mod tests {
         assert!(sc.is_valid());
         assert_eq!(sc.trace_state().get("v1"), None);
     }
+
+    fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
+        DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract: super::super::styles::parse(extract).unwrap(),
+            inject: super::super::styles::parse(inject).unwrap(),
+        })
+    }
+
+    #[test]
+    fn styles_choose_the_headers_in_and_out() {
+        let p = styled("b3multi,tracecontext,baggage", "b3,baggage");
+        let headers: HashMap<String, String> = [
+            ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+            ("x-b3-spanid", "b7ad6b7169203331"),
+            ("x-b3-sampled", "0"),
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
+            ("baggage", "user.id=7"),
+            ("x-datadog-trace-id", "5"),
+            ("x-datadog-parent-id", "6"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cx = p.extract(&headers);
+        let span = cx.span();
+        let sc = span.span_context();
+        // b3multi comes first: it wins over traceparent; datadog is not read at all.
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(
+            DdState::from_trace_state(sc.trace_state()).priority,
+            Some(0)
+        );
+        assert!(!sc.is_sampled());
+        assert_eq!(
+            cx.get::<Baggage>().and_then(|b| b.get("user.id")),
+            Some("7")
+        );
+        let mut out: HashMap<String, String> = HashMap::new();
+        p.inject_context(&cx, &mut out);
+        assert_eq!(
+            out.get("b3").map(String::as_str),
+            Some("0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0")
+        );
+        assert_eq!(out.get("baggage").map(String::as_str), Some("user.id=7"));
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn none_reads_and_writes_nothing() {
+        let p = styled("none", "none");
+        let headers: HashMap<String, String> = [
+            ("x-datadog-trace-id", "5"),
+            ("x-datadog-parent-id", "6"),
+            ("baggage", "a=1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cx = p.extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
+        assert!(cx.get::<Baggage>().is_none());
+        let sc = extract(&[("x-datadog-trace-id", "5"), ("x-datadog-parent-id", "6")]).unwrap();
+        let mut out: HashMap<String, String> = HashMap::new();
+        p.inject_context(&Context::new().with_remote_span_context(sc), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
 }
