@@ -4,16 +4,21 @@
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
 //!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator.
+//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator. The export
+//!   path is built in one place, `project_provider`.
 //!
-//! Spans are plain `tracing` spans with a few conventional fields: `otel.name` (the Datadog
-//! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
-//! `span.type`, and `error.type` / `error.message` on failures.
+//! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
+//! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
+//! adjusted in one streaming pass ([`payload`]).
 
+pub mod chunks;
 pub mod datadog;
+pub mod facts;
 pub mod logs;
+pub mod payload;
 pub mod propagation;
 pub mod sampler;
+pub mod spans;
 
 // Datadog semantics (issue 11): each a self-contained piece with its own tests.
 pub mod agent_rates;
@@ -117,15 +122,6 @@ fn parse_tags(raw: &str) -> Vec<(String, String)> {
             (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
         })
         .collect()
-}
-
-/// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.
-/// The span must have declared these fields (`otel.status_code`, `error.type`,
-/// `error.message` as `Empty`).
-pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
-    span.record("otel.status_code", "error");
-    span.record("error.type", kind);
-    span.record("error.message", message);
 }
 
 /// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.

@@ -19,10 +19,10 @@
 //! the layout Datadog's tracers use.
 
 use super::agent_rates::{self, AgentRateTable};
-use super::datadog::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use super::propagation::DdState;
 use super::rate_limiter::RateLimiter;
 use super::rules::{sampled_by_rate, RootFacts, SamplingRules};
+use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use opentelemetry::trace::{Link, SpanId, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{
@@ -227,6 +227,14 @@ impl ShouldSample for DatadogSampler {
         if let Some(cx) = parent_context.filter(|cx| cx.has_active_span()) {
             let span = cx.span();
             let parent = span.span_context();
+            if parent.is_valid() && !parent.is_remote() {
+                // Decided where the trace entered this process: a child inherits it unparsed.
+                return SamplingResult {
+                    decision: SamplingDecision::RecordAndSample,
+                    attributes: Vec::new(),
+                    trace_state: parent.trace_state().clone(),
+                };
+            }
             if parent.is_valid() {
                 let state = parent.trace_state();
                 let dd = DdState::from_trace_state(state);
