@@ -565,6 +565,23 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
 ";
 
     #[test]
+    fn the_agents_answer_reaches_the_rate_table() {
+        let env = Env::from_pairs([
+            ("DD_ENV", "Dev"),
+            ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
+        ]);
+        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let rates = Arc::new(AgentRateTable::new());
+        let capture = Arc::new(Capture::default());
+        let exporter = build_exporter(&config, capture.clone(), rates.clone()).unwrap();
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), None);
+        let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        assert_eq!(lock(&capture.posts).len(), 1);
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), Some(0.5));
+    }
+
+    #[test]
     fn golden_payload_through_the_real_exporter() {
         let capture = Arc::new(Capture::default());
         let exporter = exporter(capture.clone());
