@@ -542,3 +542,61 @@ async fn traces_reach_the_agent_over_a_unix_socket() {
     let requests = agent.trace_requests().await;
     assert!(!requests.is_empty());
 }
+
+#[tokio::test]
+async fn b3multi_in_and_only_the_configured_styles_out() {
+    let agent = TestAgent::start().await;
+    let (calendar, recorded) = recording_calendar().await;
+    let datadog_out = notes(
+        &agent.url(),
+        &calendar,
+        &[
+            ("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "b3multi"),
+            ("DD_TRACE_PROPAGATION_STYLE_INJECT", "datadog"),
+        ],
+    )
+    .await;
+    let w3c_out = notes(
+        &agent.url(),
+        &calendar,
+        &[("DD_TRACE_PROPAGATION_STYLE", "tracecontext")],
+    )
+    .await;
+    let b3 = [
+        ("x-b3-traceid", "64fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-sampled", "1"),
+        ("baggage", "user.id=42"),
+    ];
+    for service in [&datadog_out, &w3c_out] {
+        let url = format!("{}/notes?desc=styles&add_date=y", service.base_url());
+        assert_eq!(http("POST", &url, &b3).await, 201);
+    }
+    let sent = recorded.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    // b3multi in, datadog out: the same trace, only x-datadog-* headers, no baggage.
+    let out = &sent[0];
+    assert_eq!(
+        out["x-datadog-trace-id"],
+        0x64fe8b2a57d3eff7_u64.to_string()
+    );
+    assert_eq!(out["x-datadog-sampling-priority"], "1");
+    for absent in ["traceparent", "x-b3-traceid", "b3", "baggage"] {
+        assert!(!out.contains_key(absent), "{absent} sent: {out:?}");
+    }
+    // tracecontext only: b3 is not read (a new trace), only traceparent/tracestate go out.
+    let out = &sent[1];
+    assert!(out["traceparent"].starts_with("00-"), "{out:?}");
+    assert!(!out["traceparent"].contains("64fe8b2a57d3eff7"), "{out:?}");
+    for absent in ["x-datadog-trace-id", "x-b3-traceid", "baggage"] {
+        assert!(!out.contains_key(absent), "{absent} sent: {out:?}");
+    }
+    let roots = wait_roots(&agent, "POST /notes", 2).await;
+    assert!(
+        roots
+            .iter()
+            .any(|r| r["trace_id"].as_u64() == Some(0x64fe8b2a57d3eff7)
+                && r["parent_id"].as_u64() == Some(0xe457b5a2e4d86bd1)),
+        "{roots:?}"
+    );
+}
