@@ -59,7 +59,8 @@ pub struct TelemetryConfig {
     pub agent_socket: Option<std::path::PathBuf>,
     /// `DD_TRACE_ENABLED` (default true).
     pub enabled: bool,
-    /// `DD_TRACE_SAMPLE_RATE` (default: keep every trace).
+    /// `DD_TRACE_SAMPLE_RATE`, as given; the sampler uses it as the catch-all rule at the end of
+    /// [`settings::DatadogSettings::rules`].
     pub sample_rate: Option<f64>,
     /// `DD_TRACE_DEBUG`: log every payload sent to the agent and every export error.
     pub debug: bool,
