@@ -3,9 +3,11 @@
 //! [`init`] installs, once per process and before the async runtime starts:
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
-//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator. The export
-//!   path is built in one place, `project_provider`.
+//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`] (rules,
+//!   rate limit, the Agent's rates), with the configured propagation styles ([`propagation`])
+//!   installed as the global propagator. The export path is built in one place,
+//!   `project_provider`. The query-string obfuscator ([`redact`]) and the header tags
+//!   ([`header_tags`]) are installed for the span builders, tracing on or off.
 //!
 //! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
 //! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
