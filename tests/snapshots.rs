@@ -20,7 +20,13 @@ use support::{ServiceProcess, TestAgent};
 
 /// Span attributes not compared besides the agent's defaults: the fresh database's random name and
 /// the private PostgreSQL server's port.
-const IGNORES: &[&str] = &["meta.db.name", "metrics.network.destination.port"];
+/// `runtime-id` and `process_id` (one per process, on each local root) differ per run too.
+const IGNORES: &[&str] = &[
+    "meta.db.name",
+    "metrics.network.destination.port",
+    "meta.runtime-id",
+    "metrics.process_id",
+];
 
 /// The tests share one agent and one session at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -92,15 +92,34 @@ pub struct TestAgent {
     guard: Option<Guarded>,
     request_delay: f64,
     http: reqwest::Client,
+    /// A Unix socket the agent also listens on ([`TestAgent::start_with_socket`]).
+    socket: Option<PathBuf>,
 }
 
 impl TestAgent {
     /// Starts a private agent and waits until it answers. Panics with the fix
     /// when the agent is not installed, or with its log when it cannot start.
     pub async fn start() -> TestAgent {
+        Self::start_listening(false).await
+    }
+
+    /// Like [`TestAgent::start`], the agent also listening on a Unix socket
+    /// ([`TestAgent::socket`]), as the Datadog Agent's `/var/run/datadog/apm.socket`.
+    pub async fn start_with_socket() -> TestAgent {
+        Self::start_listening(true).await
+    }
+
+    /// The Unix socket, for an agent started with [`TestAgent::start_with_socket`].
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    async fn start_listening(with_socket: bool) -> TestAgent {
         let exe = locate_test_agent().unwrap_or_else(|e| panic!("{e}"));
         let dir = private_temp_dir("apm-tutorial-agent");
+        let socket = with_socket.then(|| dir.join("apm.socket"));
         let mut agent = TestAgent {
+            socket,
             exe,
             port: 0,
             otlp_http_port: 0,
@@ -147,7 +166,7 @@ impl TestAgent {
         let otlp_grpc = self.otlp_grpc_port.to_string();
         let delay = self.request_delay.to_string();
         let vcr = self.dir.join("vcr-cassettes");
-        let args: Vec<&OsStr> = vec![
+        let mut args: Vec<&OsStr> = vec![
             "--host".as_ref(),
             "127.0.0.1".as_ref(),
             "--port".as_ref(),
@@ -172,6 +191,9 @@ impl TestAgent {
                 "1".as_ref()
             },
         ];
+        if let Some(socket) = &self.socket {
+            args.extend(["--trace-uds-socket".as_ref(), socket.as_os_str()]);
+        }
         // A clean environment: the agent reads DD_TRACE_AGENT_URL, DD_API_KEY,
         // PORT... as settings, so none of the caller's may leak in. Its list-typed
         // options only work through the environment (argparse `type=List[str]`).

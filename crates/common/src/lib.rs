@@ -7,9 +7,13 @@
 //! - [`http`]: content negotiation, plain bodies, the 404/405 answers; no telemetry.
 //! - [`telemetry`]: logs, the span conventions ([`telemetry::spans`]: server, client and
 //!   database span fields, `record_error`), sampling, propagation, and the export to the Datadog
-//!   Agent. Inside it: `spans` and `propagation` stand alone, `facts` and `sampler` use
-//!   `propagation`, `payload` uses `spans`, and `datadog` (the only module that knows
-//!   `opentelemetry-datadog`) uses `chunks`, `facts`, `payload` and `spans`.
+//!   Agent. Inside it: the Datadog-semantics pieces stand alone (`glob`, `rate_limiter`,
+//!   `agent_rates`, `baggage`, `b3`) or use only `config` (`styles`, `redact`, `header_tags`);
+//!   `rules` uses `glob`; `settings` gathers `rules`, `styles`, `redact`, `header_tags`. `spans`
+//!   uses `redact` and `header_tags`, `propagation` uses `b3`, `baggage` and `styles`; `facts`
+//!   and `sampler` use `propagation` (the sampler also `spans`, `rules`, `rate_limiter`,
+//!   `agent_rates`), `payload` uses `spans`, and `datadog` (the only module that knows
+//!   `opentelemetry-datadog`) uses `agent_rates`, `chunks`, `facts`, `payload` and `spans`.
 //! - [`server`]: listening settings and limits, the bound server, graceful shutdown, the
 //!   container health check, and the services' `main` ([`server::run_main`]).
 

@@ -23,6 +23,7 @@
 // The crate is deprecated upstream (final version); this module is where that is accepted.
 #![allow(deprecated)]
 
+use super::agent_rates::AgentRateTable;
 use super::chunks::{is_local_root, Chunk, ChunkBuffer};
 use super::facts::TraceFacts;
 use super::payload::{self, BatchPlan};
@@ -56,19 +57,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Builds the export chain for the batch processor, posting to the Agent over HTTP.
-pub(crate) fn exporter(config: &TelemetryConfig) -> Result<ChunkExporter, String> {
-    let transport = HttpTransport::new(config.agent_timeout)?;
-    build_exporter(config, Arc::new(transport))
+/// Builds the export chain for the batch processor, posting to the Agent over HTTP (or its Unix
+/// socket); the Agent's answers (its sampling rates) go to `rates`.
+pub(crate) fn exporter(
+    config: &TelemetryConfig,
+    rates: Arc<AgentRateTable>,
+) -> Result<ChunkExporter, String> {
+    let transport = HttpTransport::new(config.agent_timeout, config.agent_socket.clone())?;
+    build_exporter(config, Arc::new(transport), rates)
 }
 
 /// [`exporter`] with any [`Transport`] (the golden test captures the payloads).
 pub(crate) fn build_exporter(
     config: &TelemetryConfig,
     transport: Arc<dyn Transport>,
+    rates: Arc<AgentRateTable>,
 ) -> Result<ChunkExporter, String> {
     let client = Arc::new(AgentClient {
         transport,
+        rates,
         plan: Mutex::new(None),
         debug: config.debug,
         failing: AtomicBool::new(false),
@@ -247,27 +254,36 @@ impl SpanExporter for ChunkExporter {
 
 /// Where payloads go: the Agent over HTTP ([`HttpTransport`]), or a capture in tests.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
-    /// Posts `body` with `headers` to `url`; `Err` describes a failure (no answer, or not 2xx).
-    fn post(&self, url: &http::Uri, headers: &http::HeaderMap, body: Vec<u8>)
-        -> Result<(), String>;
+    /// Posts `body` with `headers` to `url` and returns the answer's body; `Err` describes a
+    /// failure (no answer, or not 2xx).
+    fn post(
+        &self,
+        url: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String>;
 }
 
-/// A blocking client with timeouts.
+/// A blocking client with timeouts, over TCP or the Agent's Unix socket.
 #[derive(Debug)]
 pub(crate) struct HttpTransport {
     client: reqwest::blocking::Client,
 }
 
 impl HttpTransport {
-    fn new(timeout: Duration) -> Result<Self, String> {
+    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, String> {
         // Build the blocking client on a plain thread: building (and dropping) it on a tokio
         // worker thread panics.
         let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
+            let builder = reqwest::blocking::Client::builder()
                 .connect_timeout(timeout.min(Duration::from_secs(1)))
                 .timeout(timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
+                .pool_idle_timeout(Duration::from_secs(30));
+            match socket {
+                Some(path) => builder.unix_socket(path),
+                None => builder,
+            }
+            .build()
         })
         .join()
         .map_err(|_| "the agent HTTP client could not be built".to_string())?
@@ -282,7 +298,7 @@ impl Transport for HttpTransport {
         url: &http::Uri,
         headers: &http::HeaderMap,
         body: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<u8>, String> {
         let response = self
             .client
             .post(url.to_string())
@@ -292,7 +308,8 @@ impl Transport for HttpTransport {
             .map_err(|e| crate::error::error_chain(&e))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
+            return Ok(response.bytes().map(|b| b.to_vec()).unwrap_or_default());
         }
         let text = response.text().unwrap_or_default();
         Err(format!("agent answered {status}: {text}"))
@@ -305,6 +322,8 @@ impl Transport for HttpTransport {
 pub(crate) struct AgentClient {
     /// Where the payload goes.
     transport: Arc<dyn Transport>,
+    /// Where the Agent's sampling rates (its answer to each post) go.
+    rates: Arc<AgentRateTable>,
     /// The plan of the batch being exported, set by [`ChunkExporter`] just before.
     plan: Mutex<Option<BatchPlan>>,
     /// `DD_TRACE_DEBUG`: log every payload sent and every failure.
@@ -343,7 +362,9 @@ impl AgentClient {
             }
         };
         match self.transport.post(&parts.uri, &parts.headers, body) {
-            Ok(()) => {
+            Ok(answer) => {
+                // A malformed answer changes nothing and is logged once (by the table).
+                let _ = self.rates.update(&answer);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     let lost_spans_total = self.lost_spans.load(Ordering::Relaxed);
                     tracing::info!(url = %parts.uri, lost_spans_total, "the Datadog Agent accepts traces again");
@@ -410,9 +431,9 @@ mod tests {
             url: &http::Uri,
             headers: &http::HeaderMap,
             body: Vec<u8>,
-        ) -> Result<(), String> {
+        ) -> Result<Vec<u8>, String> {
             lock(&self.posts).push((url.clone(), headers.clone(), body));
-            Ok(())
+            Ok(br#"{"rate_by_service":{"service:notes,env:Dev":0.5}}"#.to_vec())
         }
     }
 
@@ -462,7 +483,8 @@ mod tests {
             ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
         ]);
         let config = TelemetryConfig::from_env(&env, "notes").unwrap();
-        let mut exporter = build_exporter(&config, capture).unwrap();
+        let rates = Arc::new(AgentRateTable::new());
+        let mut exporter = build_exporter(&config, capture, rates).unwrap();
         exporter.set_resource(
             &Resource::builder_empty()
                 .with_attribute(KeyValue::new("team", "apm"))
@@ -536,10 +558,26 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
   meta env=Dev
   meta span.kind=client
   meta team=apm
-  meta version=1.0
   metric db.row_count=3
   metric network.destination.port=5432
 ";
+
+    #[test]
+    fn the_agents_answer_reaches_the_rate_table() {
+        let env = Env::from_pairs([
+            ("DD_ENV", "Dev"),
+            ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
+        ]);
+        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let rates = Arc::new(AgentRateTable::new());
+        let capture = Arc::new(Capture::default());
+        let exporter = build_exporter(&config, capture.clone(), rates.clone()).unwrap();
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), None);
+        let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        assert_eq!(lock(&capture.posts).len(), 1);
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), Some(0.5));
+    }
 
     #[test]
     fn golden_payload_through_the_real_exporter() {

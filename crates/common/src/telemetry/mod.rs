@@ -3,9 +3,11 @@
 //! [`init`] installs, once per process and before the async runtime starts:
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
-//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator. The export
-//!   path is built in one place, `project_provider`.
+//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`] (rules,
+//!   rate limit, the Agent's rates), with the configured propagation styles ([`propagation`])
+//!   installed as the global propagator. The export path is built in one place,
+//!   `project_provider`. The query-string obfuscator ([`redact`]) and the header tags
+//!   ([`header_tags`]) are installed for the span builders, tracing on or off.
 //!
 //! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
 //! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
@@ -19,6 +21,18 @@ pub mod payload;
 pub mod propagation;
 pub mod sampler;
 pub mod spans;
+
+// Datadog semantics (issue 11): each a self-contained piece with its own tests.
+pub mod agent_rates;
+pub mod b3;
+pub mod baggage;
+pub mod glob;
+pub mod header_tags;
+pub mod rate_limiter;
+pub mod redact;
+pub mod rules;
+pub mod settings;
+pub mod styles;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
@@ -40,11 +54,15 @@ pub struct TelemetryConfig {
     pub version: Option<String>,
     /// `DD_TAGS` (`key:value` pairs separated by commas or spaces), added to every span.
     pub tags: Vec<(String, String)>,
-    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`.
+    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`, else the
+    /// default socket when it exists (then `http://localhost`, the host name sent over it).
     pub agent_url: String,
+    /// The Agent's Unix socket (`DD_TRACE_AGENT_URL=unix:///…`, or the default one).
+    pub agent_socket: Option<std::path::PathBuf>,
     /// `DD_TRACE_ENABLED` (default true).
     pub enabled: bool,
-    /// `DD_TRACE_SAMPLE_RATE` (default: keep every trace).
+    /// `DD_TRACE_SAMPLE_RATE`, as given; the sampler uses it as the catch-all rule at the end of
+    /// [`settings::DatadogSettings::rules`].
     pub sample_rate: Option<f64>,
     /// `DD_TRACE_DEBUG`: log every payload sent to the agent and every export error.
     pub debug: bool,
@@ -56,24 +74,14 @@ pub struct TelemetryConfig {
     pub flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
     pub log_filter: String,
+    /// Sampling rules and limit, propagation styles, query obfuscation, header tags.
+    pub datadog: settings::DatadogSettings,
 }
 
 impl TelemetryConfig {
     /// Reads the settings, with `default_service` when `DD_SERVICE` is unset.
     pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
-        let agent_url = match env.url("DD_TRACE_AGENT_URL")? {
-            Some(url) => url,
-            None => {
-                let host = env.host("DD_AGENT_HOST", "localhost")?;
-                let port = env.port("DD_TRACE_AGENT_PORT", 8126)?;
-                let host = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                format!("http://{host}:{port}")
-            }
-        };
+        let agent = settings::AgentEndpoint::from_env(env, |p| p.exists())?;
         let timeout_secs: f64 = env.parse("DD_TRACE_AGENT_TIMEOUT", 2.0)?;
         if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
             return Err(ConfigError::new(
@@ -93,7 +101,8 @@ impl TelemetryConfig {
             env: env.get("DD_ENV").map(str::to_string),
             version: env.get("DD_VERSION").map(str::to_string),
             tags: parse_tags(env.get("DD_TAGS").unwrap_or("")),
-            agent_url,
+            agent_url: agent.base_url(),
+            agent_socket: agent.socket().map(Into::into),
             enabled: env.flag("DD_TRACE_ENABLED", true)?,
             sample_rate: env.rate("DD_TRACE_SAMPLE_RATE")?,
             debug: env.flag("DD_TRACE_DEBUG", false)?,
@@ -101,6 +110,7 @@ impl TelemetryConfig {
             queue_size,
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
             log_filter: env.string("RUST_LOG", "info"),
+            datadog: settings::DatadogSettings::from_env(env)?,
         })
     }
 }
@@ -151,6 +161,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with_writer(std::io::stdout)
         .with_filter(filter);
 
+    redact::install(config.datadog.query_obfuscation.clone());
+    header_tags::install(config.datadog.header_tags.clone());
     if !config.enabled {
         tracing_subscriber::registry()
             .with(log_layer)
@@ -185,7 +197,9 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
 /// the project's sampler and its Datadog + W3C propagator (installed as the global one).
 fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
-    let exporter = datadog::exporter(config)?;
+    // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
+    let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
+    let exporter = datadog::exporter(config, agent_rates.clone())?;
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -198,11 +212,23 @@ fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, Strin
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
+        .with_sampler(sampler::DatadogSampler::new(
+            sampler::SamplerSettings {
+                service: config.service.clone(),
+                env: config.env.clone(),
+                version: config.version.clone(),
+                tags: config.tags.clone(),
+                rules: config.datadog.rules.clone(),
+                rate_limit: config.datadog.rate_limit,
+            },
+            agent_rates,
+        ))
         .with_id_generator(sampler::DatadogIdGenerator::default())
         .with_resource(datadog::resource(config))
         .build();
-    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::with_styles(
+        config.datadog.propagation.clone(),
+    ));
     Ok(provider)
 }
 

@@ -9,6 +9,8 @@
 //! - drops the crate's two metrics (`_dd.measured` stays when it is 1) and writes the metrics the
 //!   [`BatchPlan`] holds for the span: its numeric attributes, taken out before encoding so that
 //!   numbers stay numbers, and on chunk roots the chunk metrics (the sampling priority);
+//! - drops `version` from spans of another service (those with `_dd.base_service`: `postgres`,
+//!   `reqwest`, `notes_helper`), as ddtrace writes `version` only on the service's own spans;
 //! - appends the plan's metric names to the string table.
 //!
 //! Anything else it meets (another layout, a span the plan does not know) is an error: the
@@ -104,6 +106,10 @@ enum Class {
     Control,
     Priority,
     Measured,
+    /// `version`: kept on the process's own spans only.
+    Version,
+    /// `_dd.base_service`: the span belongs to another service.
+    BaseService,
 }
 
 /// Rewrites `payload` into `out` following `plan` (see the module docs). Returns the number of
@@ -142,6 +148,10 @@ pub fn rewrite(
             Class::Priority
         } else if text == CRATE_MEASURED {
             Class::Measured
+        } else if text == "version" {
+            Class::Version
+        } else if text == "_dd.base_service" {
+            Class::BaseService
         } else {
             Class::Plain
         });
@@ -192,6 +202,8 @@ pub fn rewrite(
                 .ok_or(PayloadError::UnknownSpan(span_id))?;
 
             meta.clear();
+            let mut other_service = false;
+            let mut version = None;
             let entries = rmp::decode::read_map_len(rd).map_err(mp)?;
             for _ in 0..entries {
                 let k: u32 = rmp::decode::read_int(rd).map_err(mp)?;
@@ -199,11 +211,22 @@ pub fn rewrite(
                 class(v)?;
                 match class(k)? {
                     Class::Plain => meta.push((k, v)),
+                    Class::BaseService => {
+                        other_service = true;
+                        meta.push((k, v));
+                    }
+                    Class::Version => {
+                        version = Some(k);
+                        meta.push((k, v));
+                    }
                     Class::Control => {}
                     Class::Priority | Class::Measured => {
                         return Err(PayloadError::Layout("a crate metric written as a tag"))
                     }
                 }
+            }
+            if let (true, Some(version)) = (other_service, version) {
+                meta.retain(|(k, _)| *k != version);
             }
             write_map_len(out, meta.len() as u32)?;
             for (k, v) in &meta {

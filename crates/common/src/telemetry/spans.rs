@@ -6,6 +6,7 @@
 //! own), `span.type`, `error.type` / `error.message`; numeric fields must be `i64`/`f64` to
 //! become Datadog metrics (`tracing-opentelemetry` writes `u64` as text).
 
+use super::{header_tags, redact};
 use crate::error::error_chain;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -118,12 +119,19 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             component = "actix-web",
             http.method = method,
             http.route = Empty,
-            http.url = url.as_str(),
+            http.url = redact::redact_url(&url).as_ref(),
             http.useragent = user_agent,
             http.status_code = Empty,
             error.type = Empty,
             error.message = Empty,
         );
+        let header_tags = header_tags::installed();
+        if !header_tags.is_empty() {
+            let headers = request.headers();
+            for (tag, value) in header_tags.tags_with(false, |name| joined(headers, name)) {
+                span.set_attribute(tag, value);
+            }
+        }
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(request.headers()))
         });
@@ -143,6 +151,13 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
         };
         span.record("http.status_code", status.as_u16().to_string());
         if let Ok(response) = outcome {
+            let header_tags = header_tags::installed();
+            if !header_tags.is_empty() {
+                let headers = response.headers();
+                for (tag, value) in header_tags.tags_with(true, |name| joined(headers, name)) {
+                    span.set_attribute(tag, value);
+                }
+            }
             let request = response.request();
             if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
                 // As Datadog's tracers: no route matched this method.
@@ -166,6 +181,15 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
     }
 }
 
+/// A header's values joined with `,` (`None` when absent), for [`header_tags`].
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
 /// The service an outgoing call goes to, for the client span's `peer.service`
 /// (attach it with `RequestBuilder::with_extension`).
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +206,7 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
         let url = req.url();
         let method = req.method().as_str();
         let peer = ext.get::<PeerService>().map(|p| p.0);
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "http.client.request",
             otel.name = format!("{method} {}", url.path()).as_str(),
             otel.kind = "client",
@@ -192,15 +216,24 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
             span.type = "http",
             component = "reqwest",
             http.method = method,
-            http.url = url.as_str(),
+            http.url = redact::redact_url(url.as_str()).as_ref(),
             http.status_code = Empty,
             out.host = url.host_str().unwrap_or(""),
             // An i64: a Datadog metric (tracing-opentelemetry writes u64 as text).
             network.destination.port = url.port_or_known_default().map(i64::from),
             peer.service = peer,
+            // Measured, as ddtrace's HTTP client spans: the Agent computes their stats.
+            _dd.measured = 1i64,
             error.type = Empty,
             error.message = Empty,
-        )
+        );
+        let header_tags = header_tags::installed();
+        if !header_tags.is_empty() {
+            for (tag, value) in header_tags.tags(req.headers(), false) {
+                span.set_attribute(tag, value);
+            }
+        }
+        span
     }
 
     fn on_request_end(
@@ -212,6 +245,12 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
             Ok(response) => {
                 let status = response.status();
                 span.record("http.status_code", status.as_u16().to_string());
+                let header_tags = header_tags::installed();
+                if !header_tags.is_empty() {
+                    for (tag, value) in header_tags.tags(response.headers(), true) {
+                        span.set_attribute(tag, value);
+                    }
+                }
                 if status.is_server_error() {
                     let message = format!("{} answered {status}", response.url());
                     record_error(span, "http.server_error", &message);
