@@ -10,14 +10,18 @@
 //! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
 //! `span.type`, and `error.type` / `error.message` on failures.
 
+// With the `datadog-sdk` feature the project's own export path is built but not used.
+#[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
 pub mod datadog;
 pub mod logs;
 pub mod propagation;
 pub mod sampler;
+#[cfg(feature = "datadog-sdk")]
+pub mod sdk;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::Duration;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -163,25 +167,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         return Ok(Telemetry { provider: None });
     }
 
-    let exporter = datadog::exporter(config)?;
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(config.queue_size)
-                .with_scheduled_delay(config.flush_interval)
-                // Small batches: each export holds a core for less time (a shorter latency tail).
-                .with_max_export_batch_size(config.queue_size.min(256))
-                .build(),
-        )
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
-        .with_id_generator(sampler::DatadogIdGenerator::default())
-        .with_resource(datadog::resource(config))
-        .build();
+    // The seam: the one place where the export path is chosen.
+    #[cfg(not(feature = "datadog-sdk"))]
+    let provider = project_provider(config)?;
+    #[cfg(feature = "datadog-sdk")]
+    let provider = sdk::provider(config);
     let tracer = provider.tracer("apm-tutorial-rust");
-    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
 
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -199,6 +190,32 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
+/// the project's sampler and its Datadog + W3C propagator (installed as the global one).
+#[cfg(not(feature = "datadog-sdk"))]
+fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    let exporter = datadog::exporter(config)?;
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(config.queue_size)
+                .with_scheduled_delay(config.flush_interval)
+                // Small batches: each export holds a core for less time (a shorter latency tail).
+                .with_max_export_batch_size(config.queue_size.min(256))
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
+        .with_id_generator(sampler::DatadogIdGenerator::default())
+        .with_resource(datadog::resource(config))
+        .build();
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
+    Ok(provider)
 }
 
 #[cfg(test)]
