@@ -200,7 +200,7 @@ impl Run {
         let _ = writeln!(
             s,
             "- saturated = closed loop, {} keep-alive connections; fixed rate = open loop at {:.0}% \
-             of the endpoint's saturated rate (the lower of tracing on and off), latency from each request's \
+             of the endpoint's saturated rate (the lowest of the copies), latency from each request's \
              scheduled start (pgbench: same clients, `-M prepared`, `-R` for the fixed rate)",
             self.connections,
             self.rate_fraction * 100.0
