@@ -64,6 +64,23 @@ pub fn request_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|(_, value)| value.as_str())
 }
 
+/// Whether snapshots are to be (re-)recorded: `UPDATE_SNAPSHOTS=1`, never in CI. Without it a
+/// missing snapshot fails the test and an existing one is only compared.
+pub fn snapshot_update_requested() -> bool {
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    if update && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("UPDATE_SNAPSHOTS=1 is refused with CI=true: snapshots are recorded on a developer's machine and committed");
+    }
+    update
+}
+
+/// One test agent for the whole test binary, started on first use and stopped when the process
+/// exits. Tests that share it keep their traces apart with sessions ([`TestAgent::start_session`]).
+pub async fn shared_agent() -> &'static TestAgent {
+    static AGENT: tokio::sync::OnceCell<TestAgent> = tokio::sync::OnceCell::const_new();
+    AGENT.get_or_init(TestAgent::start).await
+}
+
 /// A running `ddapm-test-agent`. See the module docs.
 pub struct TestAgent {
     exe: PathBuf,
@@ -92,8 +109,11 @@ impl TestAgent {
             dir,
             guard: None,
             request_delay: 0.0,
+            // No idle pool: a shared agent ([`TestAgent::shared`]) is used from several tests'
+            // runtimes, and a pooled connection belongs to the runtime that opened it.
             http: reqwest::Client::builder()
                 .no_proxy()
+                .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("cannot build an HTTP client"),
@@ -143,6 +163,14 @@ impl TestAgent {
             "--trace-request-delay".as_ref(),
             delay.as_ref(),
             "--disable-llmobs-data-forwarding".as_ref(),
+            // Snapshots are only ever compared, never written, unless asked for
+            // (see [`snapshot_update_requested`]).
+            "--snapshot-ci-mode".as_ref(),
+            if snapshot_update_requested() {
+                "0".as_ref()
+            } else {
+                "1".as_ref()
+            },
         ];
         // A clean environment: the agent reads DD_TRACE_AGENT_URL, DD_API_KEY,
         // PORT... as settings, so none of the caller's may leak in. Its list-typed
@@ -318,6 +346,56 @@ impl TestAgent {
     pub async fn trace_check_summary(&self) -> Value {
         self.get_json("/test/trace_check/summary?return_all=true")
             .await
+    }
+
+    /// Starts the session `token`: from now on, until another session starts, the traces the
+    /// agent receives (services send no token) belong to it.
+    pub async fn start_session(&self, token: &str) {
+        let (status, body) = self
+            .get(&format!("/test/session/start?test_session_token={token}"))
+            .await;
+        assert_eq!(status, 200, "/test/session/start failed: {body}");
+    }
+
+    /// The traces of session `token` (see [`TestAgent::traces`] for their form).
+    pub async fn session_traces(&self, token: &str) -> Vec<Vec<Value>> {
+        let value = self
+            .get_json(&format!("/test/session/traces?test_session_token={token}"))
+            .await;
+        serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("unexpected traces shape ({e}): {value}"))
+    }
+
+    /// Compares the traces of session `token` with the snapshot `<file>.json` (an absolute path
+    /// without the extension), ignoring the span attributes `ignores` besides the agent's
+    /// defaults (ids, timestamps, durations, `_dd.p.tid`). Returns the agent's report on a
+    /// mismatch. With [`snapshot_update_requested`] a missing snapshot is written instead.
+    pub async fn snapshot(&self, token: &str, file: &Path, ignores: &[&str]) -> Result<(), String> {
+        let mut url = reqwest::Url::parse(&format!("{}/test/session/snapshot", self.url()))
+            .expect("the agent URL is valid");
+        url.query_pairs_mut()
+            .append_pair("test_session_token", token)
+            .append_pair("file", &file.to_string_lossy())
+            .append_pair("ignores", &ignores.join(","))
+            // Recorded files leave out what is never compared, so their diffs show real changes.
+            .append_pair(
+                "removes",
+                &[ignores, &["start", "duration"]].concat().join(","),
+            )
+            // Loopback addresses with their (free, random) ports, e.g. in `http.url`.
+            .append_pair("regex_placeholders", r"addr:127\.0\.0\.1:[0-9]+");
+        let response = self
+            .http
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        match status {
+            200 => Ok(()),
+            _ => Err(format!("snapshot {} ({status}):\n{body}", file.display())),
+        }
     }
 
     /// Forgets every request received so far (traces included).

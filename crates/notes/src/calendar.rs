@@ -5,7 +5,8 @@ use crate::error::NotesError;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::TracingMiddleware;
 use std::time::Duration;
-use tutorial_common::http::{error_chain, ClientSpanBackend, PeerService};
+use tutorial_common::error::error_chain;
+use tutorial_common::telemetry::spans::{ClientSpanBackend, PeerService};
 
 /// A client for `GET /calendar`.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::field::Empty;
 use tracing::Instrument;
-use tutorial_common::telemetry::record_error;
+use tutorial_common::telemetry::spans::record_error;
 
 /// A note as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -92,7 +92,7 @@ pub enum DbError {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => tutorial_common::http::error_chain(e),
+        None => tutorial_common::error::error_chain(e),
     }
 }
 
@@ -244,7 +244,8 @@ impl Database {
             db.name = %self.info.name,
             db.user = %self.info.user,
             out.host = %self.info.host,
-            network.destination.port = self.info.port,
+            // Numbers as i64: they become Datadog metrics (tracing-opentelemetry writes u64 as text).
+            network.destination.port = i64::from(self.info.port),
             db.row_count = Empty,
             error.type = Empty,
             error.message = Empty,
@@ -276,7 +277,10 @@ impl Database {
             .await;
         match result {
             Ok(Ok(value)) => {
-                span.record("db.row_count", rows_of(&value));
+                span.record(
+                    "db.row_count",
+                    i64::try_from(rows_of(&value)).unwrap_or(i64::MAX),
+                );
                 Ok(value)
             }
             Ok(Err(e)) => {

@@ -5,7 +5,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tutorial_common::http::{Format, TracedError};
+use tutorial_common::http::Format;
+use tutorial_common::telemetry::spans::TracedError;
 
 /// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]

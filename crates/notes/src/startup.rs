@@ -8,8 +8,9 @@ use crate::routes::{self, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use tracing_actix_web::TracingLogger;
-use tutorial_common::http::{not_found, ServerSpanBuilder};
+use tutorial_common::http::not_found;
 use tutorial_common::server::{enforce_limits, Server};
+use tutorial_common::telemetry::spans::ServerSpanBuilder;
 
 /// The notes service.
 pub struct Application;

@@ -4,20 +4,24 @@
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
 //!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator.
+//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator. The export
+//!   path is built in one place, `project_provider`; with the cargo feature `datadog-sdk`,
+//!   Datadog's own SDK (`datadog-opentelemetry`, module `sdk`) is built there instead.
 //!
-//! Spans are plain `tracing` spans with a few conventional fields: `otel.name` (the Datadog
-//! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
-//! `span.type`, and `error.type` / `error.message` on failures.
+//! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
+//! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
+//! adjusted in one streaming pass ([`payload`]).
 
-// With the `datadog-sdk` feature the project's own export path is built but not used.
-#[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
+pub mod chunks;
 pub mod datadog;
+pub mod facts;
 pub mod logs;
+pub mod payload;
 pub mod propagation;
 pub mod sampler;
 #[cfg(feature = "datadog-sdk")]
 pub mod sdk;
+pub mod spans;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
@@ -116,15 +120,6 @@ fn parse_tags(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.
-/// The span must have declared these fields (`otel.status_code`, `error.type`,
-/// `error.message` as `Empty`).
-pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
-    span.record("otel.status_code", "error");
-    span.record("error.type", kind);
-    span.record("error.message", message);
-}
-
 /// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -170,6 +165,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     // The seam: the one place where the export path is chosen.
     #[cfg(not(feature = "datadog-sdk"))]
     let provider = project_provider(config)?;
+    // Datadog's own SDK instead (`telemetry::sdk`).
     #[cfg(feature = "datadog-sdk")]
     let provider = sdk::provider(config);
     let tracer = provider.tracer("apm-tutorial-rust");
@@ -194,7 +190,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
 
 /// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
 /// the project's sampler and its Datadog + W3C propagator (installed as the global one).
-#[cfg(not(feature = "datadog-sdk"))]
+// With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
+#[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
 fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     let exporter = datadog::exporter(config)?;

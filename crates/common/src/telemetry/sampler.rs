@@ -91,6 +91,14 @@ impl ShouldSample for DatadogSampler {
         if let Some(cx) = parent_context.filter(|cx| cx.has_active_span()) {
             let span = cx.span();
             let parent = span.span_context();
+            if parent.is_valid() && !parent.is_remote() {
+                // Decided where the trace entered this process: a child inherits it unparsed.
+                return SamplingResult {
+                    decision: SamplingDecision::RecordAndSample,
+                    attributes: Vec::new(),
+                    trace_state: parent.trace_state().clone(),
+                };
+            }
             if parent.is_valid() {
                 let state = parent.trace_state();
                 let dd = DdState::from_trace_state(state);
