@@ -82,7 +82,12 @@ impl ChunkBuffer {
         }
         for (trace, spans, has_root) in groups {
             if has_root {
-                let mut all = match self.waiting.remove(&trace) {
+                let earlier = if self.waiting.is_empty() {
+                    None
+                } else {
+                    self.waiting.remove(&trace)
+                };
+                let mut all = match earlier {
                     Some(waiting) => {
                         self.waiting_spans -= waiting.spans.len();
                         waiting.spans
@@ -106,7 +111,9 @@ impl ChunkBuffer {
                     .extend(spans);
             }
         }
-        self.expire(now, &mut ready);
+        if !self.waiting.is_empty() {
+            self.expire(now, &mut ready);
+        }
         ready
     }
 

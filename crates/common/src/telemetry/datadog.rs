@@ -201,9 +201,7 @@ impl ChunkExporter {
                         .push(KeyValue::new("_dd.origin", origin.clone()));
                 }
                 if position == head {
-                    for (key, value) in facts.chunk_tags() {
-                        span.attributes.push(KeyValue::new(key, value));
-                    }
+                    span.attributes.extend(facts.chunk_tags());
                     for (key, value) in facts.chunk_metrics() {
                         metrics.push((plan.intern(key), value));
                     }
@@ -589,6 +587,29 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(headers["x-datadog-trace-count"], "1");
         assert_eq!(headers["content-type"], "application/msgpack");
         assert_eq!(render(body), GOLDEN);
+    }
+
+    #[test]
+    fn a_chunk_whose_root_never_ends_goes_out_partial_at_shutdown_with_the_chunk_tags() {
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        let child = span(2, 1, false, "dd=s:-1;t.dm:-3", "work", vec![]);
+        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        assert!(lock(&capture.posts).is_empty());
+        exporter
+            .shutdown_with_timeout(Duration::from_secs(1))
+            .unwrap();
+        let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 1);
+        let text = render(&posts[0].2);
+        for line in [
+            "span 2 parent 1",
+            "meta _dd.p.dm=-3",
+            "meta language=rust",
+            "metric _sampling_priority_v1=-1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use super::propagation::DdState;
 use opentelemetry::trace::SpanContext;
+use opentelemetry::{Key, KeyValue};
 
 /// Sampling priority, as Datadog's tracers and Agent define it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,16 +68,23 @@ impl TraceFacts {
 
     /// The string tags written once, on the chunk root: `_dd.p.*` (with `_dd.p.tid` when the
     /// trace id has 128 bits) and `language`.
-    pub fn chunk_tags(&self) -> Vec<(String, String)> {
-        let mut tags: Vec<(String, String)> = self
-            .propagated
-            .iter()
-            .map(|(name, value)| (format!("_dd.p.{name}"), value.clone()))
-            .collect();
-        if self.trace_id_high != 0 {
-            tags.push(("_dd.p.tid".into(), format!("{:016x}", self.trace_id_high)));
+    pub fn chunk_tags(&self) -> Vec<KeyValue> {
+        let mut tags = Vec::with_capacity(self.propagated.len() + 2);
+        for (name, value) in &self.propagated {
+            // The decision maker is on nearly every trace: its key needs no allocation.
+            let key = match name.as_str() {
+                "dm" => Key::from_static_str("_dd.p.dm"),
+                other => Key::from(format!("_dd.p.{other}")),
+            };
+            tags.push(KeyValue::new(key, value.clone()));
         }
-        tags.push((LANGUAGE.0.into(), LANGUAGE.1.into()));
+        if self.trace_id_high != 0 {
+            tags.push(KeyValue::new(
+                "_dd.p.tid",
+                format!("{:016x}", self.trace_id_high),
+            ));
+        }
+        tags.push(KeyValue::new(LANGUAGE.0, LANGUAGE.1));
         tags
     }
 
@@ -105,8 +113,13 @@ mod tests {
         assert_eq!(facts.priority, SamplingPriority::USER_KEEP);
         assert_eq!(facts.origin.as_deref(), Some("rum"));
         assert_eq!(facts.trace_id_high, 0x6b058a5d_00000000);
+        let tags: Vec<(String, String)> = facts
+            .chunk_tags()
+            .into_iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
         assert_eq!(
-            facts.chunk_tags(),
+            tags,
             vec![
                 ("_dd.p.dm".to_string(), "-4".to_string()),
                 ("_dd.p.tid".to_string(), "6b058a5d00000000".to_string()),

@@ -107,25 +107,38 @@ impl DdState {
     /// Writes this state (and the parent span id, as W3C's `dd` member expects) into a trace
     /// state, keeping the other vendors' members.
     pub fn write_into(&self, state: &TraceState, parent: Option<SpanId>) -> TraceState {
-        let mut parts = Vec::new();
+        use std::fmt::Write as _;
+        // One string, written in place (`s:1;p:…;o:…;t.dm:-0`).
+        let mut value = String::with_capacity(48);
+        let sep = |value: &mut String| {
+            if !value.is_empty() {
+                value.push(';');
+            }
+        };
         if let Some(p) = self.priority {
-            parts.push(format!("s:{p}"));
+            sep(&mut value);
+            let _ = write!(value, "s:{p}");
         }
         if let Some(parent) = parent {
-            parts.push(format!("p:{parent}"));
+            sep(&mut value);
+            let _ = write!(value, "p:{parent}");
         }
         if let Some(origin) = &self.origin {
-            parts.push(format!("o:{origin}"));
+            sep(&mut value);
+            value.push_str("o:");
+            value.push_str(origin);
         }
-        for (name, value) in &self.tags {
-            parts.push(format!("t.{name}:{value}"));
+        for (name, tag) in &self.tags {
+            sep(&mut value);
+            value.push_str("t.");
+            value.push_str(name);
+            value.push(':');
+            value.push_str(tag);
         }
-        if parts.is_empty() {
+        if value.is_empty() {
             return state.delete("dd").unwrap_or_else(|_| state.clone());
         }
-        state
-            .insert("dd", parts.join(";"))
-            .unwrap_or_else(|_| state.clone())
+        state.insert("dd", value).unwrap_or_else(|_| state.clone())
     }
 }
 

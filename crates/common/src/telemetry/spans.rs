@@ -59,6 +59,8 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+// Fields are given as `&str` where possible: `%value` would format each one through `Debug`
+// into a fresh string on every request.
 impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let method = request.method().as_str();
@@ -84,16 +86,16 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             .and_then(|v| v.to_str().ok());
         let span = tracing::info_span!(
             "http.request",
-            otel.name = %resource,
+            otel.name = resource.as_str(),
             otel.kind = "server",
             otel.status_code = Empty,
             operation.name = "actix_web.request",
             resource.name = Empty,
             span.type = "web",
             component = "actix-web",
-            http.method = %method,
+            http.method = method,
             http.route = Empty,
-            http.url = %url,
+            http.url = url.as_str(),
             http.useragent = user_agent,
             http.status_code = Empty,
             error.type = Empty,
@@ -159,15 +161,15 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
         let peer = ext.get::<PeerService>().map(|p| p.0);
         tracing::info_span!(
             "http.client.request",
-            otel.name = %format!("{method} {}", url.path()),
+            otel.name = format!("{method} {}", url.path()).as_str(),
             otel.kind = "client",
             otel.status_code = Empty,
             operation.name = "reqwest.request",
             service.name = "reqwest",
             span.type = "http",
             component = "reqwest",
-            http.method = %method,
-            http.url = %url,
+            http.method = method,
+            http.url = url.as_str(),
             http.status_code = Empty,
             out.host = url.host_str().unwrap_or(""),
             // An i64: a Datadog metric (tracing-opentelemetry writes u64 as text).
