@@ -6,8 +6,10 @@
 //!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`] (rules,
 //!   rate limit, the Agent's rates), with the configured propagation styles ([`propagation`])
 //!   installed as the global propagator. The export path is built in one place,
-//!   `project_provider`. The query-string obfuscator ([`redact`]) and the header tags
-//!   ([`header_tags`]) are installed for the span builders, tracing on or off.
+//!   `project_provider`; with the cargo feature `datadog-sdk`, Datadog's own SDK
+//!   (`datadog-opentelemetry`, module `sdk`) is built there instead. The query-string
+//!   obfuscator ([`redact`]) and the header tags ([`header_tags`]) are installed for the span
+//!   builders, tracing on or off.
 //!
 //! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
 //! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
@@ -20,6 +22,8 @@ pub mod logs;
 pub mod payload;
 pub mod propagation;
 pub mod sampler;
+#[cfg(feature = "datadog-sdk")]
+pub mod sdk;
 pub mod spans;
 
 // Datadog semantics (issue 11): each a self-contained piece with its own tests.
@@ -172,7 +176,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     }
 
     // The seam: the one place where the export path is chosen.
+    #[cfg(not(feature = "datadog-sdk"))]
     let provider = project_provider(config)?;
+    // Datadog's own SDK instead (`telemetry::sdk`).
+    #[cfg(feature = "datadog-sdk")]
+    let provider = sdk::provider(config);
     let tracer = provider.tracer("apm-tutorial-rust");
 
     let otel_layer = tracing_opentelemetry::layer()
@@ -195,6 +203,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
 
 /// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
 /// the project's sampler and its Datadog + W3C propagator (installed as the global one).
+// With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
+#[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
 fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
