@@ -154,3 +154,146 @@ async fn hostile_corpus() {
         ]
     );
 }
+
+// Issue 11's parsers: sampling rules JSON, the Agent's answer, baggage, B3, header tags and
+// query obfuscation, on arbitrary and hostile input.
+mod datadog_inputs {
+    use proptest::prelude::*;
+    use tutorial_common::telemetry::agent_rates::AgentRates;
+    use tutorial_common::telemetry::b3::B3Context;
+    use tutorial_common::telemetry::baggage::{self, Baggage};
+    use tutorial_common::telemetry::glob::Glob;
+    use tutorial_common::telemetry::header_tags::HeaderTags;
+    use tutorial_common::telemetry::redact::QueryObfuscator;
+    use tutorial_common::telemetry::rules::SamplingRules;
+
+    /// JSON-looking text: fragments of rules glued together, so the parser goes deep.
+    fn rules_json() -> impl Strategy<Value = String> {
+        let fragment = prop_oneof![
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just(",".to_string()),
+            Just("\"sample_rate\":".to_string()),
+            Just("\"service\":".to_string()),
+            Just("\"tags\":".to_string()),
+            Just("\"resource\":".to_string()),
+            "-?[0-9]{1,3}(\\.[0-9]{1,3})?(e[0-9]{1,3})?",
+            "\"[a-z*?\\\\]{0,8}\"",
+            any::<String>(),
+        ];
+        proptest::collection::vec(fragment, 0..40).prop_map(|f| f.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn rules_json_never_panics_and_accepted_rates_are_rates(json in rules_json()) {
+            if let Ok(rules) = SamplingRules::parse(Some(&json), None) {
+                for rule in rules.rules() {
+                    prop_assert!((0.0..=1.0).contains(&rule.sample_rate), "{json}");
+                }
+            }
+        }
+
+        #[test]
+        fn agent_answers_never_panic(body in any::<Vec<u8>>(), json in rules_json()) {
+            let _ = AgentRates::parse(&body);
+            let _ = AgentRates::parse(json.as_bytes());
+        }
+
+        #[test]
+        fn baggage_stays_bounded_and_round_trips(header in "[a-z0-9=,;% %\\PC]{0,300}", items in proptest::collection::vec(("\\PC{0,12}", "\\PC{0,200}"), 0..80)) {
+            for parsed in [Baggage::parse(&header), Baggage::from_items(items)] {
+                prop_assert!(parsed.items().len() <= baggage::MAX_ITEMS);
+                if let Some(out) = parsed.header() {
+                    prop_assert!(out.len() <= baggage::MAX_BYTES);
+                    let again = Baggage::parse(&out);
+                    prop_assert_eq!(again.header(), Some(out));
+                }
+            }
+        }
+
+        #[test]
+        fn b3_headers_never_panic_and_accepted_ones_round_trip(header in "[0-9a-fdx-]{0,80}|\\PC{0,80}") {
+            if let Some(cx) = B3Context::extract_single(&header) {
+                prop_assert_eq!(B3Context::extract_single(&cx.single_header()), Some(cx));
+            }
+        }
+
+        #[test]
+        fn header_tags_and_globs_never_panic(raw in any::<String>(), subject in any::<String>()) {
+            let _ = HeaderTags::parse(&raw);
+            let _ = Glob::new(&raw).matches(&subject);
+        }
+
+        #[test]
+        fn redaction_keeps_the_url_before_the_query(query in any::<String>()) {
+            let url = format!("http://h/p?{query}");
+            let out = QueryObfuscator::default().redact_url(&url).into_owned();
+            prop_assert!(out.starts_with("http://h/p?"));
+        }
+    }
+
+    #[test]
+    fn hostile_rules_corpus() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"service":"x*","sample_rate":0.5}"#; 10_000].join(",")
+        );
+        let star_bomb = format!(
+            r#"[{{"resource":"{}b","sample_rate":1}}]"#,
+            "*a".repeat(500)
+        );
+        for (json, ok) in [
+            (deep.as_str(), false),
+            (many.as_str(), true),
+            (star_bomb.as_str(), true),
+            (r#"[{"sample_rate":1e999}]"#, false),
+            (r#"[{"sample_rate":NaN}]"#, false),
+            (r#"[{"sample_rate":0.5,"sample_rate":0.7}]"#, false),
+            ("\u{feff}[]", false),
+            (r#"[{"sample_rate":1,"tags":{"a":"\u0000*"}}]"#, true),
+        ] {
+            assert_eq!(
+                SamplingRules::parse(Some(json), None).is_ok(),
+                ok,
+                "{}",
+                &json[..json.len().min(80)]
+            );
+        }
+        // A pathological pattern against a long resource still answers.
+        let rules = SamplingRules::parse(Some(&star_bomb), None).unwrap();
+        let glob = rules.rules()[0].resource.as_ref().unwrap();
+        assert!(!glob.matches(&"a".repeat(5_000)));
+    }
+
+    #[test]
+    fn hostile_baggage_corpus() {
+        let commas = ",".repeat(1_000_000);
+        let megabyte = format!("k={}", "v".repeat(1 << 20));
+        let many: String = (0..100_000).map(|i| format!("k{i}=v,")).collect();
+        for header in [
+            commas.as_str(),
+            megabyte.as_str(),
+            many.as_str(),
+            "=",
+            "%",
+            "k=%ZZ%",
+            "k=%C3%28",
+            "k=v;;;;;=;",
+            "\u{0}=\u{0}",
+        ] {
+            let parsed = Baggage::parse(header);
+            assert!(parsed.items().len() <= baggage::MAX_ITEMS);
+            if let Some(out) = parsed.header() {
+                assert!(out.len() <= baggage::MAX_BYTES);
+            }
+        }
+        assert_eq!(Baggage::parse(&many).items().len(), baggage::MAX_ITEMS);
+        assert!(Baggage::parse(&megabyte).is_empty());
+    }
+}

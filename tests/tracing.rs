@@ -244,11 +244,29 @@ async fn post_with_a_date_is_one_trace_across_both_services() {
     assert_eq!(metric(insert, "db.row_count"), Some(1.0));
     assert!(metric(insert, "network.destination.port").is_some_and(|p| p > 0.0));
 
+    // As ddtrace: `env` everywhere, `version` only on the services' own spans (not on
+    // `postgres`, `reqwest`, `notes_helper`); client spans measured; each process's local root
+    // carries its `runtime-id` and `process_id`.
     for span in &trace {
         assert_no_noise(span);
         assert_eq!(meta(span, "env"), Some("Dev"), "{span}");
-        assert_eq!(meta(span, "version"), Some("0.1.0-RC1"), "{span}");
+        let own = span["service"] == "notes" || span["service"] == "calendar";
+        let version = own.then_some("0.1.0-RC1");
+        assert_eq!(meta(span, "version"), version, "{span}");
     }
+    assert_eq!(metric(client, "_dd.measured"), Some(1.0), "{client}");
+    let runtime = |s: &Value| meta(s, "runtime-id").map(str::to_string);
+    let (notes_rt, calendar_rt) = (runtime(root), runtime(calendar_root));
+    assert!(notes_rt.as_ref().is_some_and(|r| r.len() == 36), "{root}");
+    assert!(
+        calendar_rt.is_some() && calendar_rt != notes_rt,
+        "{calendar_root}"
+    );
+    assert!(
+        metric(root, "process_id").is_some_and(|p| p > 0.0),
+        "{root}"
+    );
+    assert_eq!(runtime(client), None, "only local roots carry runtime-id");
     assert_eq!(agent.trace_check_failures().await, None);
 }
 
@@ -791,6 +809,7 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     let root = find(&failed, "500 root", |s| s["resource"] == "POST /notes");
     assert_eq!(meta(root, "error.type"), Some("notes::Internal"));
     assert_eq!(agent.trace_check_failures().await, None);
+}
 
 /// The health checks (`GET /health`, every few seconds from Docker or an orchestrator) are not
 /// traced by default, so they do not bury the traces a learner sends; `TRACE_HEALTH_CHECKS=true`

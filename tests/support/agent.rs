@@ -64,6 +64,23 @@ pub fn request_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|(_, value)| value.as_str())
 }
 
+/// Whether snapshots are to be (re-)recorded: `UPDATE_SNAPSHOTS=1`, never in CI. Without it a
+/// missing snapshot fails the test and an existing one is only compared.
+pub fn snapshot_update_requested() -> bool {
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1");
+    if update && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("UPDATE_SNAPSHOTS=1 is refused with CI=true: snapshots are recorded on a developer's machine and committed");
+    }
+    update
+}
+
+/// One test agent for the whole test binary, started on first use and stopped when the process
+/// exits. Tests that share it keep their traces apart with sessions ([`TestAgent::start_session`]).
+pub async fn shared_agent() -> &'static TestAgent {
+    static AGENT: tokio::sync::OnceCell<TestAgent> = tokio::sync::OnceCell::const_new();
+    AGENT.get_or_init(TestAgent::start).await
+}
+
 /// A running `ddapm-test-agent`. See the module docs.
 pub struct TestAgent {
     exe: PathBuf,
@@ -75,15 +92,34 @@ pub struct TestAgent {
     guard: Option<Guarded>,
     request_delay: f64,
     http: reqwest::Client,
+    /// A Unix socket the agent also listens on ([`TestAgent::start_with_socket`]).
+    socket: Option<PathBuf>,
 }
 
 impl TestAgent {
     /// Starts a private agent and waits until it answers. Panics with the fix
     /// when the agent is not installed, or with its log when it cannot start.
     pub async fn start() -> TestAgent {
+        Self::start_listening(false).await
+    }
+
+    /// Like [`TestAgent::start`], the agent also listening on a Unix socket
+    /// ([`TestAgent::socket`]), as the Datadog Agent's `/var/run/datadog/apm.socket`.
+    pub async fn start_with_socket() -> TestAgent {
+        Self::start_listening(true).await
+    }
+
+    /// The Unix socket, for an agent started with [`TestAgent::start_with_socket`].
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    async fn start_listening(with_socket: bool) -> TestAgent {
         let exe = locate_test_agent().unwrap_or_else(|e| panic!("{e}"));
         let dir = private_temp_dir("apm-tutorial-agent");
+        let socket = with_socket.then(|| dir.join("apm.socket"));
         let mut agent = TestAgent {
+            socket,
             exe,
             port: 0,
             otlp_http_port: 0,
@@ -92,8 +128,11 @@ impl TestAgent {
             dir,
             guard: None,
             request_delay: 0.0,
+            // No idle pool: a shared agent ([`TestAgent::shared`]) is used from several tests'
+            // runtimes, and a pooled connection belongs to the runtime that opened it.
             http: reqwest::Client::builder()
                 .no_proxy()
+                .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("cannot build an HTTP client"),
@@ -127,7 +166,7 @@ impl TestAgent {
         let otlp_grpc = self.otlp_grpc_port.to_string();
         let delay = self.request_delay.to_string();
         let vcr = self.dir.join("vcr-cassettes");
-        let args: Vec<&OsStr> = vec![
+        let mut args: Vec<&OsStr> = vec![
             "--host".as_ref(),
             "127.0.0.1".as_ref(),
             "--port".as_ref(),
@@ -143,7 +182,18 @@ impl TestAgent {
             "--trace-request-delay".as_ref(),
             delay.as_ref(),
             "--disable-llmobs-data-forwarding".as_ref(),
+            // Snapshots are only ever compared, never written, unless asked for
+            // (see [`snapshot_update_requested`]).
+            "--snapshot-ci-mode".as_ref(),
+            if snapshot_update_requested() {
+                "0".as_ref()
+            } else {
+                "1".as_ref()
+            },
         ];
+        if let Some(socket) = &self.socket {
+            args.extend(["--trace-uds-socket".as_ref(), socket.as_os_str()]);
+        }
         // A clean environment: the agent reads DD_TRACE_AGENT_URL, DD_API_KEY,
         // PORT... as settings, so none of the caller's may leak in. Its list-typed
         // options only work through the environment (argparse `type=List[str]`).
@@ -318,6 +368,56 @@ impl TestAgent {
     pub async fn trace_check_summary(&self) -> Value {
         self.get_json("/test/trace_check/summary?return_all=true")
             .await
+    }
+
+    /// Starts the session `token`: from now on, until another session starts, the traces the
+    /// agent receives (services send no token) belong to it.
+    pub async fn start_session(&self, token: &str) {
+        let (status, body) = self
+            .get(&format!("/test/session/start?test_session_token={token}"))
+            .await;
+        assert_eq!(status, 200, "/test/session/start failed: {body}");
+    }
+
+    /// The traces of session `token` (see [`TestAgent::traces`] for their form).
+    pub async fn session_traces(&self, token: &str) -> Vec<Vec<Value>> {
+        let value = self
+            .get_json(&format!("/test/session/traces?test_session_token={token}"))
+            .await;
+        serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("unexpected traces shape ({e}): {value}"))
+    }
+
+    /// Compares the traces of session `token` with the snapshot `<file>.json` (an absolute path
+    /// without the extension), ignoring the span attributes `ignores` besides the agent's
+    /// defaults (ids, timestamps, durations, `_dd.p.tid`). Returns the agent's report on a
+    /// mismatch. With [`snapshot_update_requested`] a missing snapshot is written instead.
+    pub async fn snapshot(&self, token: &str, file: &Path, ignores: &[&str]) -> Result<(), String> {
+        let mut url = reqwest::Url::parse(&format!("{}/test/session/snapshot", self.url()))
+            .expect("the agent URL is valid");
+        url.query_pairs_mut()
+            .append_pair("test_session_token", token)
+            .append_pair("file", &file.to_string_lossy())
+            .append_pair("ignores", &ignores.join(","))
+            // Recorded files leave out what is never compared, so their diffs show real changes.
+            .append_pair(
+                "removes",
+                &[ignores, &["start", "duration"]].concat().join(","),
+            )
+            // Loopback addresses with their (free, random) ports, e.g. in `http.url`.
+            .append_pair("regex_placeholders", r"addr:127\.0\.0\.1:[0-9]+");
+        let response = self
+            .http
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        match status {
+            200 => Ok(()),
+            _ => Err(format!("snapshot {} ({status}):\n{body}", file.display())),
+        }
     }
 
     /// Forgets every request received so far (traces included).

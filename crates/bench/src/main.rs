@@ -1,11 +1,13 @@
 //! `bench`: the one-command benchmark of BENCHMARKS.md.
 //!
-//! Starts a private PostgreSQL (default settings), a trace sink, and two copies of the stack
-//! (calendar + notes, release builds, `NOTES_HELPER_DELAY_SCALE=0`): one with tracing on,
-//! exporting to the sink, one with `DD_TRACE_ENABLED=false`. Then, for each endpoint, it drives
-//! load at a fixed concurrency (closed loop) and at a fixed rate below saturation (open loop,
-//! latency from the scheduled start), runs pgbench on the same single-row statements at the same
-//! concurrency, and prints one markdown table with the ratios computed inside the run.
+//! Starts a private PostgreSQL (default settings) and three copies of the stack (calendar +
+//! notes, release builds, `NOTES_HELPER_DELAY_SCALE=0`): tracing off (`DD_TRACE_ENABLED=false`),
+//! traced through this project's path (`opentelemetry-datadog`), and traced through Datadog's own
+//! SDK (`datadog-opentelemetry`, the `datadog-sdk` feature); each traced copy exports to a trace
+//! sink of its own. Then, for each endpoint, it drives load at a fixed concurrency (closed loop)
+//! and at a fixed rate below saturation (open loop, latency from the scheduled start), runs
+//! pgbench on the same single-row statements at the same concurrency, and prints one markdown
+//! table with the ratios computed inside the run.
 //!
 //!     cargo run --release -p bench -- --duration 10
 
@@ -30,17 +32,23 @@ usage: cargo run --release -p bench -- [options]
   --duration SECS       measured seconds of each cell, closed and fixed-rate (default 10)
   --warmup SECS         unmeasured seconds before each cell (default 2)
   --connections N       concurrent connections, also pgbench's clients (default 16)
-  --rate-fraction F     fixed rate = F x the saturated rate of each endpoint, the lower of
-                        tracing on and off (default 0.5)
+  --rate-fraction F     fixed rate = F x the saturated rate of each endpoint, the lowest of
+                        the copies (default 0.5)
   --only KEYS           comma-separated endpoints: get-note, post-note, post-note-date, get-calendar
-  --env KEY=VALUE       extra environment for both services (repeatable), e.g. --env WORKERS=1
+  --env KEY=VALUE       extra environment for the services (repeatable), e.g. --env WORKERS=1
+  --stress-cpu N        keep N cores busy with `stress-ng --cpu N` during the whole run
+                        (Debian: apt-get install stress-ng)
   --out FILE            also write the report (markdown) to FILE
   --perf DIR            record `perf` (cpu-clock, dwarf call graphs) of the serving process in
-                        each saturated cell into DIR/<endpoint>-tracing-<on|off>.perf.data
+                        each saturated cell into DIR/<endpoint>-tracing-<off|on|sdk>.perf.data
                         (perturbs the figures: profile in a separate run)
   --saturated-only      skip the fixed-rate cells
-  --bin-dir DIR         use the notes and calendar binaries in DIR and do not build them
-  --no-build            do not run `cargo build --release` first (binaries in target/release)
+  --bin-dir DIR         use the notes and calendar binaries in DIR (this project's path, and
+                        tracing off) and do not build them
+  --sdk-bin-dir DIR     the same for the copy traced by Datadog's SDK (built with
+                        `--features datadog-sdk`); without it, --bin-dir leaves that copy out
+  --no-sdk              leave out the copy traced by Datadog's SDK
+  --no-build            do not build first (binaries in target/bench-bins/{project,sdk})
   -h, --help            this text
 
 Needs the PostgreSQL server binaries (Debian: apt-get install postgresql); run as root it runs
@@ -58,6 +66,9 @@ struct Options {
     out: Option<PathBuf>,
     perf: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
+    sdk_bin_dir: Option<PathBuf>,
+    sdk: bool,
+    stress_cpu: usize,
     build: bool,
     saturated_only: bool,
 }
@@ -73,6 +84,9 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         out: None,
         perf: None,
         bin_dir: None,
+        sdk_bin_dir: None,
+        sdk: true,
+        stress_cpu: 0,
         build: true,
         saturated_only: false,
     };
@@ -148,6 +162,19 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 o.bin_dir = Some(PathBuf::from(value()?));
                 o.build = false;
             }
+            "--sdk-bin-dir" => {
+                o.sdk_bin_dir = Some(PathBuf::from(value()?));
+                o.build = false;
+            }
+            "--no-sdk" => o.sdk = false,
+            "--stress-cpu" => {
+                let v = value()?;
+                o.stress_cpu = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| format!("--stress-cpu: {v:?} is not 1..=64"))?;
+            }
             "--no-build" => o.build = false,
             "--saturated-only" => o.saturated_only = true,
             _ => return Err(format!("unknown argument {:?}", args[i])),
@@ -155,6 +182,32 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         i += 1;
     }
     Ok(Some(o))
+}
+
+/// How a copy of the system is traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `DD_TRACE_ENABLED=false`.
+    Off,
+    /// This project's export path (`opentelemetry-datadog`): the default build.
+    Project,
+    /// Datadog's own SDK (`datadog-opentelemetry`): the `datadog-sdk` feature.
+    Sdk,
+}
+
+impl Mode {
+    /// The table's "tracing" column, and the file names.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Project => "on",
+            Mode::Sdk => "sdk",
+        }
+    }
+
+    pub fn traced(self) -> bool {
+        self != Mode::Off
+    }
 }
 
 /// Which service an endpoint belongs to.
@@ -239,9 +292,11 @@ const ENDPOINTS: [Endpoint; 4] = [
     },
 ];
 
-/// One copy of the system: calendar + notes, with tracing on or off.
+/// One copy of the system: calendar + notes, with tracing off, or traced to a sink of its own.
 struct Stack {
-    tracing: bool,
+    mode: Mode,
+    /// Where its spans go (traced copies).
+    sink: Option<sink::Sink>,
     notes: Proc,
     notes_addr: SocketAddr,
     calendar: Proc,
@@ -252,12 +307,18 @@ impl Stack {
     fn start(
         bins: &Path,
         workdir: &Path,
-        tracing: bool,
+        mode: Mode,
         database_url: &str,
-        sink: SocketAddr,
         extra: &[(String, String)],
     ) -> Result<Stack, String> {
-        let tag = if tracing { "on" } else { "off" };
+        let tag = mode.tag();
+        let tracing = mode.traced();
+        let sink = if tracing { Some(sink::start()?) } else { None };
+        // Tracing off: an address nothing listens on (nothing may be sent).
+        let sink_addr = sink
+            .as_ref()
+            .map(|s| s.addr)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)));
         let base = |service: &str| -> Vec<(String, String)> {
             let mut env = vec![
                 ("HOST".to_string(), "127.0.0.1".to_string()),
@@ -265,7 +326,7 @@ impl Stack {
                 ("DD_SERVICE".into(), service.into()),
                 ("DD_ENV".into(), "bench".into()),
                 ("DD_TRACE_ENABLED".into(), tracing.to_string()),
-                ("DD_TRACE_AGENT_URL".into(), format!("http://{sink}")),
+                ("DD_TRACE_AGENT_URL".into(), format!("http://{sink_addr}")),
             ];
             env.extend(extra.iter().cloned());
             env
@@ -321,7 +382,8 @@ impl Stack {
             }
         }
         Ok(Stack {
-            tracing,
+            mode,
+            sink,
             notes,
             notes_addr,
             calendar,
@@ -354,6 +416,11 @@ impl Stack {
     }
 }
 
+/// Spans a sink has received so far (0 without a sink).
+fn sink_spans(sink: Option<&sink::Sink>) -> u64 {
+    sink.map_or(0, |s| s.spans())
+}
+
 /// Waits until the sink has what `expected` says and has been quiet for longer than the
 /// exporters' flush interval (1 s), or quiet for 3 s; returns the spans received since `before`.
 fn settle(sink: &sink::Sink, before: u64, expected: u64) -> u64 {
@@ -383,7 +450,6 @@ fn settle(sink: &sink::Sink, before: u64, expected: u64) -> u64 {
 struct Bench<'a> {
     opts: &'a Options,
     pg: &'a pg::Postgres,
-    sink: &'a sink::Sink,
     workdir: &'a Path,
 }
 
@@ -398,18 +464,14 @@ impl Bench<'_> {
         for pid in [stack.notes.pid(), stack.calendar.pid()] {
             procs::reset_peak_rss(pid);
         }
-        let before = self.sink.spans();
+        let before = sink_spans(stack.sink.as_ref());
         let meter = procs::CpuMeter::start(vec![
             procs::Group::Pids(vec![stack.notes.pid(), stack.calendar.pid()]),
             procs::Group::Tree(self.pg.pid()),
         ]);
         let perf = match &self.opts.perf {
             Some(dir) if shape.rate.is_none() => {
-                let file = dir.join(format!(
-                    "{}-tracing-{}.perf.data",
-                    e.key,
-                    if stack.tracing { "on" } else { "off" }
-                ));
+                let file = dir.join(format!("{}-tracing-{}.perf.data", e.key, stack.mode.tag()));
                 let pid = match e.service {
                     Service::Notes => stack.notes.pid(),
                     Service::Calendar => stack.calendar.pid(),
@@ -421,7 +483,7 @@ impl Bench<'_> {
         eprintln!(
             "[bench] {} tracing {} {} ...",
             e.label,
-            if stack.tracing { "on" } else { "off" },
+            stack.mode.tag(),
             shape_label(shape)
         );
         let result: LoadResult = load::run(&stack.target(e), shape)?;
@@ -430,12 +492,15 @@ impl Bench<'_> {
                 perf.stop();
             }
         }
-        let expected = if stack.tracing {
+        let expected = if stack.mode.traced() {
             result.answered_total * e.spans
         } else {
             0
         };
-        let received = settle(self.sink, before, expected);
+        let received = match &stack.sink {
+            Some(sink) => settle(sink, before, expected),
+            None => 0,
+        };
         // Per answered request, warm-up included: the meter ran over the whole cell, and
         // through the last span export.
         let cpu = meter.finish();
@@ -450,7 +515,7 @@ impl Bench<'_> {
         Ok(Row {
             endpoint: Some(e),
             statement: None,
-            tracing: Some(stack.tracing),
+            tracing: Some(stack.mode),
             rate: shape.rate,
             requests: result.measured,
             rps: result.rate(),
@@ -550,20 +615,26 @@ fn start_perf(file: &Path, pid: u32, shape: Shape, workdir: &Path) -> Result<Pro
     })
 }
 
-/// `cargo build --release` of the two services, into the target dir this binary runs from.
-fn build_services(target_dir: &Path) -> Result<(), String> {
+/// `cargo build --release` of the two services, into the target dir this binary runs from,
+/// with `features` (empty: the default build), and a copy of both binaries into `into` (the two
+/// builds write the same `target/release/{notes,calendar}`).
+fn build_services(target_dir: &Path, features: &str, into: &Path) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    eprintln!("[bench] cargo build --release --bins -p notes -p calendar ...");
+    let mut args = vec![
+        "build",
+        "--release",
+        "--bins",
+        "-p",
+        "notes",
+        "-p",
+        "calendar",
+    ];
+    if !features.is_empty() {
+        args.extend(["--features", features]);
+    }
+    eprintln!("[bench] cargo {} ...", args.join(" "));
     let status = std::process::Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--bins",
-            "-p",
-            "notes",
-            "-p",
-            "calendar",
-        ])
+        .args(&args)
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(&root)
@@ -571,6 +642,25 @@ fn build_services(target_dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run cargo in {}: {e}", root.display()))?;
     if !status.success() {
         return Err(format!("cargo build failed ({status})"));
+    }
+    std::fs::create_dir_all(into).map_err(|e| format!("cannot create {}: {e}", into.display()))?;
+    for b in ["notes", "calendar"] {
+        let from = target_dir.join("release").join(b);
+        std::fs::copy(&from, into.join(b))
+            .map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+    }
+    Ok(())
+}
+
+/// Checks that `dir` holds both services.
+fn check_bins(dir: &Path, build: &str) -> Result<(), String> {
+    for b in ["notes", "calendar"] {
+        if !dir.join(b).is_file() {
+            return Err(format!(
+                "{} missing: build it with `{build}` (or let the benchmark build: no --no-build)",
+                dir.join(b).display()
+            ));
+        }
     }
     Ok(())
 }
@@ -581,28 +671,34 @@ fn run(opts: &Options) -> Result<String, String> {
     }
     let started = Instant::now();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let bins = match &opts.bin_dir {
-        Some(dir) => dir.clone(),
+    // target/<profile>/bench → target
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?
+        .to_path_buf();
+    let (bins, sdk_bins) = match &opts.bin_dir {
+        Some(dir) => (dir.clone(), opts.sdk_bin_dir.clone().filter(|_| opts.sdk)),
         None => {
-            // target/<profile>/bench → target
-            let target_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .ok_or("cannot locate the target directory")?
-                .to_path_buf();
+            let bins = target_dir.join("bench-bins/project");
+            let sdk_bins = target_dir.join("bench-bins/sdk");
             if opts.build {
-                build_services(&target_dir)?;
+                build_services(&target_dir, "", &bins)?;
+                if opts.sdk {
+                    build_services(&target_dir, "datadog-sdk", &sdk_bins)?;
+                }
             }
-            target_dir.join("release")
+            (bins, opts.sdk.then_some(sdk_bins))
         }
     };
-    for b in ["notes", "calendar"] {
-        if !bins.join(b).is_file() {
-            return Err(format!(
-                "{} missing: build it with `cargo build --release --bins -p notes -p calendar`",
-                bins.join(b).display()
-            ));
-        }
+    check_bins(&bins, "cargo build --release --bins -p notes -p calendar")?;
+    if let Some(dir) = &sdk_bins {
+        check_bins(
+            dir,
+            "cargo build --release --bins -p notes -p calendar --features datadog-sdk",
+        )?;
+    } else {
+        eprintln!("[bench] the copy traced by Datadog's SDK is left out (--no-sdk, or --bin-dir without --sdk-bin-dir)");
     }
 
     let mut run = Run::describe(opts_command(), opts.connections, opts.rate_fraction);
@@ -616,8 +712,6 @@ fn run(opts: &Options) -> Result<String, String> {
         None
     };
     let workdir = procs::TempDir::new(run_as)?;
-    let sink = sink::start()?;
-    eprintln!("[bench] trace sink on {}", sink.addr);
     let mut pg = pg::Postgres::start(&workdir.path, run_as)?;
     eprintln!(
         "[bench] PostgreSQL {} on port {} ({})",
@@ -630,37 +724,65 @@ fn run(opts: &Options) -> Result<String, String> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     run.services = format!(
-        "release builds from {}; two copies of calendar + notes, tracing on (exporting to the \
-         sink) and off (DD_TRACE_ENABLED=false); NOTES_HELPER_DELAY_SCALE=0, logs (RUST_LOG=info) \
-         to files, defaults otherwise{}",
+        "release builds; copies of calendar + notes: tracing off (DD_TRACE_ENABLED=false) and \
+         `on` (this project's path, opentelemetry-datadog) from {}{}, each traced copy exporting \
+         to a trace sink of its own; NOTES_HELPER_DELAY_SCALE=0, logs (RUST_LOG=info) to files, \
+         defaults otherwise{}",
         bins.display(),
+        match &sdk_bins {
+            Some(d) => format!(
+                ", `sdk` (Datadog's datadog-opentelemetry, `--features datadog-sdk`) from {}",
+                d.display()
+            ),
+            None => String::new(),
+        },
         if extra.is_empty() {
             String::new()
         } else {
             format!(", plus {}", extra.join(" "))
         }
     );
+    // Another process keeping cores busy for the whole run.
+    let mut stress = if opts.stress_cpu > 0 {
+        let p = Proc::spawn(Spec {
+            name: "stress-ng",
+            program: Path::new("stress-ng"),
+            args: vec![
+                "--cpu".into(),
+                opts.stress_cpu.to_string(),
+                "--quiet".into(),
+            ],
+            envs: vec![],
+            log: workdir.path.join("stress-ng.log"),
+            cwd: &workdir.path,
+            run_as: None,
+            stop_signal: libc::SIGTERM,
+        })
+        .map_err(|e| format!("{e} (Debian: apt-get install stress-ng)"))?;
+        run.services.push_str(&format!(
+            "; `stress-ng --cpu {}` running all along",
+            opts.stress_cpu
+        ));
+        Some(p)
+    } else {
+        None
+    };
 
     let result = (|| -> Result<(), String> {
         let url = pg.url();
-        let mut stacks = [
-            Stack::start(
-                &bins,
-                &workdir.path,
-                false,
-                &url,
-                sink.addr,
-                &opts.service_env,
-            )?,
-            Stack::start(
-                &bins,
-                &workdir.path,
-                true,
-                &url,
-                sink.addr,
-                &opts.service_env,
-            )?,
+        let mut stacks = vec![
+            Stack::start(&bins, &workdir.path, Mode::Off, &url, &opts.service_env)?,
+            Stack::start(&bins, &workdir.path, Mode::Project, &url, &opts.service_env)?,
         ];
+        if let Some(dir) = &sdk_bins {
+            stacks.push(Stack::start(
+                dir,
+                &workdir.path,
+                Mode::Sdk,
+                &url,
+                &opts.service_env,
+            )?);
+        }
         let endpoints: Vec<&'static Endpoint> = ENDPOINTS
             .iter()
             .filter(|e| {
@@ -672,25 +794,28 @@ fn run(opts: &Options) -> Result<String, String> {
 
         // Spans per request, read back from the sink (the table's expectations are the
         // documented counts; this checks them).
-        settle(&sink, sink.spans(), 0);
-        for e in &endpoints {
-            let before = sink.spans();
-            let n = 20;
-            let ok = load::sequential(&stacks[1].target(e), n)?;
-            let got = settle(&sink, before, ok * e.spans);
-            run.calibration.push(format!(
-                "{}: {} spans for {ok} requests ({:.2} per request; expected {})",
-                e.label,
-                got,
-                got as f64 / ok.max(1) as f64,
-                e.spans
-            ));
+        for stack in stacks.iter().filter(|s| s.mode.traced()) {
+            let Some(sink) = &stack.sink else { continue };
+            settle(sink, sink.spans(), 0);
+            for e in &endpoints {
+                let before = sink.spans();
+                let n = 20;
+                let ok = load::sequential(&stack.target(e), n)?;
+                let got = settle(sink, before, ok * e.spans);
+                run.calibration.push(format!(
+                    "tracing {}, {}: {} spans for {ok} requests ({:.2} per request; expected {})",
+                    stack.mode.tag(),
+                    e.label,
+                    got,
+                    got as f64 / ok.max(1) as f64,
+                    e.spans
+                ));
+            }
         }
 
         let bench = Bench {
             opts,
             pg: &pg,
-            sink: &sink,
             workdir: &workdir.path,
         };
         let closed = Shape {
@@ -714,7 +839,7 @@ fn run(opts: &Options) -> Result<String, String> {
         }
         let mut pg_done = Vec::new();
         for e in endpoints.iter().filter(|_| !opts.saturated_only) {
-            // The same rate for both copies: the fraction of the slower one's saturated rate.
+            // The same rate for every copy: the fraction of the slowest one's saturated rate.
             let saturated = run
                 .rows
                 .iter()
@@ -742,10 +867,17 @@ fn run(opts: &Options) -> Result<String, String> {
         for stack in stacks.iter_mut() {
             stack.notes.stop();
             stack.calendar.stop();
+            if let Some(sink) = &stack.sink {
+                run.sinks
+                    .push(format!("tracing {}: {}", stack.mode.tag(), sink.summary()));
+            }
         }
         Ok(())
     })();
     pg.stop();
+    if let Some(p) = stress.as_mut() {
+        p.stop();
+    }
     result?;
     run.wall = started.elapsed();
     run.finish();

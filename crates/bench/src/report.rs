@@ -1,7 +1,7 @@
 //! The report: run conditions, one markdown table, and the issue's targets checked against it.
 
 use crate::load::Latencies;
-use crate::{Endpoint, Statement};
+use crate::{Endpoint, Mode, Statement};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ pub struct Row {
     pub endpoint: Option<&'static Endpoint>,
     /// pgbench rows: the statement.
     pub statement: Option<Statement>,
-    pub tracing: Option<bool>,
+    pub tracing: Option<Mode>,
     /// The fixed rate asked for; None for the saturated (closed-loop) cells.
     pub rate: Option<f64>,
     pub requests: u64,
@@ -43,6 +43,8 @@ pub struct Run {
     pub connections: usize,
     pub rate_fraction: f64,
     pub calibration: Vec<String>,
+    /// What each traced copy's sink received besides spans.
+    pub sinks: Vec<String>,
     pub rows: Vec<Row>,
     pub wall: Duration,
 }
@@ -98,6 +100,7 @@ impl Run {
             connections,
             rate_fraction,
             calibration: Vec::new(),
+            sinks: Vec::new(),
             rows: Vec::new(),
             wall: Duration::ZERO,
         }
@@ -107,12 +110,44 @@ impl Run {
         self.load_after = loadavg();
     }
 
-    fn saturated(&self, key: &str, tracing: bool) -> Option<&Row> {
+    fn saturated(&self, key: &str, mode: Mode) -> Option<&Row> {
         self.rows.iter().find(|r| {
-            r.rate.is_none()
-                && r.tracing == Some(tracing)
-                && r.endpoint.is_some_and(|e| e.key == key)
+            r.rate.is_none() && r.tracing == Some(mode) && r.endpoint.is_some_and(|e| e.key == key)
         })
+    }
+
+    /// The row of the same endpoint and load (saturated, or the same fixed rate) in `mode`.
+    fn peer(&self, r: &Row, mode: Mode) -> Option<&Row> {
+        let key = r.endpoint?.key;
+        self.rows.iter().find(|x| {
+            x.tracing == Some(mode)
+                && x.endpoint.is_some_and(|e| e.key == key)
+                && match (x.rate, r.rate) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => (a - b).abs() < 0.5,
+                    _ => false,
+                }
+        })
+    }
+
+    /// What tracing costs the services, CPU µs per span: (traced − untraced CPU per request) ÷
+    /// spans per request, same endpoint and load.
+    fn cpu_per_span(&self, r: &Row) -> Option<f64> {
+        let e = r.endpoint?;
+        if !r.tracing?.traced() || e.spans == 0 {
+            return None;
+        }
+        let off = self.peer(r, Mode::Off)?.cpu_service_us?;
+        Some((r.cpu_service_us? - off) / e.spans as f64)
+    }
+
+    /// This project's throughput ÷ the SDK's (saturated rows of this project's path).
+    fn vs_sdk(&self, r: &Row) -> Option<f64> {
+        if r.rate.is_some() || r.tracing != Some(Mode::Project) {
+            return None;
+        }
+        let sdk = self.peer(r, Mode::Sdk)?;
+        (sdk.rps > 0.0).then(|| r.rps / sdk.rps)
     }
 
     fn pgbench_saturated(&self, st: Statement) -> Option<&Row> {
@@ -121,13 +156,13 @@ impl Run {
             .find(|r| r.rate.is_none() && r.statement == Some(st))
     }
 
-    /// Traced ÷ untraced throughput (saturated rows with tracing on).
+    /// Traced ÷ untraced throughput (saturated traced rows).
     fn on_off(&self, r: &Row) -> Option<f64> {
         let e = r.endpoint?;
-        if r.rate.is_some() || r.tracing != Some(true) {
+        if r.rate.is_some() || !r.tracing?.traced() {
             return None;
         }
-        let off = self.saturated(e.key, false)?;
+        let off = self.saturated(e.key, Mode::Off)?;
         (off.rps > 0.0).then(|| r.rps / off.rps)
     }
 
@@ -165,7 +200,7 @@ impl Run {
         let _ = writeln!(
             s,
             "- saturated = closed loop, {} keep-alive connections; fixed rate = open loop at {:.0}% \
-             of the endpoint's saturated rate (the lower of tracing on and off), latency from each request's \
+             of the endpoint's saturated rate (the lowest of the copies), latency from each request's \
              scheduled start (pgbench: same clients, `-M prepared`, `-R` for the fixed rate)",
             self.connections,
             self.rate_fraction * 100.0
@@ -173,14 +208,25 @@ impl Run {
         for c in &self.calibration {
             let _ = writeln!(s, "- spans per request (read back): {c}");
         }
+        for c in &self.sinks {
+            let _ = writeln!(s, "- trace sink of {c}");
+        }
+        let _ = writeln!(
+            s,
+            "- tracing: `off` = DD_TRACE_ENABLED=false, `on` = this project's path \
+             (opentelemetry-datadog), `sdk` = Datadog's datadog-opentelemetry; \"÷ off\" and \
+             \"÷ sdk\" are throughput ratios inside this run; \"tracing CPU µs/span\" = (services' \
+             CPU per request traced − off, same endpoint and load) ÷ spans per request (expected \
+             spans: a copy that drops spans also skips their export, so its figure is too low)"
+        );
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "| load | endpoint | tracing | req/s | on ÷ off | ÷ pgbench | p50 ms | p99 ms | p99.9 ms | send lag p99 ms | requests | errors | CPU µs/req services | CPU µs/req PostgreSQL | CPU µs/req client | notes peak RSS MB | calendar peak RSS MB | spans received / expected |"
+            "| load | endpoint | tracing | req/s | ÷ off | ÷ sdk | ÷ pgbench | p50 ms | p99 ms | p99.9 ms | send lag p99 ms | requests | errors | CPU µs/req services | tracing CPU µs/span | CPU µs/req PostgreSQL | CPU µs/req client | notes peak RSS MB | calendar peak RSS MB | spans received / expected |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
         );
         for r in &self.rows {
             let load = match r.rate {
@@ -192,11 +238,7 @@ impl Run {
                 (None, Some(st)) => format!("pgbench `{}`", st.sql()),
                 (None, None) => "?".into(),
             };
-            let tracing = match r.tracing {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "",
-            };
+            let tracing = r.tracing.map_or("", Mode::tag);
             let ms = |q: f64| {
                 r.latencies
                     .quantile_ms(q)
@@ -208,6 +250,7 @@ impl Run {
                     .unwrap_or_default()
             };
             let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+            let us1 = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
             let pct = |v: Option<f64>| v.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_default();
             let spans = match r.spans {
                 Some((got, want)) => format!("{got} / {want}"),
@@ -215,9 +258,10 @@ impl Run {
             };
             let _ = writeln!(
                 s,
-                "| {load} | {subject} | {tracing} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {spans} |",
+                "| {load} | {subject} | {tracing} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {spans} |",
                 r.rps,
                 pct(self.on_off(r)),
+                pct(self.vs_sdk(r)),
                 pct(self.vs_pgbench(r)),
                 ms(0.5),
                 ms(0.99),
@@ -228,6 +272,7 @@ impl Run {
                 r.requests,
                 r.errors,
                 us(r.cpu_service_us),
+                us1(self.cpu_per_span(r)),
                 us(r.cpu_db_us),
                 us(r.cpu_client_us),
                 mb(r.rss_notes_kib),
@@ -242,36 +287,105 @@ impl Run {
         s
     }
 
+    /// Saturated rows of `mode`, with their endpoint label.
+    fn saturated_rows(&self, mode: Mode) -> impl Iterator<Item = (&'static str, &Row)> {
+        self.rows.iter().filter_map(move |r| {
+            (r.rate.is_none() && r.tracing == Some(mode)).then_some((r.endpoint?.label, r))
+        })
+    }
+
     fn targets(&self) -> Vec<String> {
         let mark = |ok: bool| if ok { "MET" } else { "MISSED" };
         let mut out = Vec::new();
+        let list = |items: &[(&str, String)]| {
+            items
+                .iter()
+                .map(|(l, v)| format!("`{l}` {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let has_sdk = self.rows.iter().any(|r| r.tracing == Some(Mode::Sdk));
 
-        let ratios: Vec<(String, f64)> = self
-            .rows
-            .iter()
-            .filter_map(|r| Some((r.endpoint?.label.to_string(), self.on_off(r)?)))
+        let ratios: Vec<(&str, f64)> = self
+            .saturated_rows(Mode::Project)
+            .filter_map(|(l, r)| Some((l, self.on_off(r)?)))
             .collect();
         if !ratios.is_empty() {
             let ok = ratios.iter().all(|(_, v)| *v >= 0.9);
-            let list: Vec<String> = ratios
+            let items: Vec<(&str, String)> = ratios
                 .iter()
-                .map(|(l, v)| format!("`{l}` {:.0}%", v * 100.0))
+                .map(|(l, v)| (*l, format!("{:.0}%", v * 100.0)))
+                .collect();
+            let sdk: Vec<(&str, String)> = self
+                .saturated_rows(Mode::Sdk)
+                .filter_map(|(l, r)| Some((l, format!("{:.0}%", self.on_off(r)? * 100.0))))
                 .collect();
             out.push(format!(
-                "{}: tracing on >= 90% of tracing-off throughput: {}",
+                "{}: tracing on >= 90% of tracing-off throughput: {}{}",
                 mark(ok),
-                list.join(", ")
+                list(&items),
+                if sdk.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (Datadog's SDK: {})", list(&sdk))
+                }
+            ));
+        }
+
+        let ahead: Vec<(&str, f64)> = self
+            .saturated_rows(Mode::Project)
+            .filter_map(|(l, r)| Some((l, self.vs_sdk(r)?)))
+            .collect();
+        if !ahead.is_empty() {
+            let ok = ahead.iter().all(|(_, v)| *v > 1.0);
+            let items: Vec<(&str, String)> = ahead
+                .iter()
+                .map(|(l, v)| (*l, format!("{:.0}% of the SDK's rate", v * 100.0)))
+                .collect();
+            out.push(format!(
+                "{}: tracing on ahead of datadog-opentelemetry on every endpoint: {}",
+                mark(ok),
+                list(&items)
+            ));
+        } else if !has_sdk {
+            out.push(
+                "NOT MEASURED: tracing on ahead of datadog-opentelemetry (no SDK copy in this run)"
+                    .into(),
+            );
+        }
+
+        let per_span: Vec<(&str, f64)> = self
+            .saturated_rows(Mode::Project)
+            .filter_map(|(l, r)| Some((l, self.cpu_per_span(r)?)))
+            .collect();
+        if !per_span.is_empty() {
+            let ok = per_span.iter().all(|(_, v)| *v <= 5.0);
+            let items: Vec<(&str, String)> = per_span
+                .iter()
+                .map(|(l, v)| (*l, format!("{v:.1} µs")))
+                .collect();
+            let sdk: Vec<(&str, String)> = self
+                .saturated_rows(Mode::Sdk)
+                .filter_map(|(l, r)| Some((l, format!("{:.1} µs", self.cpu_per_span(r)?))))
+                .collect();
+            out.push(format!(
+                "{}: tracing <= 5 µs of the services' CPU per span (saturated): {}{}",
+                mark(ok),
+                list(&items),
+                if sdk.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (Datadog's SDK: {})", list(&sdk))
+                }
             ));
         }
 
         if let Some(v) = self
-            .rows
-            .iter()
-            .find(|r| r.endpoint.is_some_and(|e| e.key == "get-note") && r.tracing == Some(true))
+            .saturated("get-note", Mode::Project)
             .and_then(|r| self.vs_pgbench(r))
         {
             let off = self
-                .saturated("get-note", false)
+                .saturated("get-note", Mode::Off)
                 .and_then(|r| self.vs_pgbench(r))
                 .map(|v| format!(" (tracing off: {:.0}%)", v * 100.0))
                 .unwrap_or_default();
@@ -282,69 +396,110 @@ impl Run {
             ));
         }
 
-        let p99: Vec<(String, f64)> = self
-            .rows
-            .iter()
-            .filter(|r| r.rate.is_some())
-            .filter_map(|r| {
-                let e = r.endpoint?;
-                let tracing = if r.tracing == Some(true) { "on" } else { "off" };
-                Some((
-                    format!("`{}` {tracing}", e.label),
-                    r.latencies.quantile_ms(0.99)?,
-                ))
-            })
-            .collect();
-        if !p99.is_empty() {
-            let ok = p99.iter().all(|(_, v)| *v < 5.0);
-            let worst = p99
+        let p99 = |mode: Mode| -> Vec<(&str, f64)> {
+            self.rows
                 .iter()
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(l, v)| format!("worst {l}: {v:.2} ms"))
-                .unwrap_or_default();
+                .filter(|r| r.rate.is_some() && r.tracing == Some(mode))
+                .filter_map(|r| Some((r.endpoint?.label, r.latencies.quantile_ms(0.99)?)))
+                .collect()
+        };
+        let on = p99(Mode::Project);
+        if !on.is_empty() {
+            let ok = on.iter().all(|(_, v)| *v < 5.0);
+            let fmt = |v: &[(&str, f64)]| {
+                list(
+                    &v.iter()
+                        .map(|(l, x)| (*l, format!("{x:.2} ms")))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let mut others = Vec::new();
+            for mode in [Mode::Off, Mode::Sdk] {
+                let v = p99(mode);
+                if !v.is_empty() {
+                    others.push(format!("tracing {}: {}", mode.tag(), fmt(&v)));
+                }
+            }
             out.push(format!(
-                "{}: p99 < 5 ms at {:.0}% of the saturated rate: {worst}",
+                "{}: p99 < 5 ms at {:.0}% of the saturated rate, tracing on: {}{}",
                 mark(ok),
-                self.rate_fraction * 100.0
+                self.rate_fraction * 100.0,
+                fmt(&on),
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", others.join("; "))
+                }
             ));
         }
 
-        let lost: Vec<(String, u64, u64)> = self
-            .rows
-            .iter()
-            .filter(|r| r.rate.is_none() && r.tracing == Some(true))
-            .filter_map(|r| {
-                let (got, want) = r.spans?;
-                Some((r.endpoint?.label.to_string(), got, want))
-            })
-            .collect();
-        if !lost.is_empty() {
-            let ok = lost.iter().all(|(_, got, want)| got == want);
-            let list: Vec<String> = lost
+        for mode in [Mode::Project, Mode::Sdk] {
+            let lost: Vec<(&str, u64, u64)> = self
+                .saturated_rows(mode)
+                .filter_map(|(l, r)| {
+                    let (got, want) = r.spans?;
+                    Some((l, got, want))
+                })
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            // More than expected: spans of the previous cell that arrived after its settle.
+            let ok = lost.iter().all(|(_, got, want)| got >= want);
+            let items: Vec<(&str, String)> = lost
                 .iter()
                 .map(|(l, got, want)| {
-                    if got == want {
-                        format!("`{l}` {got} of {want}")
+                    let v = if got == want {
+                        format!("{got} of {want}")
+                    } else if got > want {
+                        format!(
+                            "{got} of {want} (+{} late from the cell before)",
+                            got - want
+                        )
                     } else {
-                        format!("`{l}` {got} of {want} ({:+})", *got as i64 - *want as i64)
-                    }
+                        format!(
+                            "{got} of {want} ({:+}, {:.1}% lost)",
+                            *got as i64 - *want as i64,
+                            (*want as f64 - *got as f64) * 100.0 / (*want).max(1) as f64
+                        )
+                    };
+                    (*l, v)
                 })
                 .collect();
             out.push(format!(
-                "{}: zero spans lost at saturation: {}",
+                "{}: zero spans lost at saturation, tracing {}: {}",
                 mark(ok),
-                list.join(", ")
+                mode.tag(),
+                list(&items)
             ));
         }
 
-        let max_rss = |f: fn(&Row) -> Option<u64>| self.rows.iter().filter_map(f).max();
+        // This project's copies (off and on); the SDK's figure is shown beside.
+        let max_rss = |f: fn(&Row) -> Option<u64>, sdk: bool| {
+            self.rows
+                .iter()
+                .filter(|r| (r.tracing == Some(Mode::Sdk)) == sdk)
+                .filter_map(f)
+                .max()
+        };
         if let (Some(n), Some(c)) = (
-            max_rss(|r| r.rss_notes_kib),
-            max_rss(|r| r.rss_calendar_kib),
+            max_rss(|r| r.rss_notes_kib, false),
+            max_rss(|r| r.rss_calendar_kib, false),
         ) {
             let ok = n < 40 * 1024 && c < 40 * 1024;
+            let sdk = match (
+                max_rss(|r| r.rss_notes_kib, true),
+                max_rss(|r| r.rss_calendar_kib, true),
+            ) {
+                (Some(n), Some(c)) => format!(
+                    " (Datadog's SDK: notes {:.1} MB, calendar {:.1} MB)",
+                    n as f64 / 1024.0,
+                    c as f64 / 1024.0
+                ),
+                _ => String::new(),
+            };
             out.push(format!(
-                "{}: peak RSS < 40 MB per service under load: notes {:.1} MB, calendar {:.1} MB",
+                "{}: peak RSS < 40 MB per service under load: notes {:.1} MB, calendar {:.1} MB{sdk}",
                 mark(ok),
                 n as f64 / 1024.0,
                 c as f64 / 1024.0
@@ -359,7 +514,7 @@ mod tests {
     use super::*;
     use crate::ENDPOINTS;
 
-    fn row(e: Option<usize>, st: Option<Statement>, tracing: Option<bool>, rps: f64) -> Row {
+    fn row(e: Option<usize>, st: Option<Statement>, tracing: Option<Mode>, rps: f64) -> Row {
         let mut latencies = Latencies::new();
         latencies.record_us(1000);
         Row {
@@ -373,7 +528,7 @@ mod tests {
             latencies,
             rss_notes_kib: Some(20 * 1024),
             rss_calendar_kib: Some(10 * 1024),
-            spans: tracing.map(|on| if on { (20, 20) } else { (0, 0) }),
+            spans: tracing.map(|m| if m.traced() { (20, 20) } else { (0, 0) }),
             cpu_service_us: Some(50.0),
             cpu_db_us: Some(40.0),
             cpu_client_us: Some(15.0),
@@ -384,25 +539,48 @@ mod tests {
     #[test]
     fn ratios_and_targets_come_from_the_same_run() {
         let mut run = Run::describe("bench".into(), 16, 0.5);
+        let mut sdk = row(Some(0), None, Some(Mode::Sdk), 500.0);
+        sdk.cpu_service_us = Some(70.0);
+        sdk.spans = Some((18, 20));
+        let mut on = row(Some(0), None, Some(Mode::Project), 570.0);
+        on.cpu_service_us = Some(56.0);
         run.rows = vec![
             row(None, Some(Statement::Select), None, 1000.0),
-            row(Some(0), None, Some(false), 600.0),
-            row(Some(0), None, Some(true), 570.0),
+            row(Some(0), None, Some(Mode::Off), 600.0),
+            on,
+            sdk,
         ];
-        let mut fixed = row(Some(0), None, Some(true), 285.0);
+        let mut fixed = row(Some(0), None, Some(Mode::Project), 285.0);
         fixed.rate = Some(285.0);
         fixed.latencies.record_us(9000);
         fixed.send_lag_p99_ms = Some(0.5);
         run.rows.push(fixed);
         let text = run.render();
-        assert!(text.contains("| saturated | `GET /notes?id=1` | on | 570 | 95% | 57% |"));
-        assert!(text
-            .contains("MET: tracing on >= 90% of tracing-off throughput: `GET /notes?id=1` 95%"));
+        assert!(
+            text.contains("| saturated | `GET /notes?id=1` | on | 570 | 95% | 114% | 57% |"),
+            "{text}"
+        );
+        assert!(text.contains("| saturated | `GET /notes?id=1` | sdk | 500 | 83% |  | 50% |"));
+        // (56 - 50) / 2 spans and (70 - 50) / 2.
+        assert!(text.contains("| 56 | 3.0 | 40 |"), "{text}");
+        assert!(text.contains("| 70 | 10.0 | 40 |"), "{text}");
+        assert!(text.contains(
+            "MET: tracing on >= 90% of tracing-off throughput: `GET /notes?id=1` 95% (Datadog's SDK: `GET /notes?id=1` 83%)"
+        ));
+        assert!(text.contains(
+            "MET: tracing on ahead of datadog-opentelemetry on every endpoint: `GET /notes?id=1` 114%"
+        ));
+        assert!(text.contains(
+            "MET: tracing <= 5 µs of the services' CPU per span (saturated): `GET /notes?id=1` 3.0 µs (Datadog's SDK: `GET /notes?id=1` 10.0 µs)"
+        ));
         assert!(
             text.contains("MET: `GET /notes?id=1` >= 50% of pgbench's single-row SELECT rate: 57%")
         );
         assert!(text.contains("MISSED: p99 < 5 ms"));
-        assert!(text.contains("MET: zero spans lost at saturation"));
+        assert!(text.contains("MET: zero spans lost at saturation, tracing on"));
+        assert!(text.contains(
+            "MISSED: zero spans lost at saturation, tracing sdk: `GET /notes?id=1` 18 of 20 (-2, 10.0% lost)"
+        ));
         assert!(text.contains(
             "MET: peak RSS < 40 MB per service under load: notes 20.0 MB, calendar 10.0 MB"
         ));

@@ -8,9 +8,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rmpv::ValueRef;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the sink has received so far.
 #[derive(Default, Debug)]
@@ -19,6 +20,9 @@ pub struct Counters {
     pub payloads: AtomicU64,
     /// Payloads that were not a trace payload the sink could count.
     pub rejected: AtomicU64,
+    /// Requests to other paths (answered 404), by method and path: what else an exporter sends
+    /// (Datadog's SDK asks for `/info` and sends its own telemetry).
+    pub other: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A running sink; it lives as long as the process.
@@ -30,6 +34,27 @@ pub struct Sink {
 impl Sink {
     pub fn spans(&self) -> u64 {
         self.counters.spans.load(Ordering::SeqCst)
+    }
+
+    /// One line: payloads, rejected payloads, and the other requests by path.
+    pub fn summary(&self) -> String {
+        let c = &self.counters;
+        let other = c
+            .other
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, n)| format!("{k} ×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        format!(
+            "{} trace payloads ({} not countable); other requests (answered 404): {}",
+            c.payloads.load(Ordering::SeqCst),
+            c.rejected.load(Ordering::SeqCst),
+            if other.is_empty() { "none" } else { &other }
+        )
     }
 }
 
@@ -79,6 +104,7 @@ pub fn start() -> Result<Sink, String> {
 
 async fn handle(req: Request<Incoming>, counters: &Counters) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let method = req.method().to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, "{}"),
@@ -86,7 +112,12 @@ async fn handle(req: Request<Incoming>, counters: &Counters) -> Response<Full<By
     let counted = match path.as_str() {
         "/v0.5/traces" => count_v05(&body),
         "/v0.4/traces" | "/v0.3/traces" => count_v04(&body),
-        _ => return reply(StatusCode::NOT_FOUND, "{}"),
+        _ => {
+            if let Ok(mut m) = counters.other.lock() {
+                *m.entry(format!("{method} {path}")).or_default() += 1;
+            }
+            return reply(StatusCode::NOT_FOUND, "{}");
+        }
     };
     counters.payloads.fetch_add(1, Ordering::SeqCst);
     match counted {

@@ -17,10 +17,11 @@ use chrono::{Days, NaiveDate};
 use rand::RngExt;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::http::{not_found, resource, Format, ServerSpanBuilder, TracedError};
+use tutorial_common::http::{not_found, resource, Format};
 use tutorial_common::server::{
     enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
 };
+use tutorial_common::telemetry::spans::{ServerSpanBuilder, TracedError};
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.

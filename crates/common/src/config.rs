@@ -85,6 +85,11 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
+    /// The value as set, empty included (for the few variables where empty means "off").
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(|v| v.trim())
+    }
+
     /// A string with a default.
     pub fn string(&self, key: &str, default: &str) -> String {
         self.get(key).unwrap_or(default).to_string()

@@ -1,5 +1,6 @@
 //! Running an actix-web service: settings shared by both services, request limits, graceful
-//! shutdown, and the process `main` ([`run_main`]).
+//! shutdown ([`shutdown_signal`]), the container health check ([`healthcheck`]), and the process
+//! `main` ([`run_main`]).
 
 use crate::config::{ConfigError, Env};
 use crate::telemetry::{self, TelemetryConfig};
@@ -35,7 +36,7 @@ pub struct ServerSettings {
     /// `MAX_CONNECTIONS` (default 25000): concurrent connections per worker.
     pub max_connections: usize,
     /// `TRACE_HEALTH_CHECKS` (default false): trace `GET /health` too (see
-    /// [`crate::http::HEALTH_PATH`]).
+    /// [`crate::telemetry::spans::HEALTH_PATH`]).
     pub trace_health_checks: bool,
 }
 
@@ -138,7 +139,7 @@ impl Server {
         S::Service: 'static,
         B: MessageBody + 'static,
     {
-        crate::http::set_trace_health_checks(settings.trace_health_checks);
+        crate::telemetry::spans::set_trace_health_checks(settings.trace_health_checks);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -228,7 +229,7 @@ where
         }
     };
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return crate::http::healthcheck(settings.server().port);
+        return healthcheck(settings.server().port);
     }
     // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
     let telemetry = match telemetry::init(settings.telemetry()) {
@@ -253,7 +254,7 @@ where
             Ok(server) => {
                 tracing::info!(address = %server.address(), "listening");
                 server
-                    .run_until_stopped(crate::http::shutdown_signal())
+                    .run_until_stopped(shutdown_signal())
                     .await
                     .map_err(|e| StartError::Failed(e.to_string()))
             }
@@ -286,6 +287,62 @@ where
 
 /// Bound on the final span flush (an unreachable or stalled agent cannot hold shutdown longer).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Resolves on the first SIGTERM or SIGINT. A second signal ends the process at once.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutdown signal received: finishing requests in flight");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second shutdown signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // No signal handling available: only Ctrl-C through tokio's portable path.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The container health check: `GET /health` on the local port, exit status 0 when it answers
+/// 200. Needs no curl in the image.
+pub fn healthcheck(port: u16) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let check = || -> std::io::Result<bool> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    };
+    match check() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("unhealthy: /health did not answer 200");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::TracingMiddleware;
 use std::time::Duration;
-use tutorial_common::http::{ClientSpanBackend, PeerService};
+use tutorial_common::telemetry::spans::{ClientSpanBackend, PeerService};
 
 /// Why no date came back from the calendar (every one of them: a 503 for the client).
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,9 @@ use crate::calendar::CalendarCallError;
 use crate::db::DbError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tutorial_common::http::{error_chain, Format, TracedError};
+use tutorial_common::error::error_chain;
+use tutorial_common::http::Format;
+use tutorial_common::telemetry::spans::TracedError;
 
 /// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]

@@ -11,8 +11,10 @@ use crate::routes::{self, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use tracing_actix_web::TracingLogger;
-use tutorial_common::http::{error_chain, not_found, ServerSpanBuilder};
+use tutorial_common::error::error_chain;
+use tutorial_common::http::not_found;
 use tutorial_common::server::{enforce_limits, Server, StartError};
+use tutorial_common::telemetry::spans::ServerSpanBuilder;
 
 /// Why the notes service could not start.
 #[derive(Debug, thiserror::Error)]

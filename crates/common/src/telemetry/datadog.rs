@@ -1,26 +1,33 @@
 //! Export to the Datadog Agent's trace API through `opentelemetry-datadog`.
 //!
 //! This is the only module that knows about `opentelemetry-datadog` (deprecated upstream, final
-//! version 0.20): swapping the exporter later touches this file alone.
+//! version 0.20): swapping the exporter touches this file and the seam in [`super`] alone.
 //!
-//! The crate maps OpenTelemetry spans to Datadog's v0.5 msgpack format. Three small layers make
-//! the result look like what Datadog's own tracers send:
-//! 1. the mapping closures take the Datadog operation name and service from span attributes
-//!    ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is the OpenTelemetry span name,
-//!    unless [`RESOURCE_NAME`] overrides it;
-//! 2. [`EnrichingExporter`] adds what only the span context knows: `span.kind`, the sampling
-//!    priority, the upper 64 bits of the trace id (`_dd.p.tid`), the error message;
-//! 3. [`AgentClient`], the HTTP client handed to the crate, rewrites each payload before it
-//!    leaves: numeric tags become metrics (the crate writes every attribute as a string tag),
-//!    `_dd.p.tid` stays on the first span of each trace chunk only, and the attributes that only
-//!    steer the mapping are removed. It uses a blocking client with timeouts, because the batch
-//!    processor runs on its own thread without an async runtime, and an unreachable or slow agent
-//!    must never hold anything up for long.
+//! The path from a finished span to the Agent, in order:
+//! 1. `ChunkExporter::export` gets the batch processor's batches and assembles trace chunks
+//!    ([`super::chunks`]): a chunk goes out once its local root has ended, whole.
+//! 2. For each chunk it reads the trace's facts once ([`TraceFacts`]) and prepares each span:
+//!    numeric attributes are taken out (they become metrics, still numbers), `span.kind`, the
+//!    error message, `_dd.base_service` and `_dd.origin` are added, and the chunk root alone gets
+//!    the chunk-level tags (`_dd.p.*`, `language`) and metrics (the sampling priority). What the
+//!    crate cannot write itself (metrics) goes into a [`BatchPlan`], keyed by span id.
+//! 3. The crate maps the spans to the v0.5 payload: the closures take the Datadog operation name
+//!    and service from span attributes ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is
+//!    the OpenTelemetry span name unless [`RESOURCE_NAME`] overrides it.
+//! 4. `AgentClient`, the HTTP client handed to the crate, applies the plan to the crate's bytes
+//!    in one streaming pass ([`super::payload`]) and posts the result through a blocking client
+//!    with timeouts (the batch processor's thread has no async runtime, and an unreachable or
+//!    slow Agent must never hold anything up for long). A payload the pass cannot process is
+//!    dropped and counted, logged once, never sent as built.
 
 // The crate is deprecated upstream (final version); this module is where that is accepted.
 #![allow(deprecated)]
 
-use super::propagation::DdState;
+use super::agent_rates::AgentRateTable;
+use super::chunks::{is_local_root, Chunk, ChunkBuffer};
+use super::facts::TraceFacts;
+use super::payload::{self, BatchPlan};
+use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use super::TelemetryConfig;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
@@ -29,41 +36,12 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
-use rmpv::Value as Mp;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-/// Span attribute holding the Datadog operation name (`postgres.query`, `actix_web.request`, …).
-pub const OPERATION_NAME: &str = "operation.name";
-/// Span attribute holding a service other than the process's own (`postgres`, `notes_helper`).
-pub const SERVICE_NAME: &str = "service.name";
-/// Span attribute overriding the resource (the OpenTelemetry span name) once the span has
-/// started: `tracing-opentelemetry` cannot rename a started span.
-pub const RESOURCE_NAME: &str = "resource.name";
-/// Operation name of spans that do not set one.
-pub const DEFAULT_OPERATION: &str = "internal";
-
-/// Attributes that steer the mapping and are not sent as tags.
-/// (`service` is the crate's copy of the span's own service field: noise.)
-const CONTROL_KEYS: &[&str] = &[
-    OPERATION_NAME,
-    SERVICE_NAME,
-    RESOURCE_NAME,
-    "span.type",
-    "service",
-];
-/// Tags that Datadog expects as numeric metrics rather than strings.
-const METRIC_KEYS: &[&str] = &[
-    "_sampling_priority_v1",
-    "db.row_count",
-    "network.destination.port",
-    "_dd.top_level",
-    "_dd.measured",
-    "process_id",
-];
-/// Tags written on the first span of each trace chunk only: the propagated trace tags.
-const CHUNK_PREFIX: &str = "_dd.p.";
+/// How long the spans of a chunk wait for its root before going out as a partial chunk.
+const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
     span.attributes.iter().find_map(|kv| match &kv.value {
@@ -72,14 +50,43 @@ fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Builds the exporter chain for the batch processor.
-pub(crate) fn exporter(config: &TelemetryConfig) -> Result<EnrichingExporter, String> {
-    let client = AgentClient::new(config)?;
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves consistent data (plain collections).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Builds the export chain for the batch processor, posting to the Agent over HTTP (or its Unix
+/// socket); the Agent's answers (its sampling rates) go to `rates`.
+pub(crate) fn exporter(
+    config: &TelemetryConfig,
+    rates: Arc<AgentRateTable>,
+) -> Result<ChunkExporter, String> {
+    let transport = HttpTransport::new(config.agent_timeout, config.agent_socket.clone())?;
+    build_exporter(config, Arc::new(transport), rates)
+}
+
+/// [`exporter`] with any [`Transport`] (the golden test captures the payloads).
+pub(crate) fn build_exporter(
+    config: &TelemetryConfig,
+    transport: Arc<dyn Transport>,
+    rates: Arc<AgentRateTable>,
+) -> Result<ChunkExporter, String> {
+    let client = Arc::new(AgentClient {
+        transport,
+        rates,
+        plan: Mutex::new(None),
+        debug: config.debug,
+        failing: AtomicBool::new(false),
+        lost_spans: AtomicU64::new(0),
+        unprocessable_spans: AtomicU64::new(0),
+    });
     let mut pipeline = opentelemetry_datadog::new_pipeline()
         .with_service_name(config.service.clone())
         .with_api_version(ApiVersion::Version05)
         .with_agent_endpoint(config.agent_url.clone())
-        .with_http_client(client)
+        .with_http_client(SharedClient(client.clone()))
         .with_name_mapping(|span: &SpanData, _: &ModelConfig| {
             attr(span, OPERATION_NAME).unwrap_or(DEFAULT_OPERATION)
         })
@@ -99,9 +106,11 @@ pub(crate) fn exporter(config: &TelemetryConfig) -> Result<EnrichingExporter, St
     let inner = pipeline
         .build_exporter()
         .map_err(|e| format!("cannot build the Datadog exporter: {e}"))?;
-    Ok(EnrichingExporter {
+    Ok(ChunkExporter {
         inner,
-        service: config.service.clone(),
+        client,
+        chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
+        service: Arc::from(config.service.as_str()),
     })
 }
 
@@ -117,66 +126,125 @@ pub(crate) fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
-/// Adds to each span what Datadog's tracers write and only the span context knows.
+/// The exporter given to the batch processor: assembles chunks, prepares their spans, and
+/// hands them to `opentelemetry-datadog` (see the module docs).
 #[derive(Debug)]
-pub(crate) struct EnrichingExporter {
-    /// The `opentelemetry-datadog` exporter doing the mapping and the sending.
+pub(crate) struct ChunkExporter {
+    /// The `opentelemetry-datadog` exporter doing the mapping and the encoding.
     inner: DatadogExporter,
+    /// The HTTP client the crate posts through; it receives each batch's plan from here.
+    client: Arc<AgentClient>,
+    /// Spans of chunks whose root has not ended yet.
+    chunks: Mutex<ChunkBuffer>,
     /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
-    service: String,
+    service: Arc<str>,
 }
 
-fn enrich(span: &mut SpanData) {
-    let mut extra = Vec::new();
-    let has = |span: &SpanData, key: &str| span.attributes.iter().any(|kv| kv.key.as_str() == key);
-    if !has(span, "span.kind") {
-        let kind = match span.span_kind {
-            SpanKind::Server => "server",
-            SpanKind::Client => "client",
-            SpanKind::Producer => "producer",
-            SpanKind::Consumer => "consumer",
-            SpanKind::Internal => "internal",
-        };
-        extra.push(KeyValue::new("span.kind", kind));
+fn kind_name(kind: &SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
     }
-    let dd = DdState::from_trace_state(span.span_context.trace_state());
-    extra.push(KeyValue::new(
-        "_sampling_priority_v1",
-        i64::from(dd.priority.unwrap_or(1)),
-    ));
-    let high = (u128::from_be_bytes(span.span_context.trace_id().to_bytes()) >> 64) as u64;
-    if high != 0 {
-        extra.push(KeyValue::new("_dd.p.tid", format!("{high:016x}")));
-    }
-    for (name, value) in &dd.tags {
-        extra.push(KeyValue::new(format!("_dd.p.{name}"), value.clone()));
-    }
-    if let Some(origin) = dd.origin {
-        extra.push(KeyValue::new("_dd.origin", origin));
-    }
-    if let Status::Error { description } = &span.status {
-        if !has(span, "error.message") && !description.is_empty() {
-            extra.push(KeyValue::new("error.message", description.to_string()));
-        }
-    }
-    if span.parent_span_id == opentelemetry::trace::SpanId::INVALID || span.parent_span_is_remote {
-        extra.push(KeyValue::new("language", "rust"));
-    }
-    span.attributes.extend(extra);
 }
 
-impl SpanExporter for EnrichingExporter {
-    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        for span in &mut batch {
-            enrich(span);
-            if let Some(other) = attr(span, SERVICE_NAME) {
-                if other != self.service {
-                    let base = KeyValue::new("_dd.base_service", self.service.clone());
-                    span.attributes.push(base);
+impl ChunkExporter {
+    /// Prepares the spans of `chunks` for the crate and the plan for the payload pass.
+    fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
+        let mut plan = BatchPlan::default();
+        let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.len()).sum());
+        for chunk in chunks {
+            // The chunk root carries the chunk-level facts; a partial chunk, its first span.
+            let head = if chunk.complete {
+                chunk.spans.iter().position(is_local_root).unwrap_or(0)
+            } else {
+                0
+            };
+            let Some(head_span) = chunk.spans.get(head) else {
+                continue;
+            };
+            let facts = TraceFacts::of(&head_span.span_context);
+            // Shared by every span of the chunk (reference-counted, not copied).
+            let origin = facts
+                .origin
+                .as_deref()
+                .map(|o| Value::from(Arc::<str>::from(o)));
+            for (position, mut span) in chunk.spans.into_iter().enumerate() {
+                let mut metrics: Vec<(u32, f64)> = Vec::new();
+                for kv in &span.attributes {
+                    let value = match kv.value {
+                        Value::I64(n) => n as f64,
+                        Value::F64(f) => f,
+                        _ => continue,
+                    };
+                    metrics.push((plan.intern(kv.key.as_str()), value));
                 }
+                if !metrics.is_empty() {
+                    span.attributes
+                        .retain(|kv| !matches!(kv.value, Value::I64(_) | Value::F64(_)));
+                }
+                let has = |span: &SpanData, key: &str| {
+                    span.attributes.iter().any(|kv| kv.key.as_str() == key)
+                };
+                if !has(&span, "span.kind") {
+                    span.attributes
+                        .push(KeyValue::new("span.kind", kind_name(&span.span_kind)));
+                }
+                if let Status::Error { description } = &span.status {
+                    if !description.is_empty() && !has(&span, "error.message") {
+                        let message = KeyValue::new("error.message", description.to_string());
+                        span.attributes.push(message);
+                    }
+                }
+                if attr(&span, SERVICE_NAME).is_some_and(|other| *other != *self.service) {
+                    let base = Value::from(self.service.clone());
+                    span.attributes
+                        .push(KeyValue::new("_dd.base_service", base));
+                }
+                if let Some(origin) = &origin {
+                    span.attributes
+                        .push(KeyValue::new("_dd.origin", origin.clone()));
+                }
+                if position == head {
+                    span.attributes.extend(facts.chunk_tags());
+                    for (key, value) in facts.chunk_metrics() {
+                        metrics.push((plan.intern(key), value));
+                    }
+                }
+                let span_id = u64::from_be_bytes(span.span_context.span_id().to_bytes());
+                plan.add_span(span_id, metrics);
+                out.push(span);
             }
         }
-        self.inner.export(batch).await
+        (out, plan)
+    }
+
+    /// Sends `chunks` (nothing when empty).
+    async fn send(&self, chunks: Vec<Chunk>) -> OTelSdkResult {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let (spans, plan) = self.prepare(chunks);
+        *lock(&self.client.plan) = Some(plan);
+        let result = self.inner.export(spans).await;
+        // The crate failed before posting: the plan was not used.
+        lock(&self.client.plan).take();
+        result
+    }
+}
+
+impl SpanExporter for ChunkExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let ready = lock(&self.chunks).add(batch, Instant::now());
+        self.send(ready).await
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        // The spans of chunks whose root never ended go out as partial chunks.
+        let rest = lock(&self.chunks).drain();
+        futures::executor::block_on(self.send(rest))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -184,75 +252,128 @@ impl SpanExporter for EnrichingExporter {
     }
 }
 
-/// The HTTP client given to `opentelemetry-datadog`: rewrites each payload, then posts it.
+/// Where payloads go: the Agent over HTTP ([`HttpTransport`]), or a capture in tests.
+pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
+    /// Posts `body` with `headers` to `url` and returns the answer's body; `Err` describes a
+    /// failure (no answer, or not 2xx).
+    fn post(
+        &self,
+        url: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// A blocking client with timeouts, over TCP or the Agent's Unix socket.
+#[derive(Debug)]
+pub(crate) struct HttpTransport {
+    client: reqwest::blocking::Client,
+}
+
+impl HttpTransport {
+    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, String> {
+        // Build the blocking client on a plain thread: building (and dropping) it on a tokio
+        // worker thread panics.
+        let client = std::thread::spawn(move || {
+            let builder = reqwest::blocking::Client::builder()
+                .connect_timeout(timeout.min(Duration::from_secs(1)))
+                .timeout(timeout)
+                .pool_idle_timeout(Duration::from_secs(30));
+            match socket {
+                Some(path) => builder.unix_socket(path),
+                None => builder,
+            }
+            .build()
+        })
+        .join()
+        .map_err(|_| "the agent HTTP client could not be built".to_string())?
+        .map_err(|e| format!("the agent HTTP client could not be built: {e}"))?;
+        Ok(Self { client })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn post(
+        &self,
+        url: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let response = self
+            .client
+            .post(url.to_string())
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .map_err(|e| crate::error::error_chain(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
+            return Ok(response.bytes().map(|b| b.to_vec()).unwrap_or_default());
+        }
+        let text = response.text().unwrap_or_default();
+        Err(format!("agent answered {status}: {text}"))
+    }
+}
+
+/// The HTTP client given to `opentelemetry-datadog`: applies the batch's plan to the payload,
+/// then posts it.
 #[derive(Debug)]
 pub(crate) struct AgentClient {
-    /// Blocking client (the batch processor's thread has no async runtime), with timeouts.
-    client: reqwest::blocking::Client,
-    /// `DD_TRACE_DEBUG`: log every payload sent and every answer.
+    /// Where the payload goes.
+    transport: Arc<dyn Transport>,
+    /// Where the Agent's sampling rates (its answer to each post) go.
+    rates: Arc<AgentRateTable>,
+    /// The plan of the batch being exported, set by [`ChunkExporter`] just before.
+    plan: Mutex<Option<BatchPlan>>,
+    /// `DD_TRACE_DEBUG`: log every payload sent and every failure.
     debug: bool,
     /// Whether the last send failed, so that an outage is logged once, not per batch.
     failing: AtomicBool,
     /// Spans lost because the agent could not be reached or refused them.
     lost_spans: AtomicU64,
+    /// Spans dropped because their payload could not be processed.
+    unprocessable_spans: AtomicU64,
 }
 
-impl AgentClient {
-    fn new(config: &TelemetryConfig) -> Result<Self, String> {
-        let timeout = config.agent_timeout;
-        // Build the blocking client on a plain thread: building (and dropping) it on a tokio
-        // worker thread panics.
-        let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
-                .connect_timeout(timeout.min(Duration::from_secs(1)))
-                .timeout(timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-        })
-        .join()
-        .map_err(|_| "the agent HTTP client could not be built".to_string())?
-        .map_err(|e| format!("the agent HTTP client could not be built: {e}"))?;
-        Ok(Self {
-            client,
-            debug: config.debug,
-            failing: AtomicBool::new(false),
-            lost_spans: AtomicU64::new(0),
-        })
-    }
+/// The crate takes its client by value; this shares ours with [`ChunkExporter`].
+#[derive(Debug)]
+struct SharedClient(Arc<AgentClient>);
 
+impl AgentClient {
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
-        let (body, spans) = match rewrite_payload(&body) {
+        let plan = lock(&self.plan).take();
+
+        let rewritten = match plan {
+            Some(mut plan) => {
+                let mut out = Vec::new();
+                payload::rewrite(&body, &mut plan, &mut out)
+                    .map(|spans| (out, spans))
+                    .map_err(|e| (e.to_string(), plan.len()))
+            }
+            None => Err(("no export plan for this payload".to_string(), 0)),
+        };
+        let (body, spans) = match rewritten {
             Ok(rewritten) => rewritten,
-            Err(e) => {
-                tracing::warn!(error = %e, "trace payload could not be rewritten; sent as built");
-                (body.to_vec(), 0)
+            Err((error, spans)) => {
+                self.drop_unprocessable(spans, &error);
+                return Ok(Response::new(Bytes::new()));
             }
         };
-        let mut builder = self.client.post(parts.uri.to_string());
-        for (name, value) in parts.headers.iter() {
-            builder = builder.header(name, value);
-        }
-        match builder.body(body).send() {
-            Ok(response) if response.status().is_success() => {
+        match self.transport.post(&parts.uri, &parts.headers, body) {
+            Ok(answer) => {
+                // A malformed answer changes nothing and is logged once (by the table).
+                let _ = self.rates.update(&answer);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     let lost_spans_total = self.lost_spans.load(Ordering::Relaxed);
                     tracing::info!(url = %parts.uri, lost_spans_total, "the Datadog Agent accepts traces again");
                 }
                 if self.debug {
-                    let status = response.status().as_u16();
-                    tracing::info!(url = %parts.uri, spans, status, "sent spans to the Datadog Agent");
+                    tracing::info!(url = %parts.uri, spans, "sent spans to the Datadog Agent");
                 }
             }
-            Ok(response) => {
-                let status = response.status();
-                let text = response.text().unwrap_or_default();
-                let error = format!("agent answered {status}: {text}");
-                self.report_failure(&parts.uri, spans, &error);
-            }
-            Err(e) => {
-                self.report_failure(&parts.uri, spans, &crate::http::error_chain(&e));
-            }
+            Err(error) => self.report_failure(&parts.uri, spans, &error),
         }
         // A failure was counted and logged above; reporting it to the batch processor as well
         // would log the same outage again on every flush.
@@ -267,133 +388,117 @@ impl AgentClient {
             tracing::warn!(%url, error, lost_spans_total = lost, "cannot send traces to the Datadog Agent; spans are dropped until it is back");
         }
     }
+
+    /// Counts the spans of a payload that could not be processed; logs the first time (every
+    /// time with `DD_TRACE_DEBUG`).
+    fn drop_unprocessable(&self, spans: usize, error: &str) {
+        let before = self
+            .unprocessable_spans
+            .fetch_add(spans as u64, Ordering::Relaxed);
+        if before == 0 || self.debug {
+            let dropped_spans_total = before + spans as u64;
+            tracing::error!(error, dropped_spans_total, "a trace payload could not be processed and was dropped (is the opentelemetry-datadog version the one this project was built for?)");
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl HttpClient for AgentClient {
+impl HttpClient for SharedClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        self.post(request)
+        self.0.post(request)
     }
-}
-
-fn span_field(span: &Mp, index: usize) -> Option<u64> {
-    span.as_array()?.get(index)?.as_u64()
-}
-
-/// Rewrites a v0.5 payload (`[strings, [[span, …], …]]`, a span being a 12-element array whose
-/// strings are indexes into `strings`). Returns the new payload and its span count.
-fn rewrite_payload(payload: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut value = rmpv::decode::read_value(&mut &payload[..]).map_err(|e| e.to_string())?;
-    let Mp::Array(root) = &mut value else {
-        return Err("payload is not an array".into());
-    };
-    let [Mp::Array(strings), Mp::Array(traces)] = root.as_mut_slice() else {
-        return Err("payload is not [strings, traces]".into());
-    };
-    let strings: Vec<String> = strings
-        .iter()
-        .map(|s| s.as_str().unwrap_or_default().to_string())
-        .collect();
-    let name = |v: &Mp| {
-        v.as_u64()
-            .and_then(|i| strings.get(i as usize))
-            .map(String::as_str)
-    };
-    let mut count = 0;
-    for trace in traces.iter_mut() {
-        let Mp::Array(spans) = trace else { continue };
-        // The chunk's local root first: it is the span that carries the chunk-level tags.
-        let ids: HashSet<u64> = spans.iter().filter_map(|s| span_field(s, 4)).collect();
-        spans.sort_by_key(|s| span_field(s, 5).is_some_and(|parent| ids.contains(&parent)));
-        for (position, span) in spans.iter_mut().enumerate() {
-            count += 1;
-            let Mp::Array(fields) = span else { continue };
-            if fields.len() != 12 {
-                continue;
-            }
-            let (meta, metrics) = fields.split_at_mut(10);
-            let (Mp::Map(meta), Mp::Map(metrics)) = (&mut meta[9], &mut metrics[0]) else {
-                continue;
-            };
-            let mut moved: Vec<(Mp, f64)> = Vec::new();
-            meta.retain(|(k, v)| {
-                let Some(key) = name(k) else { return true };
-                if CONTROL_KEYS.contains(&key) {
-                    return false;
-                }
-                if key.starts_with(CHUNK_PREFIX) && position != 0 {
-                    return false;
-                }
-                if METRIC_KEYS.contains(&key) {
-                    if let Some(number) = name(v).and_then(|s| s.parse::<f64>().ok()) {
-                        moved.push((k.clone(), number));
-                    }
-                    return false;
-                }
-                true
-            });
-            metrics.retain(|(k, v)| {
-                let key = name(k);
-                let replaced = moved.iter().any(|(mk, _)| Some(key) == Some(name(mk)));
-                // The crate always writes `_dd.measured: 0`; a zero there is noise.
-                let zero_measured = key == Some("_dd.measured") && v.as_f64() == Some(0.0);
-                !replaced && !zero_measured
-            });
-            metrics.extend(moved.into_iter().map(|(k, n)| (k, Mp::F64(n))));
-        }
-    }
-    let mut out = Vec::with_capacity(payload.len());
-    rmpv::encode::write_value(&mut out, &value).map_err(|e| e.to_string())?;
-    Ok((out, count))
 }
 
 #[cfg(test)]
 mod tests {
+    //! The golden test: real `SpanData` through the real `DatadogExporter` (the crate's own
+    //! encoding) and the payload pass, captured where the HTTP post would go.
     use super::*;
-    use std::collections::HashMap;
+    use crate::config::Env;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use rmpv::Value as Mp;
+    use std::time::SystemTime;
 
-    fn payload(meta: Vec<(&str, &str)>, metrics: Vec<(&str, f64)>, spans: usize) -> Vec<u8> {
-        let mut strings: Vec<String> = vec!["".into()];
-        let mut intern = |s: &str| -> u64 {
-            if let Some(i) = strings.iter().position(|x| x == s) {
-                return i as u64;
-            }
-            strings.push(s.into());
-            (strings.len() - 1) as u64
-        };
-        let meta_map: Vec<(Mp, Mp)> = meta
-            .iter()
-            .map(|(k, v)| (Mp::from(intern(k)), Mp::from(intern(v))))
-            .collect();
-        let metric_map: Vec<(Mp, Mp)> = metrics
-            .iter()
-            .map(|(k, v)| (Mp::from(intern(k)), Mp::F64(*v)))
-            .collect();
-        let span = Mp::Array(vec![
-            Mp::from(0),
-            Mp::from(0),
-            Mp::from(0),
-            Mp::from(1u64),
-            Mp::from(2u64),
-            Mp::from(0u64),
-            Mp::from(0i64),
-            Mp::from(5i64),
-            Mp::from(0i32),
-            Mp::Map(meta_map),
-            Mp::Map(metric_map),
-            Mp::from(0),
-        ]);
-        let root = Mp::Array(vec![
-            Mp::Array(strings.into_iter().map(Mp::from).collect()),
-            Mp::Array(vec![Mp::Array(vec![span; spans])]),
-        ]);
-        let mut out = Vec::new();
-        rmpv::encode::write_value(&mut out, &root).unwrap();
-        out
+    /// Keeps what would have been posted.
+    #[derive(Debug, Default)]
+    struct Capture {
+        posts: Mutex<Vec<(http::Uri, http::HeaderMap, Vec<u8>)>>,
     }
 
-    fn decode(bytes: &[u8]) -> Vec<(HashMap<String, String>, HashMap<String, f64>)> {
-        let value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+    impl Transport for Capture {
+        fn post(
+            &self,
+            url: &http::Uri,
+            headers: &http::HeaderMap,
+            body: Vec<u8>,
+        ) -> Result<Vec<u8>, String> {
+            lock(&self.posts).push((url.clone(), headers.clone(), body));
+            Ok(br#"{"rate_by_service":{"service:notes,env:Dev":0.5}}"#.to_vec())
+        }
+    }
+
+    const TRACE: u128 = 0x6b058a5d_00000000_493c264c_32613b9e;
+
+    fn span(
+        id: u64,
+        parent: u64,
+        remote: bool,
+        state: &str,
+        name: &str,
+        attributes: Vec<KeyValue>,
+    ) -> SpanData {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(TRACE),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                state.parse::<TraceState>().unwrap_or_default(),
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: remote,
+            span_kind: if parent == 0 || remote {
+                SpanKind::Server
+            } else {
+                SpanKind::Client
+            },
+            name: name.to_string().into(),
+            start_time: start,
+            end_time: start + Duration::from_millis(3),
+            attributes,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn exporter(capture: Arc<Capture>) -> ChunkExporter {
+        let env = Env::from_pairs([
+            ("DD_SERVICE", "notes"),
+            ("DD_ENV", "Dev"),
+            ("DD_VERSION", "1.0"),
+            ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
+        ]);
+        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let rates = Arc::new(AgentRateTable::new());
+        let mut exporter = build_exporter(&config, capture, rates).unwrap();
+        exporter.set_resource(
+            &Resource::builder_empty()
+                .with_attribute(KeyValue::new("team", "apm"))
+                .build(),
+        );
+        exporter
+    }
+
+    /// The payload as text: one line per span (ordered by span id), then its sorted tags and
+    /// metrics; fails on bytes after the payload.
+    fn render(body: &[u8]) -> String {
+        let mut rd = body;
+        let value = rmpv::decode::read_value(&mut rd).expect("msgpack");
+        assert!(rd.is_empty(), "{} bytes after the payload", rd.len());
         let root = value.as_array().unwrap();
         let strings: Vec<&str> = root[0]
             .as_array()
@@ -402,164 +507,167 @@ mod tests {
             .map(|s| s.as_str().unwrap())
             .collect();
         let s = |v: &Mp| strings[v.as_u64().unwrap() as usize].to_string();
-        root[1].as_array().unwrap()[0]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|span| {
+        let mut out = String::new();
+        for (t, trace) in root[1].as_array().unwrap().iter().enumerate() {
+            let mut spans: Vec<&Mp> = trace.as_array().unwrap().iter().collect();
+            spans.sort_by_key(|f| f.as_array().unwrap()[4].as_u64());
+            for span in spans {
                 let f = span.as_array().unwrap();
-                let meta = f[9]
+                assert_eq!(f.len(), 12);
+                out.push_str(&format!(
+                    "trace {t} span {} parent {} trace_id {} start {} duration {} error {}: {} {} {} type={}\n",
+                    f[4], f[5], f[3], f[6], f[7], f[8], s(&f[0]), s(&f[1]), s(&f[2]), s(&f[11])
+                ));
+                let mut meta: Vec<String> = f[9]
                     .as_map()
                     .unwrap()
                     .iter()
-                    .map(|(k, v)| (s(k), s(v)))
+                    .map(|(k, v)| format!("  meta {}={}\n", s(k), s(v)))
                     .collect();
-                let metrics = f[10]
+                meta.sort();
+                let mut metrics: Vec<String> = f[10]
                     .as_map()
                     .unwrap()
                     .iter()
-                    .map(|(k, v)| (s(k), v.as_f64().unwrap()))
+                    .map(|(k, v)| format!("  metric {}={}\n", s(k), v.as_f64().unwrap()))
                     .collect();
-                (meta, metrics)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn numeric_tags_become_metrics_and_control_keys_go() {
-        let input = payload(
-            vec![
-                ("db.row_count", "3"),
-                ("_sampling_priority_v1", "2"),
-                ("operation.name", "postgres.query"),
-                ("service.name", "postgres"),
-                ("span.type", "sql"),
-                ("db.system", "postgresql"),
-                ("_dd.p.tid", "6b058a5d00000000"),
-            ],
-            vec![("_sampling_priority_v1", 1.0), ("_dd.measured", 0.0)],
-            2,
-        );
-        let (out, count) = rewrite_payload(&input).unwrap();
-        assert_eq!(count, 2);
-        let spans = decode(&out);
-        let (meta, metrics) = &spans[0];
-        assert_eq!(
-            meta.get("db.system").map(String::as_str),
-            Some("postgresql")
-        );
-        assert_eq!(
-            meta.get("_dd.p.tid").map(String::as_str),
-            Some("6b058a5d00000000")
-        );
-        for gone in [
-            "db.row_count",
-            "operation.name",
-            "service.name",
-            "span.type",
-            "_sampling_priority_v1",
-        ] {
-            assert!(!meta.contains_key(gone), "{gone} still in meta");
+                metrics.sort();
+                out.extend(meta);
+                out.extend(metrics);
+            }
         }
-        assert_eq!(metrics.get("db.row_count"), Some(&3.0));
-        assert_eq!(metrics.get("_sampling_priority_v1"), Some(&2.0));
-        assert!(!metrics.contains_key("_dd.measured"));
-        // Only the first span of the chunk keeps `_dd.p.tid`.
-        assert!(!spans[1].0.contains_key("_dd.p.tid"));
+        out
     }
 
+    const GOLDEN: &str = "\
+trace 0 span 1 parent 99 trace_id 5277134972075981726 start 1700000000000000000 duration 3000000 error 0: notes actix_web.request GET /notes type=web
+  meta _dd.origin=rum
+  meta _dd.p.dm=-4
+  meta _dd.p.tid=6b058a5d00000000
+  meta env=Dev
+  meta http.status_code=200
+  meta language=rust
+  meta span.kind=server
+  meta team=apm
+  meta version=1.0
+  metric _sampling_priority_v1=2
+trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 duration 3000000 error 0: postgres postgres.query SELECT 1 type=sql
+  meta _dd.base_service=notes
+  meta _dd.origin=rum
+  meta db.system=postgresql
+  meta env=Dev
+  meta span.kind=client
+  meta team=apm
+  metric db.row_count=3
+  metric network.destination.port=5432
+";
+
     #[test]
-    fn the_chunk_root_comes_first_and_alone_carries_the_trace_tags() {
-        // Two spans: a child (id 2, parent 1) listed before its parent (id 1, parent 99, remote).
-        let mut strings: Vec<Mp> = vec!["".into(), "_dd.p.tid".into(), "6b058a5d00000000".into()];
-        strings.push("_dd.p.dm".into());
-        strings.push("-0".into());
-        let span = |id: u64, parent: u64| {
-            Mp::Array(vec![
-                Mp::from(0),
-                Mp::from(0),
-                Mp::from(0),
-                Mp::from(7u64),
-                Mp::from(id),
-                Mp::from(parent),
-                Mp::from(0i64),
-                Mp::from(1i64),
-                Mp::from(0i32),
-                Mp::Map(vec![(Mp::from(1), Mp::from(2)), (Mp::from(3), Mp::from(4))]),
-                Mp::Map(vec![]),
-                Mp::from(0),
-            ])
-        };
-        let root = Mp::Array(vec![
-            Mp::Array(strings),
-            Mp::Array(vec![Mp::Array(vec![span(2, 1), span(1, 99)])]),
+    fn the_agents_answer_reaches_the_rate_table() {
+        let env = Env::from_pairs([
+            ("DD_ENV", "Dev"),
+            ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
         ]);
-        let mut input = Vec::new();
-        rmpv::encode::write_value(&mut input, &root).unwrap();
-        let (out, _) = rewrite_payload(&input).unwrap();
-        let value = rmpv::decode::read_value(&mut &out[..]).unwrap();
-        let spans = value.as_array().unwrap()[1].as_array().unwrap()[0]
-            .as_array()
-            .unwrap()
-            .clone();
-        let id = |s: &Mp| s.as_array().unwrap()[4].as_u64().unwrap();
-        let meta_len = |s: &Mp| s.as_array().unwrap()[9].as_map().unwrap().len();
-        assert_eq!(
-            (id(&spans[0]), meta_len(&spans[0])),
-            (1, 2),
-            "root first, with both tags"
-        );
-        assert_eq!(
-            (id(&spans[1]), meta_len(&spans[1])),
-            (2, 0),
-            "child without them"
-        );
+        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let rates = Arc::new(AgentRateTable::new());
+        let capture = Arc::new(Capture::default());
+        let exporter = build_exporter(&config, capture.clone(), rates.clone()).unwrap();
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), None);
+        let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        assert_eq!(lock(&capture.posts).len(), 1);
+        assert_eq!(rates.rate_for("service:notes,env:Dev"), Some(0.5));
     }
 
     #[test]
-    fn enrich_adds_kind_priority_trace_tags_and_error_message() {
-        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-        let state: TraceState = "dd=s:2;t.dm:-4;o:rum".parse().unwrap();
-        let mut span = SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(0x6b058a5d_00000000_493c264c_32613b9e_u128),
-                SpanId::from(5u64),
-                TraceFlags::SAMPLED,
-                false,
-                state,
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Server,
-            name: "GET /".into(),
-            start_time: std::time::SystemTime::now(),
-            end_time: std::time::SystemTime::now(),
-            attributes: vec![],
-            dropped_attributes_count: 0,
-            events: Default::default(),
-            links: Default::default(),
-            status: Status::error("boom"),
-            instrumentation_scope: Default::default(),
-        };
-        enrich(&mut span);
-        let get = |k: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == k)
-                .map(|kv| kv.value.to_string())
-        };
-        assert_eq!(get("span.kind").as_deref(), Some("server"));
-        assert_eq!(get("_sampling_priority_v1").as_deref(), Some("2"));
-        assert_eq!(get("_dd.p.tid").as_deref(), Some("6b058a5d00000000"));
-        assert_eq!(get("_dd.p.dm").as_deref(), Some("-4"));
-        assert_eq!(get("_dd.origin").as_deref(), Some("rum"));
-        assert_eq!(get("error.message").as_deref(), Some("boom"));
-        assert_eq!(get("language").as_deref(), Some("rust"));
+    fn golden_payload_through_the_real_exporter() {
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        let state = "dd=s:2;o:rum;t.dm:-4";
+        let child = span(
+            2,
+            1,
+            false,
+            state,
+            "SELECT 1",
+            vec![
+                KeyValue::new(OPERATION_NAME, "postgres.query"),
+                KeyValue::new(SERVICE_NAME, "postgres"),
+                KeyValue::new("span.type", "sql"),
+                KeyValue::new("db.system", "postgresql"),
+                KeyValue::new("db.row_count", 3i64),
+                KeyValue::new("network.destination.port", 5432i64),
+            ],
+        );
+        let root = span(
+            1,
+            99,
+            true,
+            state,
+            "GET /notes",
+            vec![
+                KeyValue::new(OPERATION_NAME, "actix_web.request"),
+                KeyValue::new("span.type", "web"),
+                KeyValue::new("http.status_code", "200"),
+            ],
+        );
+        // The child ends first, in a batch of its own: it waits for its root.
+        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        assert!(
+            lock(&capture.posts).is_empty(),
+            "a chunk without its root was sent"
+        );
+        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 1);
+        let (url, headers, body) = &posts[0];
+        assert_eq!(url.to_string(), "http://127.0.0.1:9/v0.5/traces");
+        assert_eq!(headers["x-datadog-trace-count"], "1");
+        assert_eq!(headers["content-type"], "application/msgpack");
+        assert_eq!(render(body), GOLDEN);
     }
 
     #[test]
-    fn garbage_is_reported_not_panicked_on() {
-        assert!(rewrite_payload(b"\x01\x02").is_err());
-        assert!(rewrite_payload(&[]).is_err());
+    fn a_chunk_whose_root_never_ends_goes_out_partial_at_shutdown_with_the_chunk_tags() {
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        let child = span(2, 1, false, "dd=s:-1;t.dm:-3", "work", vec![]);
+        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        assert!(lock(&capture.posts).is_empty());
+        exporter
+            .shutdown_with_timeout(Duration::from_secs(1))
+            .unwrap();
+        let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 1);
+        let text = render(&posts[0].2);
+        for line in [
+            "span 2 parent 1",
+            "meta _dd.p.dm=-3",
+            "meta language=rust",
+            "metric _sampling_priority_v1=-1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_unprocessable_payload_is_dropped_and_counted() {
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        // A plan that does not match the payload (as if the crate's layout had changed).
+        let mut plan = BatchPlan::default();
+        plan.add_span(42, vec![]);
+        *lock(&exporter.client.plan) = Some(plan);
+        let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+        futures::executor::block_on(exporter.inner.export(vec![root])).unwrap();
+        assert!(lock(&capture.posts).is_empty(), "sent as built");
+        assert_eq!(
+            exporter.client.unprocessable_spans.load(Ordering::Relaxed),
+            1
+        );
+        // No plan at all.
+        let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+        futures::executor::block_on(exporter.inner.export(vec![root])).unwrap();
+        assert!(lock(&capture.posts).is_empty());
     }
 }

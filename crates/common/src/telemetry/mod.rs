@@ -3,21 +3,44 @@
 //! [`init`] installs, once per process and before the async runtime starts:
 //! - a JSON log layer ([`logs`]), filtered by `RUST_LOG` (default `info`);
 //! - unless `DD_TRACE_ENABLED=false`: a `tracing-opentelemetry` layer whose spans go through a
-//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`], with
-//!   Datadog + W3C propagation ([`propagation`]) installed as the global propagator.
+//!   bounded batch processor to the Datadog Agent ([`datadog`]), sampled by [`sampler`] (rules,
+//!   rate limit, the Agent's rates), with the configured propagation styles ([`propagation`])
+//!   installed as the global propagator. The export path is built in one place,
+//!   `project_provider`; with the cargo feature `datadog-sdk`, Datadog's own SDK
+//!   (`datadog-opentelemetry`, module `sdk`) is built there instead. The query-string
+//!   obfuscator ([`redact`]) and the header tags ([`header_tags`]) are installed for the span
+//!   builders, tracing on or off.
 //!
-//! Spans are plain `tracing` spans with a few conventional fields: `otel.name` (the Datadog
-//! resource), `otel.kind`, `operation.name`, `service.name` (only when not the process's own),
-//! `span.type`, and `error.type` / `error.message` on failures.
+//! Spans are plain `tracing` spans following the conventions of [`spans`]. On export, each trace
+//! chunk ([`chunks`]) gets its Datadog facts once ([`facts`]), and the crate's payload is
+//! adjusted in one streaming pass ([`payload`]).
 
+pub mod chunks;
 pub mod datadog;
+pub mod facts;
 pub mod logs;
+pub mod payload;
 pub mod propagation;
 pub mod sampler;
+#[cfg(feature = "datadog-sdk")]
+pub mod sdk;
+pub mod spans;
+
+// Datadog semantics (issue 11): each a self-contained piece with its own tests.
+pub mod agent_rates;
+pub mod b3;
+pub mod baggage;
+pub mod glob;
+pub mod header_tags;
+pub mod rate_limiter;
+pub mod redact;
+pub mod rules;
+pub mod settings;
+pub mod styles;
 
 use crate::config::{ConfigError, Env};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::Duration;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -35,11 +58,15 @@ pub struct TelemetryConfig {
     pub version: Option<String>,
     /// `DD_TAGS` (`key:value` pairs separated by commas or spaces), added to every span.
     pub tags: Vec<(String, String)>,
-    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`.
+    /// `DD_TRACE_AGENT_URL`, else `http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT`, else the
+    /// default socket when it exists (then `http://localhost`, the host name sent over it).
     pub agent_url: String,
+    /// The Agent's Unix socket (`DD_TRACE_AGENT_URL=unix:///…`, or the default one).
+    pub agent_socket: Option<std::path::PathBuf>,
     /// `DD_TRACE_ENABLED` (default true).
     pub enabled: bool,
-    /// `DD_TRACE_SAMPLE_RATE` (default: keep every trace).
+    /// `DD_TRACE_SAMPLE_RATE`, as given; the sampler uses it as the catch-all rule at the end of
+    /// [`settings::DatadogSettings::rules`].
     pub sample_rate: Option<f64>,
     /// `DD_TRACE_DEBUG`: log every payload sent to the agent and every export error.
     pub debug: bool,
@@ -51,24 +78,14 @@ pub struct TelemetryConfig {
     pub flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
     pub log_filter: String,
+    /// Sampling rules and limit, propagation styles, query obfuscation, header tags.
+    pub datadog: settings::DatadogSettings,
 }
 
 impl TelemetryConfig {
     /// Reads the settings, with `default_service` when `DD_SERVICE` is unset.
     pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
-        let agent_url = match env.url("DD_TRACE_AGENT_URL")? {
-            Some(url) => url,
-            None => {
-                let host = env.host("DD_AGENT_HOST", "localhost")?;
-                let port = env.port("DD_TRACE_AGENT_PORT", 8126)?;
-                let host = if host.contains(':') && !host.starts_with('[') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                format!("http://{host}:{port}")
-            }
-        };
+        let agent = settings::AgentEndpoint::from_env(env, |p| p.exists())?;
         let timeout_secs: f64 = env.parse("DD_TRACE_AGENT_TIMEOUT", 2.0)?;
         if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
             return Err(ConfigError::new(
@@ -88,7 +105,8 @@ impl TelemetryConfig {
             env: env.get("DD_ENV").map(str::to_string),
             version: env.get("DD_VERSION").map(str::to_string),
             tags: parse_tags(env.get("DD_TAGS").unwrap_or("")),
-            agent_url,
+            agent_url: agent.base_url(),
+            agent_socket: agent.socket().map(Into::into),
             enabled: env.flag("DD_TRACE_ENABLED", true)?,
             sample_rate: env.rate("DD_TRACE_SAMPLE_RATE")?,
             debug: env.flag("DD_TRACE_DEBUG", false)?,
@@ -96,6 +114,7 @@ impl TelemetryConfig {
             queue_size,
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
             log_filter: env.string("RUST_LOG", "info"),
+            datadog: settings::DatadogSettings::from_env(env)?,
         })
     }
 }
@@ -110,15 +129,6 @@ fn parse_tags(raw: &str) -> Vec<(String, String)> {
             (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
         })
         .collect()
-}
-
-/// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.
-/// The span must have declared these fields (`otel.status_code`, `error.type`,
-/// `error.message` as `Empty`).
-pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
-    span.record("otel.status_code", "error");
-    span.record("error.type", kind);
-    span.record("error.message", message);
 }
 
 /// What [`init`] installed; call [`Telemetry::shutdown`] after the server stopped.
@@ -155,6 +165,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with_writer(std::io::stdout)
         .with_filter(filter);
 
+    redact::install(config.datadog.query_obfuscation.clone());
+    header_tags::install(config.datadog.header_tags.clone());
     if !config.enabled {
         tracing_subscriber::registry()
             .with(log_layer)
@@ -163,25 +175,13 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         return Ok(Telemetry { provider: None });
     }
 
-    let exporter = datadog::exporter(config)?;
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(config.queue_size)
-                .with_scheduled_delay(config.flush_interval)
-                // Small batches: each export holds a core for less time (a shorter latency tail).
-                .with_max_export_batch_size(config.queue_size.min(256))
-                .build(),
-        )
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(sampler::DatadogSampler::new(config.sample_rate))
-        .with_id_generator(sampler::DatadogIdGenerator::default())
-        .with_resource(datadog::resource(config))
-        .build();
+    // The seam: the one place where the export path is chosen.
+    #[cfg(not(feature = "datadog-sdk"))]
+    let provider = project_provider(config)?;
+    // Datadog's own SDK instead (`telemetry::sdk`).
+    #[cfg(feature = "datadog-sdk")]
+    let provider = sdk::provider(config);
     let tracer = provider.tracer("apm-tutorial-rust");
-    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::new());
 
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -199,6 +199,47 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
+/// the project's sampler and its Datadog + W3C propagator (installed as the global one).
+// With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
+#[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
+fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
+    let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
+    let exporter = datadog::exporter(config, agent_rates.clone())?;
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(config.queue_size)
+                .with_scheduled_delay(config.flush_interval)
+                // Small batches: each export holds a core for less time (a shorter latency tail).
+                .with_max_export_batch_size(config.queue_size.min(256))
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(sampler::DatadogSampler::new(
+            sampler::SamplerSettings {
+                service: config.service.clone(),
+                env: config.env.clone(),
+                version: config.version.clone(),
+                tags: config.tags.clone(),
+                rules: config.datadog.rules.clone(),
+                rate_limit: config.datadog.rate_limit,
+            },
+            agent_rates,
+        ))
+        .with_id_generator(sampler::DatadogIdGenerator::default())
+        .with_resource(datadog::resource(config))
+        .build();
+    opentelemetry::global::set_text_map_propagator(propagation::DatadogW3cPropagator::with_styles(
+        config.datadog.propagation.clone(),
+    ));
+    Ok(provider)
 }
 
 #[cfg(test)]

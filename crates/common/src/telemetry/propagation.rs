@@ -6,9 +6,17 @@
 //! (`_dd.p.tid`), the origin, and the sampling priority in both header styles, so a trace that
 //! enters from (or leaves to) another Datadog tracer keeps its full 128-bit id.
 //!
+//! Which headers are read and written is configurable ([`super::styles`]): `datadog`,
+//! `tracecontext`, `baggage` (the default, in that order), `b3multi`, `b3`, or `none`.
+//! Extraction tries the styles in order and the first context found wins; W3C `baggage` is
+//! read and passed on independently of it, within Datadog's bounds ([`super::baggage`]).
+//!
 //! Inside the process the Datadog-specific state lives in the span's W3C `tracestate` under the
 //! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
 
+use super::b3::{self, B3Context};
+use super::baggage::{self, Baggage};
+use super::styles::{PropagationStyles, Style};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
@@ -27,15 +35,22 @@ const MAX_TAGS_LEN: usize = 512;
 /// Longest `tracestate` read (W3C allows 32 members of up to 256 characters each, plus commas).
 const MAX_TRACESTATE_LEN: usize = 8192;
 
-/// Datadog + W3C Trace Context propagator. Extraction prefers the Datadog headers, then W3C.
+/// Datadog's propagator: by default Datadog headers, then W3C Trace Context, then baggage.
 #[derive(Debug, Default, Clone)]
 pub struct DatadogW3cPropagator {
-    _private: (),
+    /// The styles read and written.
+    styles: PropagationStyles,
 }
 
 impl DatadogW3cPropagator {
+    /// The default styles (`datadog,tracecontext,baggage`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Chosen styles (`DD_TRACE_PROPAGATION_STYLE*`).
+    pub fn with_styles(styles: PropagationStyles) -> Self {
+        Self { styles }
     }
 }
 
@@ -107,25 +122,38 @@ impl DdState {
     /// Writes this state (and the parent span id, as W3C's `dd` member expects) into a trace
     /// state, keeping the other vendors' members.
     pub fn write_into(&self, state: &TraceState, parent: Option<SpanId>) -> TraceState {
-        let mut parts = Vec::new();
+        use std::fmt::Write as _;
+        // One string, written in place (`s:1;p:…;o:…;t.dm:-0`).
+        let mut value = String::with_capacity(48);
+        let sep = |value: &mut String| {
+            if !value.is_empty() {
+                value.push(';');
+            }
+        };
         if let Some(p) = self.priority {
-            parts.push(format!("s:{p}"));
+            sep(&mut value);
+            let _ = write!(value, "s:{p}");
         }
         if let Some(parent) = parent {
-            parts.push(format!("p:{parent}"));
+            sep(&mut value);
+            let _ = write!(value, "p:{parent}");
         }
         if let Some(origin) = &self.origin {
-            parts.push(format!("o:{origin}"));
+            sep(&mut value);
+            value.push_str("o:");
+            value.push_str(origin);
         }
-        for (name, value) in &self.tags {
-            parts.push(format!("t.{name}:{value}"));
+        for (name, tag) in &self.tags {
+            sep(&mut value);
+            value.push_str("t.");
+            value.push_str(name);
+            value.push(':');
+            value.push_str(tag);
         }
-        if parts.is_empty() {
+        if value.is_empty() {
             return state.delete("dd").unwrap_or_else(|_| state.clone());
         }
-        state
-            .insert("dd", parts.join(";"))
-            .unwrap_or_else(|_| state.clone())
+        state.insert("dd", value).unwrap_or_else(|_| state.clone())
     }
 }
 
@@ -272,8 +300,42 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
     Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
-impl TextMapPropagator for DatadogW3cPropagator {
-    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+/// A B3 context as a span context: the priority, when given, in the `dd` trace state.
+fn from_b3(b3: B3Context) -> SpanContext {
+    let dd = DdState {
+        priority: b3.priority,
+        ..DdState::default()
+    };
+    let sampled = b3.priority.is_none_or(|p| p > 0);
+    let flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    SpanContext::new(
+        TraceId::from(b3.trace_id),
+        SpanId::from(b3.span_id),
+        flags,
+        true,
+        dd.write_into(&TraceState::default(), None),
+    )
+}
+
+fn extract_style(style: Style, extractor: &dyn Extractor) -> Option<SpanContext> {
+    match style {
+        Style::Datadog => extract_datadog(extractor),
+        Style::TraceContext => extract_w3c(extractor),
+        Style::B3Multi => B3Context::extract_multi(|k| extractor.get(k)).map(from_b3),
+        Style::B3 => extractor
+            .get(b3::SINGLE)
+            .and_then(B3Context::extract_single)
+            .map(from_b3),
+        Style::Baggage => None,
+    }
+}
+
+impl DatadogW3cPropagator {
+    fn inject_datadog(&self, cx: &Context, injector: &mut dyn Injector) {
         let span = cx.span();
         let sc = span.span_context();
         if !sc.is_valid() {
@@ -302,7 +364,17 @@ impl TextMapPropagator for DatadogW3cPropagator {
         if !tags.is_empty() {
             injector.set(DD_TAGS, tags.join(","));
         }
+    }
 
+    fn inject_w3c(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        let (high, _) = split_trace_id(sc.trace_id());
+        let dd = DdState::from_trace_state(sc.trace_state());
+        let priority = dd.priority.unwrap_or(i32::from(sc.is_sampled()));
         let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
@@ -320,11 +392,60 @@ impl TextMapPropagator for DatadogW3cPropagator {
         injector.set(TRACESTATE, state.header());
     }
 
+    fn inject_b3(&self, cx: &Context, injector: &mut dyn Injector, single: bool) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        let dd = DdState::from_trace_state(sc.trace_state());
+        let b3 = B3Context {
+            trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+            priority: Some(dd.priority.unwrap_or(i32::from(sc.is_sampled()))),
+        };
+        if single {
+            injector.set(b3::SINGLE, b3.single_header());
+        } else {
+            b3.inject_multi(|k, v| injector.set(k, v));
+        }
+    }
+}
+
+impl TextMapPropagator for DatadogW3cPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        for style in &self.styles.inject {
+            match style {
+                Style::Datadog => self.inject_datadog(cx, injector),
+                Style::TraceContext => self.inject_w3c(cx, injector),
+                Style::B3Multi => self.inject_b3(cx, injector, false),
+                Style::B3 => self.inject_b3(cx, injector, true),
+                Style::Baggage => {
+                    if let Some(header) = cx.get::<Baggage>().and_then(Baggage::header) {
+                        injector.set(baggage::HEADER, header);
+                    }
+                }
+            }
+        }
+    }
+
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        match extract_datadog(extractor).or_else(|| extract_w3c(extractor)) {
+        let found = self
+            .styles
+            .extract
+            .iter()
+            .find_map(|style| extract_style(*style, extractor));
+        let mut cx = match found {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
+        };
+        if self.styles.extract.contains(&Style::Baggage) {
+            let items = extractor.get(baggage::HEADER).map(Baggage::parse);
+            if let Some(items) = items.filter(|b| !b.is_empty()) {
+                cx = cx.with_value(items);
+            }
         }
+        cx
     }
 
     fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
@@ -338,6 +459,12 @@ impl TextMapPropagator for DatadogW3cPropagator {
                 DD_TAGS,
                 TRACEPARENT,
                 TRACESTATE,
+                b3::TRACE_ID,
+                b3::SPAN_ID,
+                b3::SAMPLED,
+                b3::FLAGS,
+                b3::SINGLE,
+                baggage::HEADER,
             ]
             .map(String::from)
             .to_vec()
@@ -568,5 +695,77 @@ mod tests {
         ]);
         assert!(sc.is_valid());
         assert_eq!(sc.trace_state().get("v1"), None);
+    }
+
+    fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
+        DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract: super::super::styles::parse(extract).unwrap(),
+            inject: super::super::styles::parse(inject).unwrap(),
+        })
+    }
+
+    #[test]
+    fn styles_choose_the_headers_in_and_out() {
+        let p = styled("b3multi,tracecontext,baggage", "b3,baggage");
+        let headers: HashMap<String, String> = [
+            ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+            ("x-b3-spanid", "b7ad6b7169203331"),
+            ("x-b3-sampled", "0"),
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
+            ("baggage", "user.id=7"),
+            ("x-datadog-trace-id", "5"),
+            ("x-datadog-parent-id", "6"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cx = p.extract(&headers);
+        let span = cx.span();
+        let sc = span.span_context();
+        // b3multi comes first: it wins over traceparent; datadog is not read at all.
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(
+            DdState::from_trace_state(sc.trace_state()).priority,
+            Some(0)
+        );
+        assert!(!sc.is_sampled());
+        assert_eq!(
+            cx.get::<Baggage>().and_then(|b| b.get("user.id")),
+            Some("7")
+        );
+        let mut out: HashMap<String, String> = HashMap::new();
+        p.inject_context(&cx, &mut out);
+        assert_eq!(
+            out.get("b3").map(String::as_str),
+            Some("0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0")
+        );
+        assert_eq!(out.get("baggage").map(String::as_str), Some("user.id=7"));
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn none_reads_and_writes_nothing() {
+        let p = styled("none", "none");
+        let headers: HashMap<String, String> = [
+            ("x-datadog-trace-id", "5"),
+            ("x-datadog-parent-id", "6"),
+            ("baggage", "a=1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cx = p.extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
+        assert!(cx.get::<Baggage>().is_none());
+        let sc = extract(&[("x-datadog-trace-id", "5"), ("x-datadog-parent-id", "6")]).unwrap();
+        let mut out: HashMap<String, String> = HashMap::new();
+        p.inject_context(&Context::new().with_remote_span_context(sc), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -1,49 +1,187 @@
 //! Sampling and trace ids as Datadog's tracers do them.
 //!
-//! - A decision that arrives with the request (a sampling priority in Datadog headers or in the
-//!   W3C `tracestate`/flags) is honoured and passed on.
-//! - Otherwise `DD_TRACE_SAMPLE_RATE` decides (priority 2 keep / -1 drop, "user" decisions, as in
-//!   Datadog's tracers); without it every trace is kept (priority 1, "auto keep").
-//! - Every span is recorded and sent with its priority, dropped decisions included: the Agent
-//!   computes its statistics from all traces, then drops those with priority 0 or -1.
-//! - New trace ids are 128 bits, the upper half starting with the Unix time in seconds, which is
-//!   the layout Datadog's tracers use.
+//! The decision for a trace is made once, on its first span in this process (the local root),
+//! when `tracing-opentelemetry` starts it: on the server span, that is after actix-web matched
+//! the route (the resource, `GET /notes`, is known) and before the handler makes any outgoing
+//! call, so the decision travels with the trace. In order:
+//! 1. a decision that arrives with the request (Datadog, W3C or B3 headers) is kept;
+//! 2. the first matching sampling rule ([`super::rules`], `DD_TRACE_SAMPLE_RATE` last):
+//!    priority 2 kept / -1 dropped, `_dd.p.dm=-3`, `_dd.rule_psr`; a kept trace also goes
+//!    through the rate limit ([`super::rate_limiter`]): beyond it -1, and `_dd.limit_psr`;
+//! 3. the Agent's rate for this service and env ([`super::agent_rates`]): 1 kept / 0 dropped,
+//!    `_dd.p.dm=-1`, `_dd.agent_psr`;
+//! 4. before the Agent answered: priority 1, `_dd.p.dm=-0`.
+//!
+//! Every span is recorded and sent with its priority, dropped decisions included: the Agent
+//! computes its statistics from all traces, then drops those with priority 0 or -1. The local
+//! root also gets `runtime-id` (one per process) and `process_id`, as ddtrace writes them.
+//! New trace ids are 128 bits, the upper half starting with the Unix time in seconds, which is
+//! the layout Datadog's tracers use.
 
+use super::agent_rates::{self, AgentRateTable};
 use super::propagation::DdState;
+use super::rate_limiter::RateLimiter;
+use super::rules::{sampled_by_rate, RootFacts, SamplingRules};
+use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use opentelemetry::trace::{Link, SpanId, SpanKind, TraceContextExt, TraceId, TraceState};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, ShouldSample,
 };
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The Datadog sampling rules.
+/// Chunk-root tag: the rate of the sampling rule that decided.
+pub const RULE_PSR: &str = "_dd.rule_psr";
+/// Chunk-root tag: the rate limiter's effective rate, when it was consulted.
+pub const LIMIT_PSR: &str = "_dd.limit_psr";
+/// Chunk-root tag: the Agent's rate that decided.
+pub const AGENT_PSR: &str = "_dd.agent_psr";
+
+/// What the sampler needs to know about the process.
+#[derive(Debug, Clone, Default)]
+pub struct SamplerSettings {
+    /// `DD_SERVICE`.
+    pub service: String,
+    /// `DD_ENV`.
+    pub env: Option<String>,
+    /// `DD_VERSION`.
+    pub version: Option<String>,
+    /// `DD_TAGS`, visible to tag rules.
+    pub tags: Vec<(String, String)>,
+    /// The rules, `DD_TRACE_SAMPLE_RATE` last.
+    pub rules: SamplingRules,
+    /// `DD_TRACE_RATE_LIMIT`.
+    pub rate_limit: f64,
+}
+
+/// The Datadog sampler.
 #[derive(Debug, Clone)]
 pub struct DatadogSampler {
-    /// `DD_TRACE_SAMPLE_RATE`, when set.
-    rate: Option<f64>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: SamplerSettings,
+    /// `service:<DD_SERVICE>,env:<DD_ENV>`.
+    agent_key: String,
+    agent: Arc<AgentRateTable>,
+    limiter: RateLimiter,
+}
+
+/// A decision made here.
+#[derive(Debug, Clone, PartialEq)]
+struct Decision {
+    priority: i32,
+    /// `_dd.p.dm`.
+    maker: &'static str,
+    /// Tags for the local root (`_dd.rule_psr`, …).
+    tags: Vec<KeyValue>,
+}
+
+/// One id per process, as Datadog's `runtime-id`: a random UUID (version 4) in hex.
+fn runtime_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut v = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
+        v = (v & !(0xf000 << 64)) | (0x4000 << 64); // version 4
+        v = (v & !(0xc000 << 48)) | (0x8000 << 48); // RFC 4122 variant
+        let h = format!("{v:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    })
+}
+
+fn string_value(value: &Value) -> String {
+    value.as_str().into_owned()
 }
 
 impl DatadogSampler {
-    pub fn new(rate: Option<f64>) -> Self {
-        Self { rate }
+    /// A sampler reading the Agent's rates from `agent`.
+    pub fn new(settings: SamplerSettings, agent: Arc<AgentRateTable>) -> Self {
+        let agent_key = agent_rates::key(&settings.service, settings.env.as_deref());
+        let limiter = RateLimiter::new(settings.rate_limit);
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                agent_key,
+                agent,
+                limiter,
+            }),
+        }
     }
 
-    /// The priority for a trace that starts here (or arrives without a decision).
-    fn local_priority(&self, trace_id: TraceId) -> i32 {
-        match self.rate {
-            None => 1,
-            Some(rate) => {
-                // Deterministic on the low 64 bits of the trace id, like Datadog's samplers.
-                let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
-                let hashed = low.wrapping_mul(1_111_111_111_111_111_111);
-                let threshold = (rate * u64::MAX as f64) as u64;
-                if rate >= 1.0 || hashed <= threshold {
+    /// The decision for a trace whose local root is this span.
+    fn decide(&self, trace_id: TraceId, name: &str, attributes: &[KeyValue]) -> Decision {
+        let inner = &self.inner;
+        let settings = &inner.settings;
+        let id = u128::from_be_bytes(trace_id.to_bytes());
+        if !settings.rules.is_empty() {
+            let attr = |key: &str| {
+                attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| string_value(&kv.value))
+            };
+            let tag = |key: &str| -> Option<String> {
+                attr(key).or_else(|| match key {
+                    "env" => settings.env.clone(),
+                    "version" => settings.version.clone(),
+                    _ => settings
+                        .tags
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.clone()),
+                })
+            };
+            let service = attr(SERVICE_NAME).unwrap_or_else(|| settings.service.clone());
+            let operation = attr(OPERATION_NAME).unwrap_or_else(|| DEFAULT_OPERATION.into());
+            let resource = attr(RESOURCE_NAME).unwrap_or_else(|| name.to_string());
+            let facts = RootFacts {
+                service: &service,
+                name: &operation,
+                resource: &resource,
+                tag: &tag,
+            };
+            if let Some(rule) = settings.rules.find(&facts) {
+                let mut tags = vec![KeyValue::new(RULE_PSR, rule.sample_rate)];
+                let mut priority = if sampled_by_rate(id, rule.sample_rate) {
                     2
                 } else {
                     -1
+                };
+                if priority == 2 {
+                    let verdict = inner.limiter.allow();
+                    tags.push(KeyValue::new(LIMIT_PSR, verdict.effective_rate));
+                    if !verdict.allowed {
+                        priority = -1;
+                    }
                 }
+                return Decision {
+                    priority,
+                    maker: "-3",
+                    tags,
+                };
             }
+        }
+        match inner.agent.rate_for(&inner.agent_key) {
+            Some(rate) => Decision {
+                priority: i32::from(sampled_by_rate(id, rate)),
+                maker: "-1",
+                tags: vec![KeyValue::new(AGENT_PSR, rate)],
+            },
+            None => Decision {
+                priority: 1,
+                maker: "-0",
+                tags: Vec::new(),
+            },
         }
     }
 }
@@ -56,6 +194,8 @@ fn result(
     state: &TraceState,
     mut dd: DdState,
     maker: Option<&str>,
+    mut attributes: Vec<KeyValue>,
+    local_root: bool,
 ) -> SamplingResult {
     dd.priority = Some(priority);
     if let Some(maker) = maker {
@@ -63,18 +203,14 @@ fn result(
             dd.set_tag("dm", maker);
         }
     }
+    if local_root {
+        attributes.push(KeyValue::new("runtime-id", runtime_id()));
+        attributes.push(KeyValue::new("process_id", i64::from(std::process::id())));
+    }
     SamplingResult {
         decision: SamplingDecision::RecordAndSample,
-        attributes: Vec::new(),
+        attributes,
         trace_state: dd.write_into(state, None),
-    }
-}
-
-impl DatadogSampler {
-    /// A decision made here: the priority and its mechanism (`-0` default, `-3` sampling rule).
-    fn decide(&self, trace_id: TraceId) -> (i32, &'static str) {
-        let priority = self.local_priority(trace_id);
-        (priority, if self.rate.is_some() { "-3" } else { "-0" })
     }
 }
 
@@ -83,34 +219,52 @@ impl ShouldSample for DatadogSampler {
         &self,
         parent_context: Option<&Context>,
         trace_id: TraceId,
-        _name: &str,
+        name: &str,
         _span_kind: &SpanKind,
-        _attributes: &[KeyValue],
+        attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
         if let Some(cx) = parent_context.filter(|cx| cx.has_active_span()) {
             let span = cx.span();
             let parent = span.span_context();
+            if parent.is_valid() && !parent.is_remote() {
+                // Decided where the trace entered this process: a child inherits it unparsed.
+                return SamplingResult {
+                    decision: SamplingDecision::RecordAndSample,
+                    attributes: Vec::new(),
+                    trace_state: parent.trace_state().clone(),
+                };
+            }
             if parent.is_valid() {
                 let state = parent.trace_state();
                 let dd = DdState::from_trace_state(state);
+                let remote = parent.is_remote();
                 return match dd.priority {
-                    Some(p) => result(p, state, dd, None),
+                    Some(p) => result(p, state, dd, None, Vec::new(), remote),
                     // A caller that left the decision to us (Datadog headers without priority).
-                    None if parent.is_remote() && parent.is_sampled() => {
-                        let (p, maker) = self.decide(trace_id);
-                        result(p, state, dd, Some(maker))
+                    None if remote && parent.is_sampled() => {
+                        let d = self.decide(trace_id, name, attributes);
+                        result(d.priority, state, dd, Some(d.maker), d.tags, true)
                     }
-                    None => result(i32::from(parent.is_sampled()), state, dd, None),
+                    None => result(
+                        i32::from(parent.is_sampled()),
+                        state,
+                        dd,
+                        None,
+                        Vec::new(),
+                        remote,
+                    ),
                 };
             }
         }
-        let (priority, maker) = self.decide(trace_id);
+        let d = self.decide(trace_id, name, attributes);
         result(
-            priority,
+            d.priority,
             &TraceState::default(),
             DdState::default(),
-            Some(maker),
+            Some(d.maker),
+            d.tags,
+            true,
         )
     }
 }
@@ -158,39 +312,117 @@ mod tests {
         ))
     }
 
-    fn decide(s: &DatadogSampler, cx: Option<&Context>) -> SamplingResult {
+    fn sampler(rules: Option<&str>, rate: Option<f64>, limit: f64) -> DatadogSampler {
+        let settings = SamplerSettings {
+            service: "notes".into(),
+            env: Some("dev".into()),
+            rules: SamplingRules::parse(rules, rate).unwrap(),
+            rate_limit: limit,
+            ..Default::default()
+        };
+        DatadogSampler::new(settings, Arc::new(AgentRateTable::new()))
+    }
+
+    fn decide_on(s: &DatadogSampler, cx: Option<&Context>, name: &str) -> SamplingResult {
         s.should_sample(
             cx,
             TraceId::from(12345u128),
-            "x",
+            name,
             &SpanKind::Server,
-            &[],
+            &[KeyValue::new("http.method", "GET")],
             &[],
         )
     }
 
+    fn decide(s: &DatadogSampler, cx: Option<&Context>) -> SamplingResult {
+        decide_on(s, cx, "GET /notes")
+    }
+
+    fn attr(r: &SamplingResult, key: &str) -> Option<String> {
+        r.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
     #[test]
     fn incoming_priority_is_honoured() {
-        let s = DatadogSampler::new(Some(0.0));
+        let s = sampler(None, Some(0.0), 100.0);
         let r = decide(&s, Some(&remote("dd=s:2", true)));
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
         assert_eq!(r.trace_state.get("dd"), Some("s:2"));
+        assert_eq!(attr(&r, RULE_PSR), None);
         // A dropped trace is still recorded and sent, with its priority, for the Agent's stats.
-        let r = decide(&DatadogSampler::new(None), Some(&remote("dd=s:0", false)));
+        let r = decide(&sampler(None, None, 100.0), Some(&remote("dd=s:0", false)));
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
         assert_eq!(r.trace_state.get("dd"), Some("s:0"));
     }
 
     #[test]
     fn no_incoming_priority_falls_back_to_the_rate() {
-        let keep_all = DatadogSampler::new(None);
+        let keep_all = sampler(None, None, 100.0);
         let r = decide(&keep_all, Some(&remote("", true)));
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
         assert_eq!(r.trace_state.get("dd"), Some("s:1;t.dm:-0"));
-        let r = decide(&DatadogSampler::new(Some(0.0)), None);
+        let r = decide(&sampler(None, Some(0.0), 100.0), None);
         assert_eq!(r.trace_state.get("dd"), Some("s:-1;t.dm:-3"));
-        let r = decide(&DatadogSampler::new(Some(1.0)), None);
+        assert_eq!(attr(&r, RULE_PSR).as_deref(), Some("0"));
+        let r = decide(&sampler(None, Some(1.0), 100.0), None);
         assert_eq!(r.trace_state.get("dd"), Some("s:2;t.dm:-3"));
+        assert_eq!(attr(&r, LIMIT_PSR).as_deref(), Some("1"));
+        assert!(attr(&r, "runtime-id").is_some());
+        assert!(attr(&r, "process_id").is_some());
+    }
+
+    #[test]
+    fn rules_see_the_resource_and_the_limit_caps_them() {
+        let s = sampler(
+            Some(r#"[{"resource":"GET /notes","sample_rate":1},{"sample_rate":0}]"#),
+            None,
+            2.0,
+        );
+        let dd = |r: SamplingResult| r.trace_state.get("dd").map(str::to_string);
+        assert_eq!(
+            dd(decide_on(&s, None, "GET /health")).as_deref(),
+            Some("s:-1;t.dm:-3")
+        );
+        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3"));
+        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3"));
+        let limited = decide(&s, None);
+        assert_eq!(limited.trace_state.get("dd"), Some("s:-1;t.dm:-3"));
+        let psr: f64 = attr(&limited, LIMIT_PSR).unwrap().parse().unwrap();
+        assert!((psr - 2.0 / 3.0).abs() < 1e-9, "{psr}");
+    }
+
+    #[test]
+    fn the_agent_rates_decide_without_rules() {
+        let table = Arc::new(AgentRateTable::new());
+        let settings = SamplerSettings {
+            service: "notes".into(),
+            env: Some("dev".into()),
+            rate_limit: 100.0,
+            ..Default::default()
+        };
+        let s = DatadogSampler::new(settings, table.clone());
+        assert_eq!(decide(&s, None).trace_state.get("dd"), Some("s:1;t.dm:-0"));
+        table
+            .update(br#"{"rate_by_service":{"service:notes,env:dev":0,"service:,env:":1}}"#)
+            .unwrap();
+        let r = decide(&s, None);
+        assert_eq!(r.trace_state.get("dd"), Some("s:0;t.dm:-1"));
+        assert_eq!(attr(&r, AGENT_PSR).as_deref(), Some("0"));
+        table
+            .update(br#"{"rate_by_service":{"service:,env:":1}}"#)
+            .unwrap();
+        assert_eq!(decide(&s, None).trace_state.get("dd"), Some("s:1;t.dm:-1"));
+    }
+
+    #[test]
+    fn runtime_ids_are_uuids_and_stable() {
+        let id = runtime_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_eq!(id, runtime_id());
     }
 
     #[test]

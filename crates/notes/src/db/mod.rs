@@ -187,7 +187,7 @@ pub(crate) struct DbTags {
 
 /// The span of one statement: resource = the SQL text, type `sql`, the client's tags, and
 /// `db.row_count` / `error.*` left to record when it ends (the errors with
-/// [`tutorial_common::telemetry::record_error`]).
+/// [`tutorial_common::telemetry::spans::record_error`]).
 pub(crate) fn query_span(tags: &DbTags, sql: &'static str) -> tracing::Span {
     tracing::info_span!(
         "db.query",
@@ -202,7 +202,8 @@ pub(crate) fn query_span(tags: &DbTags, sql: &'static str) -> tracing::Span {
         db.name = tags.name.as_deref(),
         db.user = tags.user.as_deref(),
         out.host = tags.host.as_deref(),
-        network.destination.port = tags.port,
+        // Numbers as i64: they become Datadog metrics (tracing-opentelemetry writes u64 as text).
+        network.destination.port = tags.port.map(i64::from),
         db.row_count = Empty,
         error.type = Empty,
         error.message = Empty,

@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::Instrument;
 use tutorial_common::config::ConfigError;
-use tutorial_common::telemetry::record_error;
+use tutorial_common::telemetry::spans::record_error;
 
 const SQL_SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(7202210)";
 const SQL_SCHEMA: &str =
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Postgres {
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => tutorial_common::http::error_chain(e),
+        None => tutorial_common::error::error_chain(e),
     }
 }
 
@@ -251,7 +251,10 @@ impl Postgres {
             .await;
         match result {
             Ok((_, value)) => {
-                span.record("db.row_count", rows_of(&value));
+                span.record(
+                    "db.row_count",
+                    i64::try_from(rows_of(&value)).unwrap_or(i64::MAX),
+                );
                 Ok(value)
             }
             Err(e) => {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 use tutorial_common::config::ConfigError;
-use tutorial_common::telemetry::record_error;
+use tutorial_common::telemetry::spans::record_error;
 
 const SQL_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, description TEXT NOT NULL CHECK (length(description) <= 255))";
 const SQL_LIST: &str = "SELECT id, description FROM notes ORDER BY id";
@@ -134,7 +134,10 @@ impl Sqlite {
             .await;
         match result {
             Ok(Ok(value)) => {
-                span.record("db.row_count", rows_of(&value));
+                span.record(
+                    "db.row_count",
+                    i64::try_from(rows_of(&value)).unwrap_or(i64::MAX),
+                );
                 Ok(value)
             }
             Ok(Err(e)) => {

@@ -1,0 +1,151 @@
+//! Propagation styles: which headers are read on the way in and written on the way out.
+//!
+//! `DD_TRACE_PROPAGATION_STYLE_EXTRACT` and `DD_TRACE_PROPAGATION_STYLE_INJECT` override
+//! `DD_TRACE_PROPAGATION_STYLE`, which overrides `OTEL_PROPAGATORS`; the default is
+//! `datadog,tracecontext,baggage`, as in dd-trace-py, dd-trace-go and dd-trace-rs. Values are
+//! comma-separated and case-insensitive. `b3` is the single `b3` header (as dd-trace-py and
+//! dd-trace-rs; dd-trace-go reads it as `b3multi`), `b3 single header` is its old name, and
+//! `none` alone turns propagation off. Extraction tries the styles in order: the first that
+//! yields a context wins.
+
+use crate::config::{ConfigError, Env};
+
+/// One propagation style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `x-datadog-*` headers.
+    Datadog,
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+    /// `x-b3-*` headers.
+    B3Multi,
+    /// One `b3` header.
+    B3,
+}
+
+impl Style {
+    /// The name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            Style::Datadog => "datadog",
+            Style::TraceContext => "tracecontext",
+            Style::Baggage => "baggage",
+            Style::B3Multi => "b3multi",
+            Style::B3 => "b3",
+        }
+    }
+}
+
+/// The default styles, in order.
+pub const DEFAULT: &[Style] = &[Style::Datadog, Style::TraceContext, Style::Baggage];
+
+/// Parses a style list; `Err` holds a message for the variable.
+pub fn parse(raw: &str) -> Result<Vec<Style>, String> {
+    let mut styles = Vec::new();
+    let mut none = false;
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let style = match name.to_ascii_lowercase().as_str() {
+            "datadog" => Style::Datadog,
+            "tracecontext" => Style::TraceContext,
+            "baggage" => Style::Baggage,
+            "b3multi" => Style::B3Multi,
+            "b3" | "b3 single header" => Style::B3,
+            "none" => {
+                none = true;
+                continue;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown propagation style {name:?} (use datadog, tracecontext, baggage, \
+                     b3multi, b3 or none)"
+                ))
+            }
+        };
+        if !styles.contains(&style) {
+            styles.push(style);
+        }
+    }
+    if none && !styles.is_empty() {
+        return Err("\"none\" cannot be combined with other styles".into());
+    }
+    Ok(styles)
+}
+
+/// The extract and inject styles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropagationStyles {
+    /// Tried in order on the way in.
+    pub extract: Vec<Style>,
+    /// All written on the way out.
+    pub inject: Vec<Style>,
+}
+
+impl Default for PropagationStyles {
+    fn default() -> Self {
+        Self {
+            extract: DEFAULT.to_vec(),
+            inject: DEFAULT.to_vec(),
+        }
+    }
+}
+
+impl PropagationStyles {
+    /// Reads the four variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let read = |key: &str| -> Result<Option<Vec<Style>>, ConfigError> {
+            env.get(key)
+                .map(|raw| parse(raw).map_err(|m| ConfigError::new(key, m)))
+                .transpose()
+        };
+        let otel = read("OTEL_PROPAGATORS")?;
+        let both = read("DD_TRACE_PROPAGATION_STYLE")?.or(otel);
+        let extract = read("DD_TRACE_PROPAGATION_STYLE_EXTRACT")?.or_else(|| both.clone());
+        let inject = read("DD_TRACE_PROPAGATION_STYLE_INJECT")?.or(both);
+        Ok(Self {
+            extract: extract.unwrap_or_else(|| DEFAULT.to_vec()),
+            inject: inject.unwrap_or_else(|| DEFAULT.to_vec()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_parse_in_order_without_duplicates() {
+        assert_eq!(
+            parse("B3, datadog ,b3multi,b3 single header"),
+            Ok(vec![Style::B3, Style::Datadog, Style::B3Multi])
+        );
+        assert_eq!(parse("none"), Ok(vec![]));
+        assert!(parse("jaeger").unwrap_err().contains("\"jaeger\""));
+        assert!(parse("none,datadog").is_err());
+    }
+
+    #[test]
+    fn precedence_of_the_variables() {
+        assert_eq!(
+            PropagationStyles::from_env(&Env::default()).unwrap(),
+            PropagationStyles::default()
+        );
+        let env = Env::from_pairs([
+            ("OTEL_PROPAGATORS", "b3"),
+            ("DD_TRACE_PROPAGATION_STYLE", "tracecontext"),
+            ("DD_TRACE_PROPAGATION_STYLE_INJECT", "b3multi,baggage"),
+        ]);
+        let s = PropagationStyles::from_env(&env).unwrap();
+        assert_eq!(s.extract, vec![Style::TraceContext]);
+        assert_eq!(s.inject, vec![Style::B3Multi, Style::Baggage]);
+        let env = Env::from_pairs([("OTEL_PROPAGATORS", "b3")]);
+        assert_eq!(
+            PropagationStyles::from_env(&env).unwrap().extract,
+            vec![Style::B3]
+        );
+        let env = Env::from_pairs([("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "zipkin")]);
+        let err = PropagationStyles::from_env(&env).unwrap_err();
+        assert_eq!(err.variable, "DD_TRACE_PROPAGATION_STYLE_EXTRACT");
+    }
+}
