@@ -6,7 +6,7 @@ mod support;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::{ServiceProcess, TestAgent};
+use support::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -68,16 +68,7 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let calendar = ServiceProcess::spawn("calendar", &common).await;
-    let db = support::fresh_database().await;
-    let calendar_url = calendar.base_url();
-    let mut env = common.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("CALENDAR_URL", calendar_url.as_str()),
-        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
-    ]);
-    let notes = ServiceProcess::spawn("notes", &env).await;
+    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
 
     let post = || async {
         let response = reqwest::Client::new()
@@ -197,16 +188,7 @@ async fn last_right_after_a_request_is_the_whole_new_trace() {
     let agent = TestAgent::start().await;
     let url = agent.url();
     let common = [("DD_TRACE_AGENT_URL", url.as_str()), ("HOST", "127.0.0.1")];
-    let calendar = ServiceProcess::spawn("calendar", &common).await;
-    let db = support::fresh_database().await;
-    let calendar_url = calendar.base_url();
-    let mut env = common.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("CALENDAR_URL", calendar_url.as_str()),
-        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
-    ]);
-    let notes = ServiceProcess::spawn("notes", &env).await;
+    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
     // The schema check at start-up is a trace of its own, which may start after a first
     // request: let it be sent first (in compose it is long done before the first curl).
     agent

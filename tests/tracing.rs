@@ -25,19 +25,7 @@ async fn start_services(
     agent: &TestAgent,
     extra: &[(&str, &str)],
 ) -> (ServiceProcess, ServiceProcess) {
-    let url = agent.url();
-    let calendar = ServiceProcess::spawn("calendar", &dd_env(&url)).await;
-    let db = support::fresh_database().await;
-    let calendar_url = calendar.base_url();
-    let mut env = dd_env(&url);
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("CALENDAR_URL", calendar_url.as_str()),
-        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
-    ]);
-    env.extend_from_slice(extra);
-    let notes = ServiceProcess::spawn("notes", &env).await;
-    (calendar, notes)
+    support::calendar_and_notes(&dd_env(&agent.url()), extra).await
 }
 
 fn meta<'a>(span: &'a Value, key: &str) -> Option<&'a str> {

@@ -8,7 +8,7 @@ mod support;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{ServiceProcess, TestAgent};
+use support::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -195,16 +195,7 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let calendar = ServiceProcess::spawn("calendar", &common).await;
-    let db = support::fresh_database().await;
-    let calendar_url = calendar.base_url();
-    let mut env = common.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("CALENDAR_URL", calendar_url.as_str()),
-        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
-    ]);
-    let notes = ServiceProcess::spawn("notes", &env).await;
+    let (calendar, notes) = support::calendar_and_notes(&common, &[]).await;
     let base = notes.base_url();
 
     // The tutorial's requests (and health checks, which are not traced).

@@ -24,5 +24,5 @@ pub mod store;
 pub use agent::{locate_test_agent, TestAgent, ENABLED_CHECKS};
 pub use postgres::{connect, fresh_database};
 pub use process::{free_port, workspace_root};
-pub use service::ServiceProcess;
+pub use service::{calendar_and_notes, ServiceProcess};
 pub use store::Store;

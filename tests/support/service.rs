@@ -289,3 +289,23 @@ pub fn listening_port(record: &Value) -> Option<u16> {
     }
     get("address")?.rsplit_once(':')?.1.parse().ok()
 }
+
+/// calendar, then notes on a fresh PostgreSQL database calling it (helper sleeps scaled to 1%),
+/// both with `env` (typically where to send traces), notes also with `notes_extra`.
+pub async fn calendar_and_notes(
+    env: &[(&str, &str)],
+    notes_extra: &[(&str, &str)],
+) -> (ServiceProcess, ServiceProcess) {
+    let calendar = ServiceProcess::spawn("calendar", env).await;
+    let db = super::fresh_database().await;
+    let calendar_url = calendar.base_url();
+    let mut notes_env = env.to_vec();
+    notes_env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("CALENDAR_URL", calendar_url.as_str()),
+        ("NOTES_HELPER_DELAY_SCALE", "0.01"),
+    ]);
+    notes_env.extend_from_slice(notes_extra);
+    let notes = ServiceProcess::spawn("notes", &notes_env).await;
+    (calendar, notes)
+}
