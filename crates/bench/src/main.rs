@@ -48,6 +48,10 @@ usage: cargo run --release -p bench -- [options]
   --sdk-bin-dir DIR     the same for the copy traced by Datadog's SDK (built with
                         `--features datadog-sdk`); without it, --bin-dir leaves that copy out
   --no-sdk              leave out the copy traced by Datadog's SDK
+  --baseline-bin-dir DIR
+                        also run tracing off and on from the notes and calendar binaries in DIR
+                        (an earlier commit's release build), beside the others in the same run:
+                        an A/B of the same path (rows `off-base`, `on-base`)
   --no-build            do not build first (binaries in target/bench-bins/{project,sdk})
   -h, --help            this text
 
@@ -67,6 +71,8 @@ struct Options {
     perf: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
     sdk_bin_dir: Option<PathBuf>,
+    /// An earlier build to compare with, tracing off and on (`--baseline-bin-dir`).
+    baseline_bin_dir: Option<PathBuf>,
     sdk: bool,
     stress_cpu: usize,
     build: bool,
@@ -85,6 +91,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         perf: None,
         bin_dir: None,
         sdk_bin_dir: None,
+        baseline_bin_dir: None,
         sdk: true,
         stress_cpu: 0,
         build: true,
@@ -166,6 +173,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 o.sdk_bin_dir = Some(PathBuf::from(value()?));
                 o.build = false;
             }
+            "--baseline-bin-dir" => o.baseline_bin_dir = Some(PathBuf::from(value()?)),
             "--no-sdk" => o.sdk = false,
             "--stress-cpu" => {
                 let v = value()?;
@@ -193,6 +201,10 @@ pub enum Mode {
     Project,
     /// Datadog's own SDK (`datadog-opentelemetry`): the `datadog-sdk` feature.
     Sdk,
+    /// The baseline build (`--baseline-bin-dir`), tracing off.
+    BaseOff,
+    /// The baseline build, traced through its own (this project's) path.
+    BaseOn,
 }
 
 impl Mode {
@@ -202,11 +214,30 @@ impl Mode {
             Mode::Off => "off",
             Mode::Project => "on",
             Mode::Sdk => "sdk",
+            Mode::BaseOff => "off-base",
+            Mode::BaseOn => "on-base",
         }
     }
 
     pub fn traced(self) -> bool {
-        self != Mode::Off
+        !matches!(self, Mode::Off | Mode::BaseOff)
+    }
+
+    /// The untraced copy of the same build, which this one's tracing cost is measured against.
+    pub fn untraced(self) -> Mode {
+        match self {
+            Mode::BaseOff | Mode::BaseOn => Mode::BaseOff,
+            Mode::Off | Mode::Project | Mode::Sdk => Mode::Off,
+        }
+    }
+
+    /// For the baseline copies, the copy of the build under test they are compared with.
+    pub fn compared_with(self) -> Option<Mode> {
+        match self {
+            Mode::BaseOff => Some(Mode::Off),
+            Mode::BaseOn => Some(Mode::Project),
+            Mode::Off | Mode::Project | Mode::Sdk => None,
+        }
     }
 }
 
@@ -692,6 +723,9 @@ fn run(opts: &Options) -> Result<String, String> {
         }
     };
     check_bins(&bins, "cargo build --release --bins -p notes -p calendar")?;
+    if let Some(dir) = &opts.baseline_bin_dir {
+        check_bins(dir, "cargo build --release --bins -p notes -p calendar")?;
+    }
     if let Some(dir) = &sdk_bins {
         check_bins(
             dir,
@@ -725,13 +759,20 @@ fn run(opts: &Options) -> Result<String, String> {
         .collect();
     run.services = format!(
         "release builds; copies of calendar + notes: tracing off (DD_TRACE_ENABLED=false) and \
-         `on` (this project's path, opentelemetry-datadog) from {}{}, each traced copy exporting \
+         `on` (this project's path, opentelemetry-datadog) from {}{}{}, each traced copy exporting \
          to a trace sink of its own; NOTES_HELPER_DELAY_SCALE=0, logs (RUST_LOG=info) to files, \
          defaults otherwise{}",
         bins.display(),
         match &sdk_bins {
             Some(d) => format!(
                 ", `sdk` (Datadog's datadog-opentelemetry, `--features datadog-sdk`) from {}",
+                d.display()
+            ),
+            None => String::new(),
+        },
+        match &opts.baseline_bin_dir {
+            Some(d) => format!(
+                ", and the baseline's copies `off-base` and `on-base` from {}",
                 d.display()
             ),
             None => String::new(),
@@ -770,10 +811,26 @@ fn run(opts: &Options) -> Result<String, String> {
 
     let result = (|| -> Result<(), String> {
         let url = pg.url();
-        let mut stacks = vec![
-            Stack::start(&bins, &workdir.path, Mode::Off, &url, &opts.service_env)?,
-            Stack::start(&bins, &workdir.path, Mode::Project, &url, &opts.service_env)?,
-        ];
+        // With a baseline, each of its copies runs right after its counterpart, so the two
+        // of a pair see the same machine.
+        let mut copies = vec![(bins.as_path(), Mode::Off)];
+        if let Some(dir) = &opts.baseline_bin_dir {
+            copies.push((dir.as_path(), Mode::BaseOff));
+        }
+        copies.push((bins.as_path(), Mode::Project));
+        if let Some(dir) = &opts.baseline_bin_dir {
+            copies.push((dir.as_path(), Mode::BaseOn));
+        }
+        let mut stacks = Vec::new();
+        for (dir, mode) in copies {
+            stacks.push(Stack::start(
+                dir,
+                &workdir.path,
+                mode,
+                &url,
+                &opts.service_env,
+            )?);
+        }
         if let Some(dir) = &sdk_bins {
             stacks.push(Stack::start(
                 dir,
@@ -962,6 +1019,12 @@ mod tests {
         );
         assert_eq!(o.service_env, vec![("WORKERS".into(), "1".into())]);
         assert!(!o.build);
+        assert_eq!(o.baseline_bin_dir, None);
+        let o = parse_args(&args("--baseline-bin-dir /tmp/before"))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!(o.baseline_bin_dir, Some(PathBuf::from("/tmp/before")));
+        assert!(parse_args(&args("--baseline-bin-dir")).is_err());
         assert!(parse_args(&args("--help")).expect("valid").is_none());
         assert!(parse_args(&args("--only nope")).is_err());
         assert!(parse_args(&args("--duration")).is_err());

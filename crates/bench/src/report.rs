@@ -137,7 +137,7 @@ impl Run {
         if !r.tracing?.traced() || e.spans == 0 {
             return None;
         }
-        let off = self.peer(r, Mode::Off)?.cpu_service_us?;
+        let off = self.peer(r, r.tracing?.untraced())?.cpu_service_us?;
         Some((r.cpu_service_us? - off) / e.spans as f64)
     }
 
@@ -159,10 +159,11 @@ impl Run {
     /// Traced ÷ untraced throughput (saturated traced rows).
     fn on_off(&self, r: &Row) -> Option<f64> {
         let e = r.endpoint?;
-        if r.rate.is_some() || !r.tracing?.traced() {
+        let mode = r.tracing?;
+        if r.rate.is_some() || !mode.traced() {
             return None;
         }
-        let off = self.saturated(e.key, Mode::Off)?;
+        let off = self.saturated(e.key, mode.untraced())?;
         (off.rps > 0.0).then(|| r.rps / off.rps)
     }
 
@@ -284,7 +285,59 @@ impl Run {
         for line in self.targets() {
             let _ = writeln!(s, "- {line}");
         }
+        let baseline = self.baseline();
+        if !baseline.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "Against the baseline (`--baseline-bin-dir`; this build ÷ the baseline, the same \
+                 tracing, endpoint and load):"
+            );
+            for line in baseline {
+                let _ = writeln!(s, "- {line}");
+            }
+        }
         s
+    }
+
+    /// One line per baseline row: throughput, the services' CPU per request and p99 of the build
+    /// under test ÷ the baseline's, same endpoint, tracing and load.
+    fn baseline(&self) -> Vec<String> {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.0}%", a / b * 100.0),
+            _ => "n/a".to_string(),
+        };
+        self.rows
+            .iter()
+            .filter_map(|base| {
+                let e = base.endpoint?;
+                let this = self.peer(base, base.tracing?.compared_with()?)?;
+                let load = match base.rate {
+                    None => "saturated".to_string(),
+                    Some(rate) => format!("rate {rate:.0}/s"),
+                };
+                Some(format!(
+                    "{load}, `{}`, tracing {}: req/s {:.0} vs {:.0} ({}), services' CPU µs/req \
+                     {} vs {} ({}), p99 {} vs {} ms",
+                    e.label,
+                    this.tracing.map_or("", Mode::tag),
+                    this.rps,
+                    base.rps,
+                    ratio(Some(this.rps), Some(base.rps)),
+                    this.cpu_service_us
+                        .map_or("n/a".into(), |v| format!("{v:.1}")),
+                    base.cpu_service_us
+                        .map_or("n/a".into(), |v| format!("{v:.1}")),
+                    ratio(this.cpu_service_us, base.cpu_service_us),
+                    this.latencies
+                        .quantile_ms(0.99)
+                        .map_or("n/a".into(), |v| format!("{v:.2}")),
+                    base.latencies
+                        .quantile_ms(0.99)
+                        .map_or("n/a".into(), |v| format!("{v:.2}")),
+                ))
+            })
+            .collect()
     }
 
     /// Saturated rows of `mode`, with their endpoint label.
@@ -585,5 +638,41 @@ mod tests {
             "MET: peak RSS < 40 MB per service under load: notes 20.0 MB, calendar 10.0 MB"
         ));
         assert!(text.contains("| rate 285/s | `GET /notes?id=1` | on | 285 |"));
+        assert!(!text.contains("Against the baseline"), "{text}");
+    }
+
+    #[test]
+    fn baseline_rows_compare_with_their_counterparts() {
+        let mut run = Run::describe("bench".into(), 16, 0.5);
+        let mut base_off = row(Some(0), None, Some(Mode::BaseOff), 500.0);
+        base_off.cpu_service_us = Some(40.0);
+        let mut base_on = row(Some(0), None, Some(Mode::BaseOn), 400.0);
+        base_on.cpu_service_us = Some(60.0);
+        let mut on = row(Some(0), None, Some(Mode::Project), 440.0);
+        on.cpu_service_us = Some(54.0);
+        run.rows = vec![
+            row(Some(0), None, Some(Mode::Off), 600.0),
+            base_off,
+            on,
+            base_on,
+        ];
+        let text = run.render();
+        // The baseline's own tracing ratio and cost are against its own untraced copy.
+        assert!(
+            text.contains("| saturated | `GET /notes?id=1` | on-base | 400 | 80% |"),
+            "{text}"
+        );
+        assert!(text.contains("| 60 | 10.0 | 40 |"), "{text}");
+        assert!(text.contains(
+            "saturated, `GET /notes?id=1`, tracing off: req/s 600 vs 500 (120%), services' CPU µs/req 50.0 vs 40.0 (125%)"
+        ), "{text}");
+        assert!(text.contains(
+            "saturated, `GET /notes?id=1`, tracing on: req/s 440 vs 400 (110%), services' CPU µs/req 54.0 vs 60.0 (90%)"
+        ), "{text}");
+        // The issue's targets read this build's rows only.
+        assert!(
+            text.contains("tracing on >= 90% of tracing-off throughput: `GET /notes?id=1` 73%"),
+            "{text}"
+        );
     }
 }
