@@ -15,13 +15,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use chrono::{Days, NaiveDate};
 use rand::RngExt;
+use std::convert::Infallible;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::http::{not_found, resource, Format};
 use tutorial_common::server::{
     enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
 };
-use tutorial_common::telemetry::spans::{ServerSpanBuilder, TracedError};
+use tutorial_common::telemetry::spans::ServerSpanBuilder;
 use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
@@ -45,26 +46,6 @@ impl ServiceSettings for Settings {
     }
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
-    }
-}
-
-/// The calendar's handlers cannot fail: this type has no values. It exists only because the
-/// shared server span ([`ServerSpanBuilder`]) is generic over the service's error type (a
-/// `TracedError` impl for `std::convert::Infallible` in `tutorial_common` would let it go).
-#[derive(Debug)]
-pub enum NoError {}
-
-impl std::fmt::Display for NoError {
-    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match *self {}
-    }
-}
-
-impl actix_web::ResponseError for NoError {}
-
-impl TracedError for NoError {
-    fn error_type(&self) -> &'static str {
-        match *self {}
     }
 }
 
@@ -123,11 +104,11 @@ impl Application {
         Server::bind(&settings.server, move || {
             App::new()
                 .wrap(from_fn(move |req, next| enforce_limits(limits, req, next)))
-                .wrap(TracingLogger::<ServerSpanBuilder<NoError>>::new())
+                // The handlers cannot fail: the server span's error type has no values.
+                .wrap(TracingLogger::<ServerSpanBuilder<Infallible>>::new())
                 .configure(configure)
                 .default_service(web::to(not_found))
         })
-        .map_err(StartError::from)
     }
 }
 

@@ -7,22 +7,42 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A configuration error: which variable, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A configuration error: which variable, what is wrong with its value, and the error that
+/// said so, when there is one (a parse error, a file that cannot be opened, …).
+#[derive(Debug, Clone)]
 pub struct ConfigError {
     /// The environment variable at fault.
     pub variable: String,
     /// What is wrong with its value.
     pub message: String,
+    /// The underlying error, as [`std::error::Error::source`] (shared, so that the error stays
+    /// `Clone`).
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl ConfigError {
+    /// An error with no underlying cause (a value out of range, say).
     pub fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             variable: variable.into(),
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source` (printed after the message by
+    /// [`error_chain`](crate::error::error_chain)).
+    pub fn with_source(
+        variable: impl Into<String>,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            source: Some(Arc::new(source)),
+            ..Self::new(variable, message)
         }
     }
 }
@@ -33,7 +53,26 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Two errors are equal when they name the same variable with the same message and their
+/// causes (if any) read the same.
+impl PartialEq for ConfigError {
+    fn eq(&self, other: &Self) -> bool {
+        self.variable == other.variable
+            && self.message == other.message
+            && self.source.as_ref().map(ToString::to_string)
+                == other.source.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for ConfigError {}
 
 /// A snapshot of environment variables.
 #[derive(Debug, Clone, Default)]
@@ -95,17 +134,25 @@ impl Env {
         self.get(key).unwrap_or(default).to_string()
     }
 
-    /// Parses a value, or returns the default when unset.
+    /// Parses a value, or returns the default when unset; the parse error is the source.
     pub fn parse<T>(&self, key: &str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr,
-        T::Err: fmt::Display,
+        T::Err: std::error::Error + Send + Sync + 'static,
     {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => raw
                 .parse()
-                .map_err(|e| ConfigError::new(key, format!("{raw:?} is not valid ({e})"))),
+                .map_err(|e| ConfigError::with_source(key, format!("{raw:?} is not valid"), e)),
+        }
+    }
+
+    /// A count that must be at least 1 (a size, a limit, a number of workers).
+    pub fn positive(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        match self.parse(key, default)? {
+            0 => Err(ConfigError::new(key, "must be at least 1")),
+            n => Ok(n),
         }
     }
 
@@ -171,8 +218,9 @@ impl Env {
         match self.get(key) {
             None => Ok(None),
             Some(raw) => {
-                let parsed = url::Url::parse(raw)
-                    .map_err(|e| ConfigError::new(key, format!("{raw:?} is not a URL ({e})")))?;
+                let parsed = url::Url::parse(raw).map_err(|e| {
+                    ConfigError::with_source(key, format!("{raw:?} is not a URL"), e)
+                })?;
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                     return Err(ConfigError::new(
                         key,
@@ -238,6 +286,32 @@ mod tests {
         let env = Env::from_pairs([("U", "http://calendar:9090/"), ("V", "calendar:9090")]);
         assert_eq!(env.url("U"), Ok(Some("http://calendar:9090".into())));
         assert!(env.url("V").is_err());
+    }
+
+    #[test]
+    fn a_parse_error_is_the_source_and_the_chain_prints_it() {
+        let err = Env::from_pairs([("N", "ten")])
+            .parse::<u32>("N", 1)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "invalid N: \"ten\" is not valid");
+        let source = std::error::Error::source(&err).expect("the parse error");
+        assert_eq!(source.to_string(), "invalid digit found in string");
+        assert_eq!(
+            crate::error::error_chain(&err),
+            "invalid N: \"ten\" is not valid: invalid digit found in string"
+        );
+    }
+
+    #[test]
+    fn positive_counts_refuse_zero_with_one_message() {
+        let env = Env::from_pairs([("Z", "0"), ("N", "3"), ("X", "-1")]);
+        assert_eq!(
+            env.positive("Z", 5),
+            Err(ConfigError::new("Z", "must be at least 1"))
+        );
+        assert_eq!(env.positive("N", 5), Ok(3));
+        assert_eq!(env.positive("UNSET", 5), Ok(5));
+        assert_eq!(env.positive("X", 5).unwrap_err().variable, "X");
     }
 
     #[test]

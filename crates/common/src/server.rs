@@ -1,8 +1,10 @@
-//! Running an actix-web service: settings shared by both services, request limits, graceful
-//! shutdown ([`shutdown_signal`]), the container health check ([`healthcheck`]), and the process
-//! `main` ([`run_main`]).
+//! Running an actix-web service: settings shared by both services, request limits, the bound
+//! server and its graceful stop ([`Server::run_until_stopped`], given the shutdown as a future),
+//! why start-up failed ([`StartError`]), the container health check ([`healthcheck`]), and the
+//! process `main` ([`run_main`]: the signals, and the exit status it hands back to `main`).
 
 use crate::config::{ConfigError, Env};
+use crate::error::error_chain;
 use crate::telemetry::{self, TelemetryConfig};
 use actix_http::Request;
 use actix_service::{IntoServiceFactory, Service, ServiceFactory};
@@ -52,15 +54,9 @@ pub struct RequestLimits {
 impl ServerSettings {
     /// Reads the settings, with the service's `default_port`.
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, ConfigError> {
-        let positive = |key: &str, default: usize| -> Result<usize, ConfigError> {
-            match env.parse::<usize>(key, default)? {
-                0 => Err(ConfigError::new(key, "must be at least 1")),
-                n => Ok(n),
-            }
-        };
         let workers = match env.get("WORKERS") {
             None => None,
-            Some(_) => Some(positive("WORKERS", 1)?),
+            Some(_) => Some(env.positive("WORKERS", 1)?),
         };
         Ok(Self {
             host: env.host("HOST", "0.0.0.0")?,
@@ -68,12 +64,12 @@ impl ServerSettings {
             workers,
             shutdown_timeout: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_S", 5)?),
             limits: RequestLimits {
-                max_url_bytes: positive("MAX_URL_BYTES", 8192)?,
-                max_header_bytes: positive("MAX_HEADER_BYTES", 16384)?,
+                max_url_bytes: env.positive("MAX_URL_BYTES", 8192)?,
+                max_header_bytes: env.positive("MAX_HEADER_BYTES", 16384)?,
             },
             client_request_timeout: env.millis("CLIENT_REQUEST_TIMEOUT_MS", 5000)?,
-            keep_alive: Duration::from_secs(positive("KEEP_ALIVE_S", 5)? as u64),
-            max_connections: positive("MAX_CONNECTIONS", 25000)?,
+            keep_alive: Duration::from_secs(env.positive("KEEP_ALIVE_S", 5)? as u64),
+            max_connections: env.positive("MAX_CONNECTIONS", 25000)?,
             trace_health_checks: env.flag("TRACE_HEALTH_CHECKS", false)?,
         })
     }
@@ -127,7 +123,7 @@ pub struct Server {
 
 impl Server {
     /// Binds the listener and builds the actix-web server around `factory` (an `App`).
-    pub fn bind<F, I, S, B>(settings: &ServerSettings, factory: F) -> Result<Self, String>
+    pub fn bind<F, I, S, B>(settings: &ServerSettings, factory: F) -> Result<Self, StartError>
     where
         F: Fn() -> I + Send + Clone + 'static,
         I: IntoServiceFactory<S, Request>,
@@ -140,9 +136,11 @@ impl Server {
         B: MessageBody + 'static,
     {
         crate::telemetry::spans::set_trace_health_checks(settings.trace_health_checks);
+        let listen_error = |address: String| move |source| StartError::Listen { address, source };
+        let configured = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(listen_error(configured.clone()))?;
+        let address = listener.local_addr().map_err(listen_error(configured))?;
         let mut server = HttpServer::new(factory)
             .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout.as_secs())
@@ -154,7 +152,7 @@ impl Server {
         }
         let server = server
             .listen(listener)
-            .map_err(|e| format!("cannot listen on {address}: {e}"))?
+            .map_err(listen_error(address.to_string()))?
             .run();
         Ok(Self { address, server })
     }
@@ -184,21 +182,54 @@ impl Server {
     }
 }
 
-/// Why a service could not start.
+/// Why a service could not start (or stopped serving on an error). Each variant keeps its
+/// cause as its `source()`; [`run_main`] prints the whole chain, once, as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A setting that cannot work (a file that cannot be used, say): exit status 2, as for a
-    /// bad value.
+    /// A setting that cannot work (a bad value, a file that cannot be used): exit status 2.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Anything else (the port is taken, …): exit status 1.
-    #[error("{0}")]
-    Failed(String),
+    /// Logging or tracing could not be installed: exit status 1 (a bad `RUST_LOG` is a
+    /// [`StartError::Config`]).
+    #[error("cannot set up logs and traces")]
+    Telemetry(#[source] telemetry::InitError),
+    /// The tokio runtime could not be built: exit status 1.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The port is taken, the address is not this host's, …: exit status 1.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address asked for (or bound, once it is known).
+        address: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped on an I/O error: exit status 1.
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
+    /// A service's own reason (notes' `BuildError`), kept whole with its sources: exit status 1.
+    #[error(transparent)]
+    Service(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
-impl From<String> for StartError {
-    fn from(message: String) -> Self {
-        StartError::Failed(message)
+impl From<telemetry::InitError> for StartError {
+    /// A bad `RUST_LOG` stays a configuration error (exit 2, one line naming the variable).
+    fn from(e: telemetry::InitError) -> Self {
+        match e {
+            telemetry::InitError::Config(config) => StartError::Config(config),
+            other => StartError::Telemetry(other),
+        }
+    }
+}
+
+impl StartError {
+    /// The process's exit status: 2 for a bad setting, 1 for anything else.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StartError::Config(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
     }
 }
 
@@ -214,106 +245,141 @@ pub trait ServiceSettings: Sized + Send + 'static {
 
 /// The whole `main` of a service: settings (a bad one is one line naming the variable, exit 2),
 /// `healthcheck` subcommand, telemetry set up before the async runtime, serving until SIGTERM
-/// or SIGINT, then the final flush of spans. A [`StartError::Config`] from `build` also exits 2.
+/// or SIGINT, then the final flush of spans. `main` returns the exit status it gives: 0 after a
+/// graceful stop, 130 when a second signal cut it short, [`StartError::exit_code`] when the
+/// service could not start (its error chain on stderr, as one line, and in the logs).
 pub fn run_main<S, F, E>(name: &str, build: fn(S) -> F) -> ExitCode
 where
     S: ServiceSettings,
     F: Future<Output = Result<Server, E>>,
     E: Into<StartError>,
 {
-    let settings = match S::from_env(&Env::from_process()) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck(settings.server().port);
-    }
-    // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
-    let telemetry = match telemetry::init(settings.telemetry()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let served = match build(settings).await {
-            Ok(server) => {
-                tracing::info!(address = %server.address(), "listening");
-                server
-                    .run_until_stopped(shutdown_signal())
-                    .await
-                    .map_err(|e| StartError::Failed(e.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        };
-        // The final flush runs while the runtime (and its second-signal watcher) is alive, so
-        // a second SIGTERM still ends the process at once.
-        let flushed = tokio::task::spawn_blocking(move || telemetry.shutdown(FLUSH_TIMEOUT)).await;
-        if flushed.is_err() {
-            tracing::warn!("the final span flush did not complete");
-        }
-        served
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => {
+    match run(build) {
+        Ok(Ended::Stopped) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        // As a shell reports a process ended by Ctrl-C.
+        Ok(Ended::Interrupted) => ExitCode::from(130),
+        Ok(Ended::HealthChecked(code)) => code,
         Err(e) => {
-            tracing::error!(error = %e, "{name} failed");
-            eprintln!("{name}: {e}");
-            match e {
-                StartError::Config(_) => ExitCode::from(2),
-                StartError::Failed(_) => ExitCode::FAILURE,
-            }
+            let chain = error_chain(&e);
+            tracing::error!(error = %chain, "{name} failed");
+            eprintln!("{name}: {chain}");
+            e.exit_code()
         }
     }
+}
+
+/// How [`run`] ended, short of an error.
+enum Ended {
+    /// Stopped by a signal: requests in flight finished, spans flushed.
+    Stopped,
+    /// A second signal came before the graceful stop was over.
+    Interrupted,
+    /// The `healthcheck` subcommand ran, with this result.
+    HealthChecked(ExitCode),
+}
+
+/// [`run_main`] up to the exit status.
+fn run<S, F, E>(build: fn(S) -> F) -> Result<Ended, StartError>
+where
+    S: ServiceSettings,
+    F: Future<Output = Result<Server, E>>,
+    E: Into<StartError>,
+{
+    let settings = S::from_env(&Env::from_process())?;
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return Ok(Ended::HealthChecked(healthcheck(settings.server().port)));
+    }
+    // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
+    let telemetry = telemetry::init(settings.telemetry())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let ended = runtime.block_on(async {
+        let mut signals = Signals::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve_then_flush = async move {
+            let served = match build(settings).await {
+                Ok(server) => {
+                    tracing::info!(address = %server.address(), "listening");
+                    server
+                        .run_until_stopped(async move {
+                            // A dropped sender (no signal handling left) also stops.
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .map_err(StartError::Serve)
+                }
+                Err(e) => Err(e.into()),
+            };
+            // The final flush runs while the second-signal watcher below is alive, so a second
+            // SIGTERM still ends the process at once.
+            let flushed =
+                tokio::task::spawn_blocking(move || telemetry.shutdown(FLUSH_TIMEOUT)).await;
+            if flushed.is_err() {
+                tracing::warn!("the final span flush did not complete");
+            }
+            served.map(|()| Ended::Stopped)
+        };
+        let signalled = async move {
+            signals.recv().await;
+            tracing::info!("shutdown signal received: finishing requests in flight");
+            let _ = stop.send(());
+            signals.recv().await;
+            tracing::warn!("second shutdown signal: exiting now");
+        };
+        tokio::select! {
+            ended = serve_then_flush => ended,
+            () = signalled => Ok(Ended::Interrupted),
+        }
+    });
+    match ended {
+        // Requests in flight and the flush are abandoned: they must not hold the exit.
+        Ok(Ended::Interrupted) => runtime.shutdown_background(),
+        _ => runtime.shutdown_timeout(Duration::from_secs(1)),
+    }
+    ended
 }
 
 /// Bound on the final span flush (an unreachable or stalled agent cannot hold shutdown longer).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Resolves on the first SIGTERM or SIGINT. A second signal ends the process at once.
-pub async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("shutdown signal received: finishing requests in flight");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        tracing::warn!("second shutdown signal: exiting now");
-        std::process::exit(130);
-    });
+/// SIGTERM and SIGINT (Ctrl-C), listened to from start-up on.
+struct Signals {
+    /// Both Unix signals, or `None` where they cannot be listened to (then Ctrl-C through
+    /// tokio's portable path).
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+impl Signals {
+    /// Starts listening (inside the runtime).
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let unix = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        };
+        Self { unix }
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        match &mut self.unix {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            // No signal handling available: only Ctrl-C through tokio's portable path.
-            let _ = tokio::signal::ctrl_c().await;
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

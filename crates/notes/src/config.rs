@@ -80,10 +80,7 @@ impl Settings {
                 env.port("CALENDAR_PORT", 9090)?
             ),
         };
-        let pool_size: usize = env.parse("DB_POOL_SIZE", 16)?;
-        if pool_size == 0 {
-            return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
-        }
+        let pool_size = env.positive("DB_POOL_SIZE", 16)?;
         let pool_timeout = env.millis("DB_POOL_TIMEOUT_MS", 2000)?;
         let postgres = PostgresSettings {
             url: None,
@@ -163,7 +160,11 @@ fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
         }
         Some("postgres" | "postgresql") | None => match url.parse::<tokio_postgres::Config>() {
             Ok(_) => Ok(DatabaseUrl::Postgres),
-            Err(e) if scheme.is_some() => Err(bad(format!("not a PostgreSQL URL ({e})"))),
+            Err(e) if scheme.is_some() => Err(ConfigError::with_source(
+                "DATABASE_URL",
+                "not a PostgreSQL URL",
+                e,
+            )),
             Err(_) => Err(bad(format!(
                 "{url:?} is neither a URL (postgres://… or sqlite:…) nor a PostgreSQL connection string"
             ))),

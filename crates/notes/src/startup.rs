@@ -1,7 +1,8 @@
 //! Building the notes server: the store, the calendar client, the routes, the middleware.
 //!
 //! [`BuildError`] says what stopped start-up, with its cause; it becomes the shared
-//! [`StartError`] (exit status 2 for a bad setting, 1 otherwise) at the edge, in `run_main`.
+//! [`StartError`] (exit status 2 for a bad setting, 1 otherwise) at the edge, in `run_main`,
+//! which prints its chain.
 
 use crate::calendar::CalendarClient;
 use crate::config::Settings;
@@ -11,7 +12,6 @@ use crate::routes::{self, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use tracing_actix_web::TracingLogger;
-use tutorial_common::error::error_chain;
 use tutorial_common::http::not_found;
 use tutorial_common::server::{enforce_limits, Server, StartError};
 use tutorial_common::telemetry::spans::ServerSpanBuilder;
@@ -32,12 +32,12 @@ pub enum BuildError {
 
 impl From<BuildError> for StartError {
     /// A bad setting stays a [`StartError::Config`] (exit 2, one line naming the variable);
-    /// anything else becomes its message with all its causes.
+    /// anything else is kept whole, with its causes, as [`StartError::Service`].
     fn from(e: BuildError) -> Self {
         match e {
             BuildError::Store(OpenError::Config(config)) => StartError::Config(config),
             BuildError::Server(start) => start,
-            other => StartError::Failed(error_chain(&other)),
+            other => StartError::Service(Box::new(other)),
         }
     }
 }
@@ -68,6 +68,6 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
-        .map_err(|e| BuildError::Server(e.into()))
+        .map_err(BuildError::Server)
     }
 }

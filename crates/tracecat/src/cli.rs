@@ -112,6 +112,28 @@ pub enum Command {
     Version,
 }
 
+/// The arguments, one flag at a time: `--opt value` and `--opt=value` both work.
+struct Flags<'a>(std::slice::Iter<'a, String>);
+
+impl<'a> Flags<'a> {
+    /// The next flag, and its value when given inline (`--opt=value`).
+    fn next_flag(&mut self) -> Option<(&'a str, Option<&'a str>)> {
+        let arg = self.0.next()?;
+        Some(match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (arg.as_str(), None),
+        })
+    }
+
+    /// The value of flag `name`: the inline one, else the next argument.
+    fn value(&mut self, name: &str, inline: Option<&str>) -> Result<String> {
+        match inline.map(str::to_owned).or_else(|| self.0.next().cloned()) {
+            Some(v) => Ok(v),
+            None => bail!("{name} needs a value"),
+        }
+    }
+}
+
 /// Parses the arguments (without the program name). `--opt value` and `--opt=value` both work.
 pub fn parse_args(args: &[String]) -> Result<Command> {
     if args.first().map(String::as_str) == Some("serve") {
@@ -119,18 +141,9 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     }
     let mut out = Args::default();
     let mut picked: Option<&str> = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            match inline.clone().or_else(|| iter.next().cloned()) {
-                Some(v) => Ok(v),
-                None => bail!("{name} needs a value"),
-            }
-        };
+    let mut flags = Flags(args.iter());
+    while let Some((flag, inline)) = flags.next_flag() {
+        let mut value = |name: &str| flags.value(name, inline);
         let mut pick = |what: &'static str| -> Result<()> {
             if let Some(before) = picked.filter(|p| *p != what) {
                 bail!("{before} and {what} cannot be used together");
@@ -218,18 +231,9 @@ fn parse_serve(args: &[String]) -> Result<Command> {
         listen: DEFAULT_LISTEN.parse().context("the default address")?,
         settle: DEFAULT_SETTLE,
     };
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            match inline.clone().or_else(|| iter.next().cloned()) {
-                Some(v) => Ok(v),
-                None => bail!("{name} needs a value"),
-            }
-        };
+    let mut flags = Flags(args.iter());
+    while let Some((flag, inline)) = flags.next_flag() {
+        let mut value = |name: &str| flags.value(name, inline);
         match flag {
             "-h" | "--help" => return Ok(Command::Help),
             "--agent" => out.agent = value("--agent")?,

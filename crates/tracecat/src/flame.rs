@@ -325,38 +325,13 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
     let plot_width = width - 2.0 * MARGIN;
     let bars = layout(trace, plot_left, plot_width);
     let colours = service_colours(trace);
-    let colour_of = |service: &str| {
-        colours
-            .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, c)| *c)
-            .unwrap_or(PALETTE[0])
-    };
     let row_count = bars.iter().map(|b| b.row + 1).max().unwrap_or(0);
     let bars_bottom = BARS_TOP + row_count as f64 * ROW;
-
-    // Legend entries, wrapped into lines that fit.
-    let mut entries: Vec<(String, Option<&str>)> =
-        colours.iter().map(|(s, c)| (s.clone(), Some(*c))).collect();
-    if trace.error_count() > 0 {
-        entries.push(("error".to_owned(), None));
-    }
-    let mut legend_lines: Vec<Vec<(f64, String, Option<&str>)>> = vec![Vec::new()];
-    let mut x = MARGIN;
-    for (name, colour) in entries {
-        let w = 14.0 + 6.0 + name.chars().count() as f64 * CHAR_WIDTH + 18.0;
-        if x + w > width - MARGIN && x > MARGIN {
-            legend_lines.push(Vec::new());
-            x = MARGIN;
-        }
-        if let Some(line) = legend_lines.last_mut() {
-            line.push((x, name, colour));
-        }
-        x += w;
-    }
+    let legend_lines = legend_lines(&colours, trace.error_count() > 0, width);
     let legend_top = bars_bottom + 16.0;
     let height = legend_top + legend_lines.len() as f64 * 20.0 + 8.0;
 
+    let (title, subtitle) = headings(trace, colours.len(), width);
     let mut doc = Document::new()
         .set("width", width)
         .set("height", height)
@@ -366,11 +341,69 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
                 .set("width", "100%")
                 .set("height", "100%")
                 .set("fill", "#ffffff"),
-        );
+        )
+        .add(title)
+        .add(subtitle)
+        .add(time_axis(
+            trace.duration(),
+            plot_left,
+            plot_width,
+            bars_bottom,
+        ));
+    let t0 = trace.start();
+    let places = place_labels(&bars, plot_left, plot_left + plot_width);
+    for (bar, place) in bars.iter().zip(&places) {
+        let colour = colour_of(&colours, &bar.span.service);
+        doc = doc.add(span_node(bar, place.as_ref(), colour, t0, style));
+    }
+    doc.add(legend(&legend_lines, legend_top)).to_string()
+}
 
-    // Title and subtitle.
-    let root = trace.roots().first().map(|s| (*s).clone());
-    let title = match &root {
+/// The fill of `service` (the first colour for one not in `colours`).
+fn colour_of(colours: &[(String, &'static str)], service: &str) -> &'static str {
+    colours
+        .iter()
+        .find(|(s, _)| s == service)
+        .map(|(_, c)| *c)
+        .unwrap_or(PALETTE[0])
+}
+
+/// One legend entry: where it starts, the service (or `error`), its fill (`None`: the error
+/// outline).
+type LegendEntry = (f64, String, Option<&'static str>);
+
+/// The legend's entries, one per service and `error` when `errors`, wrapped into lines that
+/// fit `width`.
+fn legend_lines(
+    colours: &[(String, &'static str)],
+    errors: bool,
+    width: f64,
+) -> Vec<Vec<LegendEntry>> {
+    let mut entries: Vec<(String, Option<&'static str>)> =
+        colours.iter().map(|(s, c)| (s.clone(), Some(*c))).collect();
+    if errors {
+        entries.push(("error".to_owned(), None));
+    }
+    let mut lines: Vec<Vec<LegendEntry>> = vec![Vec::new()];
+    let mut x = MARGIN;
+    for (name, colour) in entries {
+        let w = 14.0 + 6.0 + name.chars().count() as f64 * CHAR_WIDTH + 18.0;
+        if x + w > width - MARGIN && x > MARGIN {
+            lines.push(Vec::new());
+            x = MARGIN;
+        }
+        if let Some(line) = lines.last_mut() {
+            line.push((x, name, colour));
+        }
+        x += w;
+    }
+    lines
+}
+
+/// The title (root service, resource, duration) and the subtitle (ids and counts), each cut to
+/// fit `width`.
+fn headings(trace: &Trace, service_count: usize, width: f64) -> (Element, Element) {
+    let title = match trace.roots().first() {
         Some(r) => format!(
             "{} {} · {}",
             r.service,
@@ -383,7 +416,6 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
     let title = truncate(&title, ((width - 2.0 * MARGIN) / 9.7) as usize);
     let mut heading = text(title, MARGIN, 26.0, 16.0, TEXT);
     heading.assign("font-weight", "bold");
-    doc = doc.add(heading);
     let mut sub = format!("trace {}", trace.trace_id);
     if let Some(id) = trace.trace_id_128() {
         sub.push_str(&format!(" (128-bit {id})"));
@@ -391,7 +423,7 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
     sub.push_str(&format!(
         " · {} spans · {} services",
         trace.spans.len(),
-        colours.len()
+        service_count
     ));
     match trace.error_count() {
         0 => {}
@@ -399,10 +431,13 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
         n => sub.push_str(&format!(" · {n} errors")),
     }
     let sub = truncate(&sub, ((width - 2.0 * MARGIN) / CHAR_WIDTH) as usize);
-    doc = doc.add(text(sub, MARGIN, 46.0, FONT_SIZE, MUTED));
+    (heading, text(sub, MARGIN, 46.0, FONT_SIZE, MUTED))
+}
 
-    // Time axis: grid lines through the bars, labels above.
-    let total = trace.duration().max(1);
+/// The time axis over `duration`: grid lines through the bars (down to `bars_bottom`), labels
+/// above.
+fn time_axis(duration: i64, plot_left: f64, plot_width: f64, bars_bottom: f64) -> Group {
+    let total = duration.max(1);
     let step = tick_step(total);
     let mut axis = Group::new().set("class", "axis");
     let mut t = 0i64;
@@ -428,91 +463,102 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
             None => break,
         }
     }
-    doc = doc.add(axis);
+    axis
+}
 
-    // The bars.
-    let t0 = trace.start();
-    let places = place_labels(&bars, plot_left, plot_left + plot_width);
-    for (i, bar) in bars.iter().enumerate() {
-        let span = bar.span;
-        let y = BARS_TOP + bar.row as f64 * ROW;
-        let mut rect = Rectangle::new()
-            .set("x", round(bar.x))
-            .set("y", y)
-            .set("width", round(bar.width))
-            .set("height", BAR)
-            .set("rx", 2)
-            .set("fill", colour_of(&span.service));
-        if style.selected == Some(span.span_id) {
-            rect = rect
-                .set("stroke", SELECTED_STROKE)
-                .set("stroke-width", 3)
-                .set(
-                    "class",
-                    if span.error {
-                        "selected error"
-                    } else {
-                        "selected"
-                    },
-                );
-        } else if span.error {
-            rect = rect
-                .set("stroke", ERROR_STROKE)
-                .set("stroke-width", 2.5)
-                .set("class", "error");
-        } else {
-            rect = rect.set("stroke", "#ffffff").set("stroke-width", 0.5);
-        }
-        let full = label(span);
-        let mut tip = format!(
-            "{}\noperation: {}\nstart: +{} · duration: {}\nspan id: {}",
-            full,
-            span.name,
-            format_duration(span.start - t0),
-            format_duration(span.duration),
-            span.span_id
-        );
-        if let Some(message) = span.error_message().filter(|_| span.error) {
-            tip.push_str(&format!("\nerror: {message}"));
-        }
-        let mut group = Group::new()
-            .set("class", "span")
-            .set("data-service", span.service.as_str())
-            .set("data-span-id", span.span_id.to_string())
-            .add(Title::new(tip))
-            .add(rect);
-        if let Some(place) = &places[i] {
-            let fill = if span.error { ERROR_STROKE } else { TEXT };
-            let mut label = text(
-                place.text.as_str(),
-                round(place.x),
-                y + 14.5,
-                FONT_SIZE,
-                fill,
+/// One span: its bar (outlined when selected or failed), its tooltip, its label where
+/// [`place_labels`] found room, and the link of `style.span_link`. `t0`: the trace's start.
+fn span_node(
+    bar: &Bar<'_>,
+    place: Option<&LabelPlace>,
+    colour: &str,
+    t0: i64,
+    style: &Style,
+) -> Box<dyn Node> {
+    let span = bar.span;
+    let y = BARS_TOP + bar.row as f64 * ROW;
+    let mut rect = Rectangle::new()
+        .set("x", round(bar.x))
+        .set("y", y)
+        .set("width", round(bar.width))
+        .set("height", BAR)
+        .set("rx", 2)
+        .set("fill", colour);
+    if style.selected == Some(span.span_id) {
+        rect = rect
+            .set("stroke", SELECTED_STROKE)
+            .set("stroke-width", 3)
+            .set(
+                "class",
+                if span.error {
+                    "selected error"
+                } else {
+                    "selected"
+                },
             );
-            if place.side == Side::Left {
-                label.assign("text-anchor", "end");
-            }
-            if place.side != Side::Inside {
-                label.assign("class", "outside");
-            }
-            group = group.add(label);
-        }
-        match &style.span_link {
-            Some(prefix) => {
-                let mut link = Element::new("a");
-                link.assign("href", format!("{prefix}{}", span.span_id));
-                link.append(group);
-                doc = doc.add(link);
-            }
-            None => doc = doc.add(group),
-        }
+    } else if span.error {
+        rect = rect
+            .set("stroke", ERROR_STROKE)
+            .set("stroke-width", 2.5)
+            .set("class", "error");
+    } else {
+        rect = rect.set("stroke", "#ffffff").set("stroke-width", 0.5);
     }
+    let mut group = Group::new()
+        .set("class", "span")
+        .set("data-service", span.service.as_str())
+        .set("data-span-id", span.span_id.to_string())
+        .add(Title::new(tooltip(span, t0)))
+        .add(rect);
+    if let Some(place) = place {
+        let fill = if span.error { ERROR_STROKE } else { TEXT };
+        let mut label = text(
+            place.text.as_str(),
+            round(place.x),
+            y + 14.5,
+            FONT_SIZE,
+            fill,
+        );
+        if place.side == Side::Left {
+            label.assign("text-anchor", "end");
+        }
+        if place.side != Side::Inside {
+            label.assign("class", "outside");
+        }
+        group = group.add(label);
+    }
+    match &style.span_link {
+        Some(prefix) => {
+            let mut link = Element::new("a");
+            link.assign("href", format!("{prefix}{}", span.span_id));
+            link.append(group);
+            Box::new(link)
+        }
+        None => Box::new(group),
+    }
+}
 
-    // Legend.
+/// A span's tooltip: its whole label, operation, timing, id and error message.
+fn tooltip(span: &Span, t0: i64) -> String {
+    let mut tip = format!(
+        "{}\noperation: {}\nstart: +{} · duration: {}\nspan id: {}",
+        label(span),
+        span.name,
+        format_duration(span.start - t0),
+        format_duration(span.duration),
+        span.span_id
+    );
+    if let Some(message) = span.error_message().filter(|_| span.error) {
+        tip.push_str(&format!("\nerror: {message}"));
+    }
+    tip
+}
+
+/// The legend: a swatch and a name per entry, line by line from `top`.
+fn legend(lines: &[Vec<LegendEntry>], top: f64) -> Group {
     let mut legend = Group::new().set("class", "legend");
-    for (i, line) in legend_lines.iter().enumerate() {
-        let y = legend_top + i as f64 * 20.0;
+    for (i, line) in lines.iter().enumerate() {
+        let y = top + i as f64 * 20.0;
         for (x, name, colour) in line {
             let swatch = Rectangle::new()
                 .set("x", *x)
@@ -533,8 +579,7 @@ pub fn render_svg(trace: &Trace, style: &Style) -> String {
                     .add(text(name.as_str(), x + 20.0, y + 11.5, FONT_SIZE, TEXT));
         }
     }
-    doc = doc.add(legend);
-    doc.to_string()
+    legend
 }
 
 fn round(v: f64) -> f64 {

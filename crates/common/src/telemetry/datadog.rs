@@ -28,7 +28,7 @@ use super::chunks::{is_local_root, Chunk, ChunkBuffer};
 use super::facts::TraceFacts;
 use super::payload::{self, BatchPlan};
 use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
-use super::TelemetryConfig;
+use super::{InitError, TelemetryConfig};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
@@ -57,12 +57,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `opentelemetry-datadog` could not build its exporter (its error, which says why, is the
+/// source).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the Datadog exporter")]
+pub struct ExporterError(#[source] opentelemetry_datadog::Error);
+
 /// Builds the export chain for the batch processor, posting to the Agent over HTTP (or its Unix
 /// socket); the Agent's answers (its sampling rates) go to `rates`.
 pub(crate) fn exporter(
     config: &TelemetryConfig,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, String> {
+) -> Result<ChunkExporter, InitError> {
     let transport = HttpTransport::new(config.agent_timeout, config.agent_socket.clone())?;
     build_exporter(config, Arc::new(transport), rates)
 }
@@ -72,7 +78,7 @@ pub(crate) fn build_exporter(
     config: &TelemetryConfig,
     transport: Arc<dyn Transport>,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, String> {
+) -> Result<ChunkExporter, InitError> {
     let client = Arc::new(AgentClient {
         transport,
         rates,
@@ -105,7 +111,7 @@ pub(crate) fn build_exporter(
     }
     let inner = pipeline
         .build_exporter()
-        .map_err(|e| format!("cannot build the Datadog exporter: {e}"))?;
+        .map_err(|e| InitError::Exporter(ExporterError(e)))?;
     Ok(ChunkExporter {
         inner,
         client,
@@ -271,7 +277,7 @@ pub(crate) struct HttpTransport {
 }
 
 impl HttpTransport {
-    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, String> {
+    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, InitError> {
         // Build the blocking client on a plain thread: building (and dropping) it on a tokio
         // worker thread panics.
         let client = std::thread::spawn(move || {
@@ -286,8 +292,8 @@ impl HttpTransport {
             .build()
         })
         .join()
-        .map_err(|_| "the agent HTTP client could not be built".to_string())?
-        .map_err(|e| format!("the agent HTTP client could not be built: {e}"))?;
+        .map_err(|_| InitError::AgentClientPanicked)?
+        .map_err(InitError::AgentClient)?;
         Ok(Self { client })
     }
 }

@@ -93,13 +93,7 @@ impl TelemetryConfig {
                 "must be a positive number of seconds",
             ));
         }
-        let queue_size: usize = env.parse("DD_TRACE_SPAN_QUEUE_SIZE", 8192)?;
-        if queue_size == 0 {
-            return Err(ConfigError::new(
-                "DD_TRACE_SPAN_QUEUE_SIZE",
-                "must be positive",
-            ));
-        }
+        let queue_size = env.positive("DD_TRACE_SPAN_QUEUE_SIZE", 8192)?;
         Ok(Self {
             service: env.string("DD_SERVICE", default_service),
             env: env.get("DD_ENV").map(str::to_string),
@@ -150,10 +144,32 @@ impl Telemetry {
     }
 }
 
+/// Why [`init`] could not install logging and tracing.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// `RUST_LOG` is not a filter.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A global subscriber was installed already.
+    #[error("cannot install the log and trace subscriber")]
+    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+    /// The HTTP client for the Agent could not be built.
+    #[error("cannot build the agent HTTP client")]
+    AgentClient(#[source] reqwest::Error),
+    /// The thread building that client panicked.
+    #[error("cannot build the agent HTTP client: its thread panicked")]
+    AgentClientPanicked,
+    /// `opentelemetry-datadog` refused its settings.
+    #[error(transparent)]
+    Exporter(datadog::ExporterError),
+}
+
 /// Installs logging and tracing for the process. Call it before building the async runtime.
-pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
-    let filter =
-        EnvFilter::try_new(&config.log_filter).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, InitError> {
+    let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| {
+        let message = format!("{:?} is not a log filter", config.log_filter);
+        ConfigError::with_source("RUST_LOG", message, e)
+    })?;
     let log_layer = tracing_subscriber::fmt::layer()
         .fmt_fields(logs::NoSpanFields)
         .with_ansi(false)
@@ -171,7 +187,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         tracing_subscriber::registry()
             .with(log_layer)
             .try_init()
-            .map_err(|e| e.to_string())?;
+            .map_err(InitError::Subscriber)?;
         return Ok(Telemetry { provider: None });
     }
 
@@ -195,7 +211,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with(log_layer)
         .with(otel_layer)
         .try_init()
-        .map_err(|e| e.to_string())?;
+        .map_err(InitError::Subscriber)?;
     Ok(Telemetry {
         provider: Some(provider),
     })
@@ -205,7 +221,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
 /// the project's sampler and its Datadog + W3C propagator (installed as the global one).
 // With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
 #[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
-fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+fn project_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());

@@ -36,11 +36,11 @@ pub fn sampled_by_rate(trace_id: u128, rate: f64) -> bool {
 }
 
 /// Why `DD_TRACE_SAMPLING_RULES` was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     /// Not a JSON list of rule objects (or an unknown key, a wrong type).
-    #[error("not a JSON list of rules: {0}")]
-    Json(String),
+    #[error("not a JSON list of rules")]
+    Json(#[source] serde_json::Error),
     /// A rule without `sample_rate`.
     #[error("rule {index} has no sample_rate")]
     MissingRate {
@@ -155,8 +155,7 @@ impl SamplingRules {
     pub fn parse(json: Option<&str>, sample_rate: Option<f64>) -> Result<Self, RulesError> {
         let mut rules = Vec::new();
         if let Some(json) = json {
-            let raw: Vec<RawRule> =
-                serde_json::from_str(json).map_err(|e| RulesError::Json(e.to_string()))?;
+            let raw: Vec<RawRule> = serde_json::from_str(json).map_err(RulesError::Json)?;
             for (index, r) in raw.into_iter().enumerate() {
                 let rate = r.sample_rate.ok_or(RulesError::MissingRate { index })?;
                 if !(0.0..=1.0).contains(&rate) {
@@ -285,9 +284,8 @@ mod tests {
             (r#"[{"tags":{"a":1},"sample_rate":1}]"#, "not a JSON list"),
             ("[", "not a JSON list"),
         ] {
-            let err = SamplingRules::parse(Some(json), None)
-                .unwrap_err()
-                .to_string();
+            let err =
+                crate::error::error_chain(&SamplingRules::parse(Some(json), None).unwrap_err());
             assert!(err.contains(expect), "{json}: {err}");
         }
         assert!(SamplingRules::parse(Some("[]"), None).unwrap().is_empty());

@@ -99,7 +99,7 @@ impl DatadogSettings {
         const LIMIT: &str = "DD_TRACE_RATE_LIMIT";
         let sample_rate = env.rate("DD_TRACE_SAMPLE_RATE")?;
         let rules = SamplingRules::parse(env.get(RULES), sample_rate)
-            .map_err(|e| ConfigError::new(RULES, e.to_string()))?;
+            .map_err(|e| ConfigError::with_source(RULES, "cannot be used", e))?;
         let rate_limit: f64 = env.parse(LIMIT, DEFAULT_RATE_LIMIT)?;
         if !rate_limit.is_finite() {
             return Err(ConfigError::new(LIMIT, "must be a finite number"));

@@ -43,6 +43,13 @@ pub trait TracedError: actix_web::ResponseError + 'static {
     fn error_type(&self) -> &'static str;
 }
 
+/// For a service whose handlers cannot fail (calendar): `ServerSpanBuilder<Infallible>`.
+impl TracedError for std::convert::Infallible {
+    fn error_type(&self) -> &'static str {
+        match *self {}
+    }
+}
+
 /// The path of the health check (`GET /health`), which the container health checks and
 /// orchestrators' probes call every few seconds. Its requests are not traced unless
 /// `TRACE_HEALTH_CHECKS=true`: one trace every 5 s per service would bury the traces a learner

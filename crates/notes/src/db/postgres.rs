@@ -100,9 +100,9 @@ impl Postgres {
     /// Builds the pool without connecting: the service starts even while PostgreSQL is not up.
     pub fn new(settings: &PostgresSettings) -> Result<Self, OpenError> {
         let mut config = match &settings.url {
-            Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
-                ConfigError::new("DATABASE_URL", format!("not a PostgreSQL URL ({e})"))
-            })?,
+            Some(url) => url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| ConfigError::with_source("DATABASE_URL", "not a PostgreSQL URL", e))?,
             None => {
                 let mut c = tokio_postgres::Config::new();
                 c.host(&settings.host)

@@ -87,15 +87,17 @@ impl Sqlite {
         let connection = match opened {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => {
-                return Err(ConfigError::new(
-                    "DATABASE_URL",
-                    format!("cannot use {location}: {}", open_failure(&e)),
-                ))
+                let message = match open_failure(&e) {
+                    Some(reason) => format!("cannot use {location}: {reason}"),
+                    None => format!("cannot use {location}"),
+                };
+                return Err(ConfigError::with_source("DATABASE_URL", message, e));
             }
             Err(e) => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::with_source(
                     "DATABASE_URL",
-                    format!("cannot open {location}: {e}"),
+                    format!("cannot open {location}"),
+                    e,
                 ))
             }
         };
@@ -278,8 +280,9 @@ fn open_connection(
     Ok(connection)
 }
 
-/// What went wrong with a file at start-up, in words.
-fn open_failure(e: &rusqlite::Error) -> String {
+/// What went wrong with a file at start-up, in words, for the failures a user can fix (the
+/// error itself follows as the source).
+fn open_failure(e: &rusqlite::Error) -> Option<String> {
     let reason = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "it is locked by another process"
@@ -289,14 +292,14 @@ fn open_failure(e: &rusqlite::Error) -> String {
         }
         Some(ErrorCode::NotADatabase) => "it is not a SQLite database",
         Some(ErrorCode::ReadOnly) => "it is read-only",
-        _ => return describe(e),
+        _ => return None,
     };
-    match e {
+    Some(match e {
         rusqlite::Error::SqliteFailure(code, _) => {
             format!("{reason} (SQLite error {})", code.extended_code)
         }
         _ => reason.to_string(),
-    }
+    })
 }
 
 /// Whether an error means the database is unavailable (503) rather than a failed statement:
