@@ -17,7 +17,7 @@ use chrono::{Days, NaiveDate};
 use rand::RngExt;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::http::{not_found, resource, Format};
+use tutorial_common::http::{not_found, resource, Format, Routes};
 use tutorial_common::server::{
     enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
 };
@@ -106,11 +106,14 @@ async fn health(request: HttpRequest) -> HttpResponse {
     Format::of(&request).text(StatusCode::OK, "status", "OK")
 }
 
-/// The routes, for `App::configure`.
+/// The routes, for `App::configure` (registered through [`Routes`], so that the server span
+/// knows a 405 from the start).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/").route(web::get().to(index)))
-        .service(resource("/calendar").route(web::get().to(calendar)))
-        .service(resource("/health").route(web::get().to(health)));
+    Routes::default()
+        .add(resource("/").get(index))
+        .add(resource("/calendar").get(calendar))
+        .add(resource("/health").get(health))
+        .register(cfg);
 }
 
 /// The calendar service.
