@@ -605,6 +605,9 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         ("DD_TRACE_OBFUSCATION_QUERY_STRING_REGEXP", "(unclosed"),
         ("DD_TRACE_HEADER_TAGS", ":no-header"),
         ("DD_TRACE_AGENT_URL", "unix://relative/apm.socket"),
+        // No TLS is built in: refused rather than failing every send.
+        ("DD_TRACE_AGENT_URL", "https://datadog-agent:8126"),
+        ("CALENDAR_URL", "https://calendar:9090"),
     ] {
         let output = std::process::Command::new(support::service::bin_dir().join("notes"))
             .env(var, value)
