@@ -110,9 +110,9 @@ async fn health(request: HttpRequest) -> HttpResponse {
 /// knows a 405 from the start).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     Routes::default()
-        .add(resource("/").get(index))
-        .add(resource("/calendar").get(calendar))
-        .add(resource("/health").get(health))
+        .with(resource("/").get(index))
+        .with(resource("/calendar").get(calendar))
+        .with(resource("/health").get(health))
         .register(cfg);
 }
 

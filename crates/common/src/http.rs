@@ -122,7 +122,7 @@ impl RoutedMethods {
 }
 
 /// One path and the handlers of its methods; requests with another method get
-/// [`method_not_allowed`]. Add it to [`Routes`].
+/// [`method_not_allowed`]. Give it to [`Routes::with`].
 pub struct Resource {
     path: String,
     methods: Vec<Method>,
@@ -200,8 +200,8 @@ impl Resource {
 ///
 /// ```ignore
 /// Routes::default()
-///     .add(resource("/").get(index))
-///     .add(resource("/notes").get(list).post(create))
+///     .with(resource("/").get(index))
+///     .with(resource("/notes").get(list).post(create))
 ///     .register(cfg);
 /// ```
 #[derive(Default)]
@@ -212,7 +212,7 @@ pub struct Routes {
 
 impl Routes {
     /// Adds a path and its routes (a path added twice keeps the methods of both).
-    pub fn add(mut self, resource: Resource) -> Self {
+    pub fn with(mut self, resource: Resource) -> Self {
         self.methods
             .entry(resource.path)
             .or_default()

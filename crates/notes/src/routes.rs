@@ -233,20 +233,20 @@ pub async fn delete_note_by_path(
 /// knows a 405 from the start).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     Routes::default()
-        .add(resource("/").get(index))
-        .add(
+        .with(resource("/").get(index))
+        .with(
             resource("/notes")
                 .get(get_notes)
                 .post(create_note)
                 .put(update_note)
                 .delete(delete_note),
         )
-        .add(
+        .with(
             resource("/notes/{id}")
                 .get(get_note_by_path)
                 .put(update_note_by_path)
                 .delete(delete_note_by_path),
         )
-        .add(resource("/health").get(health))
+        .with(resource("/health").get(health))
         .register(cfg);
 }
