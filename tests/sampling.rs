@@ -314,6 +314,100 @@ async fn rules_by_service_resource_and_tags_decide_before_the_outgoing_call() {
 }
 
 #[tokio::test]
+async fn a_rule_on_resource_sees_the_405_resource_of_an_unrouted_method() {
+    let agent = TestAgent::start().await;
+    let (calendar, _) = recording_calendar().await;
+    // The trace is decided when its root starts: the rule on `PATCH /notes` (first) must not
+    // match it, the one on `PATCH 405` must.
+    let rules = r#"[
+        {"resource":"PATCH /notes","sample_rate":1},
+        {"resource":"PATCH 405","sample_rate":0}
+    ]"#;
+    let on_405 = notes(
+        &agent.url(),
+        &calendar,
+        &[("DD_TRACE_SAMPLING_RULES", rules)],
+    )
+    .await;
+    // Rules on the routed resources only: the 405 is not theirs.
+    let rules = r#"[{"resource":"GET /notes","sample_rate":0}]"#;
+    let on_get = notes(
+        &agent.url(),
+        &calendar,
+        &[
+            ("DD_SERVICE", "notes-get"),
+            ("DD_TRACE_SAMPLING_RULES", rules),
+        ],
+    )
+    .await;
+    for service in [&on_405, &on_get] {
+        let base = service.base_url();
+        assert_eq!(http("PATCH", &format!("{base}/notes"), &[]).await, 405);
+        assert_eq!(http("GET", &format!("{base}/notes"), &[]).await, 200);
+    }
+    let dropped = one_root(&agent, "notes", "PATCH 405").await;
+    assert_eq!(meta(&dropped, "http.status_code"), Some("405"), "{dropped}");
+    assert_eq!(meta(&dropped, "http.route"), None, "{dropped}");
+    assert_eq!(priority(&dropped), Some(-1.0), "{dropped}");
+    assert_eq!(meta(&dropped, "_dd.p.dm"), Some("-3"));
+    assert_eq!(metric(&dropped, "_dd.rule_psr"), Some(0.0), "{dropped}");
+    // The routed request is no rule's: the default decision.
+    let get = one_root(&agent, "notes", "GET /notes").await;
+    assert_eq!(priority(&get), Some(1.0), "{get}");
+    assert_eq!(meta(&get, "_dd.p.dm"), Some("-0"));
+    assert_eq!(metric(&get, "_dd.rule_psr"), None);
+
+    let untouched = one_root(&agent, "notes-get", "PATCH 405").await;
+    assert_eq!(priority(&untouched), Some(1.0), "{untouched}");
+    assert_eq!(meta(&untouched, "_dd.p.dm"), Some("-0"));
+    assert_eq!(metric(&untouched, "_dd.rule_psr"), None, "{untouched}");
+    let get = one_root(&agent, "notes-get", "GET /notes").await;
+    assert_eq!(priority(&get), Some(-1.0), "the GET rule applies: {get}");
+    assert_eq!(metric(&get, "_dd.rule_psr"), Some(0.0));
+
+    // Calendar registers its routes the same way.
+    let rules = r#"[{"resource":"POST /calendar","sample_rate":1},{"resource":"POST 405","sample_rate":0}]"#;
+    let calendar = ServiceProcess::spawn(
+        "calendar",
+        &[
+            ("DD_TRACE_AGENT_URL", agent.url().as_str()),
+            ("DD_TRACE_FLUSH_INTERVAL_MS", "100"),
+            ("HOST", "127.0.0.1"),
+            ("DD_TRACE_SAMPLING_RULES", rules),
+        ],
+    )
+    .await;
+    let url = format!("{}/calendar", calendar.base_url());
+    assert_eq!(http("POST", &url, &[]).await, 405);
+    let dropped = one_root(&agent, "calendar", "POST 405").await;
+    assert_eq!(priority(&dropped), Some(-1.0), "{dropped}");
+    assert_eq!(metric(&dropped, "_dd.rule_psr"), Some(0.0), "{dropped}");
+    assert_eq!(agent.trace_check_failures().await, None);
+}
+
+/// Waits for the one server root of `service` with this resource, and returns it.
+async fn one_root(agent: &TestAgent, service: &str, resource: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found: Vec<Value> = agent
+            .spans()
+            .await
+            .into_iter()
+            .filter(|s| {
+                s["service"] == service
+                    && s["name"] == "actix_web.request"
+                    && s["resource"] == resource
+            })
+            .collect();
+        match found.as_slice() {
+            [root] => return root.clone(),
+            [] if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => panic!("one {service} root {resource:?} expected: {found:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_rate_limit_caps_rule_kept_traces_under_a_burst() {
     let agent = TestAgent::start().await;
     let (calendar, _) = recording_calendar().await;
@@ -511,6 +605,9 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         ("DD_TRACE_OBFUSCATION_QUERY_STRING_REGEXP", "(unclosed"),
         ("DD_TRACE_HEADER_TAGS", ":no-header"),
         ("DD_TRACE_AGENT_URL", "unix://relative/apm.socket"),
+        // No TLS is built in: refused rather than failing every send.
+        ("DD_TRACE_AGENT_URL", "https://datadog-agent:8126"),
+        ("CALENDAR_URL", "https://calendar:9090"),
     ] {
         let output = std::process::Command::new(support::service::bin_dir().join("notes"))
             .env(var, value)

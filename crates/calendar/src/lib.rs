@@ -18,7 +18,7 @@ use rand::RngExt;
 use std::convert::Infallible;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::config::{ConfigError, Env};
-use tutorial_common::http::{not_found, resource, Format};
+use tutorial_common::http::{not_found, resource, Format, Routes};
 use tutorial_common::server::{
     enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
 };
@@ -87,11 +87,14 @@ async fn health(request: HttpRequest) -> HttpResponse {
     Format::of(&request).text(StatusCode::OK, "status", "OK")
 }
 
-/// The routes, for `App::configure`.
+/// The routes, for `App::configure` (registered through [`Routes`], so that the server span
+/// knows a 405 from the start).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/").route(web::get().to(index)))
-        .service(resource("/calendar").route(web::get().to(calendar)))
-        .service(resource("/health").route(web::get().to(health)));
+    Routes::default()
+        .with(resource("/").get(index))
+        .with(resource("/calendar").get(calendar))
+        .with(resource("/health").get(health))
+        .register(cfg);
 }
 
 /// The calendar service.

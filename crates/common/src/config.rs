@@ -213,7 +213,9 @@ impl Env {
         }
     }
 
-    /// An HTTP(S) base URL, returned without a trailing slash.
+    /// An `http://` base URL, returned without a trailing slash. `https://` is refused: the
+    /// HTTP clients are built without TLS (no TLS stack in the dependencies), so such a URL
+    /// would fail every request instead of stopping start-up.
     pub fn url(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
@@ -221,7 +223,15 @@ impl Env {
                 let parsed = url::Url::parse(raw).map_err(|e| {
                     ConfigError::with_source(key, format!("{raw:?} is not a URL"), e)
                 })?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                if parsed.scheme() == "https" {
+                    return Err(ConfigError::new(
+                        key,
+                        format!(
+                            "{raw:?}: https:// is not supported (built without TLS); use http://"
+                        ),
+                    ));
+                }
+                if parsed.scheme() != "http" || parsed.host_str().is_none() {
                     return Err(ConfigError::new(
                         key,
                         format!("{raw:?} must be an http:// URL with a host"),
@@ -283,9 +293,18 @@ mod tests {
 
     #[test]
     fn urls_lose_their_trailing_slash_and_need_a_host() {
-        let env = Env::from_pairs([("U", "http://calendar:9090/"), ("V", "calendar:9090")]);
+        let env = Env::from_pairs([
+            ("U", "http://calendar:9090/"),
+            ("V", "calendar:9090"),
+            ("W", "https://calendar:9090"),
+        ]);
         assert_eq!(env.url("U"), Ok(Some("http://calendar:9090".into())));
         assert!(env.url("V").is_err());
+        let https = env.url("W").unwrap_err();
+        assert!(
+            https.message.contains("https:// is not supported"),
+            "{https}"
+        );
     }
 
     #[test]

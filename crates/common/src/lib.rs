@@ -4,7 +4,8 @@
 //! - [`error`]: general error formatting ([`error::error_chain`]); depends on nothing.
 //! - [`config`]: the one typed layer that reads the process environment. Nothing else in the
 //!   workspace calls `std::env::var` (clippy's `disallowed-methods` enforces it).
-//! - [`http`]: content negotiation, plain bodies, the 404/405 answers; no telemetry.
+//! - [`http`]: content negotiation, plain bodies, the 404/405 answers, route registration
+//!   ([`http::Routes`]) and a request's [`http::Routing`] (read by the server span); no telemetry.
 //! - [`telemetry`]: logs, the span conventions ([`telemetry::spans`]: server, client and
 //!   database span fields, `record_error`), sampling, propagation, and the export to the Datadog
 //!   Agent. Inside it: the Datadog-semantics pieces stand alone (`glob`, `rate_limiter`,

@@ -15,7 +15,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::{ready, Ready};
-use tutorial_common::http::{plain, Format};
+use tutorial_common::http::{plain, resource, Format, Routes};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -229,22 +229,24 @@ pub async fn delete_note_by_path(
     .await
 }
 
-/// The routes, for `App::configure`.
+/// The routes, for `App::configure` (registered through [`Routes`], so that the server span
+/// knows a 405 from the start).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use tutorial_common::http::resource;
-    cfg.service(resource("/").route(web::get().to(index)))
-        .service(
+    Routes::default()
+        .with(resource("/").get(index))
+        .with(
             resource("/notes")
-                .route(web::get().to(get_notes))
-                .route(web::post().to(create_note))
-                .route(web::put().to(update_note))
-                .route(web::delete().to(delete_note)),
+                .get(get_notes)
+                .post(create_note)
+                .put(update_note)
+                .delete(delete_note),
         )
-        .service(
+        .with(
             resource("/notes/{id}")
-                .route(web::get().to(get_note_by_path))
-                .route(web::put().to(update_note_by_path))
-                .route(web::delete().to(delete_note_by_path)),
+                .get(get_note_by_path)
+                .put(update_note_by_path)
+                .delete(delete_note_by_path),
         )
-        .service(resource("/health").route(web::get().to(health)));
+        .with(resource("/health").get(health))
+        .register(cfg);
 }

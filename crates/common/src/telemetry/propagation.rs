@@ -109,7 +109,7 @@ impl DdState {
 
     /// Sets a propagated tag (ignored when its name or value is not safe to carry).
     pub fn set_tag(&mut self, name: &str, value: &str) {
-        if !valid_tag(name, value) {
+        if !valid_tag(name, value) || (name == "dm" && !is_valid_decision_maker(value)) {
             return;
         }
         if let Some(entry) = self.tags.iter_mut().find(|(k, _)| k == name) {
@@ -161,6 +161,17 @@ impl DdState {
 fn split_trace_id(id: TraceId) -> (u64, u64) {
     let v = u128::from_be_bytes(id.to_bytes());
     ((v >> 64) as u64, v as u64)
+}
+
+/// A sampling decision maker as Datadog's tracers accept one: `-0` to `-255` (`-4`, manual).
+/// Anything else arriving in `_dd.p.dm` (`t.dm`) is dropped, not propagated.
+fn is_valid_decision_maker(value: &str) -> bool {
+    value
+        .strip_prefix('-')
+        .filter(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|n| *n == "0" || !n.starts_with('0'))
+        .and_then(|n| n.parse::<u16>().ok())
+        .is_some_and(|n| n <= 255)
 }
 
 fn is_valid_origin(origin: &str) -> bool {
@@ -630,6 +641,43 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 42);
+    }
+
+    #[test]
+    fn only_datadogs_decision_makers_are_kept() {
+        for (dm, kept) in [
+            ("-0", true),
+            ("-4", true),
+            ("-255", true),
+            ("-256", false),
+            ("4", false),
+            ("-", false),
+            ("-04", false),
+            ("-x", false),
+            ("-1000", false),
+        ] {
+            let tags = format!("_dd.p.dm={dm}");
+            let sc = extract(&[
+                ("x-datadog-trace-id", "42"),
+                ("x-datadog-parent-id", "7"),
+                ("x-datadog-sampling-priority", "1"),
+                ("x-datadog-tags", &tags),
+            ])
+            .unwrap();
+            let got = DdState::from_trace_state(sc.trace_state());
+            assert_eq!(got.tag("dm"), kept.then_some(dm), "x-datadog-tags {dm}");
+            let state = format!("dd=s:1;t.dm:{dm}");
+            let sc = extract(&[
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+                ("tracestate", &state),
+            ])
+            .unwrap();
+            let got = DdState::from_trace_state(sc.trace_state());
+            assert_eq!(got.tag("dm"), kept.then_some(dm), "tracestate {dm}");
+        }
     }
 
     /// The extracted context, valid or not.

@@ -8,11 +8,12 @@
 //!
 //! The SDK maps OpenTelemetry spans the way the Datadog Agent's OTLP receiver does, so the
 //! project's span conventions carry over through attributes the SDK reads: `operation.name`
-//! (operation), `service.name` (a span's own service), `resource.name` (a resource set after
-//! the span started), `span.type`. The resource otherwise comes from the SDK's rules: the span
-//! name for internal and database spans, `<METHOD> <route>` for server spans; an outgoing HTTP
-//! span gets `<METHOD>` alone (the project's own path writes `<METHOD> <path>`), and a request
-//! that matched no route `<METHOD>` (the project: `<METHOD> 404`).
+//! (operation), `service.name` (a span's own service), `resource.name` (the server span's
+//! `<METHOD> 405`, set when it starts), `span.type`. The resource otherwise comes from the
+//! SDK's rules: the span name for internal and database spans, `<METHOD> <route>` for server
+//! spans; an outgoing HTTP span gets `<METHOD>` alone (the project's own path writes
+//! `<METHOD> <path>`), and a request that matched no route `<METHOD>` (the project:
+//! `<METHOD> 404`).
 //!
 //! Settings: `DD_SERVICE`, `DD_ENV`, `DD_VERSION`, `DD_TAGS`, the agent URL, `DD_TRACE_ENABLED`,
 //! `DD_TRACE_SAMPLE_RATE` and `DD_TRACE_DEBUG` are read and validated by

@@ -43,8 +43,8 @@ impl AgentEndpoint {
         }
     }
 
-    /// Reads the Agent's address as Datadog's tracers do: `DD_TRACE_AGENT_URL` (`http://`,
-    /// `https://` or `unix://`); else `DD_AGENT_HOST` / `DD_TRACE_AGENT_PORT` when either is
+    /// Reads the Agent's address as Datadog's tracers do: `DD_TRACE_AGENT_URL` (`http://` or
+    /// `unix://`; `https://`, which dd-trace-go accepts, stops start-up: no TLS is built in); else `DD_AGENT_HOST` / `DD_TRACE_AGENT_PORT` when either is
     /// set; else [`DEFAULT_SOCKET`] when `socket_exists` says it exists; else
     /// `http://localhost:8126`.
     pub fn from_env(env: &Env, socket_exists: impl Fn(&Path) -> bool) -> Result<Self, ConfigError> {
@@ -185,7 +185,12 @@ mod tests {
             ep(&[("DD_AGENT_HOST", "::1")], &none),
             Ok(AgentEndpoint::Http("http://[::1]:8126".into()))
         );
-        for bad in ["unix://relative.sock", "ftp://x", "localhost:8126"] {
+        for bad in [
+            "unix://relative.sock",
+            "ftp://x",
+            "localhost:8126",
+            "https://datadog-agent:8126",
+        ] {
             let err = ep(&[("DD_TRACE_AGENT_URL", bad)], &none).unwrap_err();
             assert_eq!(err.variable, "DD_TRACE_AGENT_URL");
         }

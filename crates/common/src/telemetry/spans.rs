@@ -8,6 +8,7 @@
 
 use super::{header_tags, redact};
 use crate::error::error_chain;
+use crate::http::Routing;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
@@ -23,8 +24,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const OPERATION_NAME: &str = "operation.name";
 /// Span attribute holding a service other than the process's own (`postgres`, `notes_helper`).
 pub const SERVICE_NAME: &str = "service.name";
-/// Span attribute overriding the resource (the OpenTelemetry span name) once the span has
-/// started: `tracing-opentelemetry` cannot rename a started span.
+/// Span attribute overriding the resource (the OpenTelemetry span name); it may be recorded
+/// after the span started (`tracing-opentelemetry` cannot rename a started span), but sampling
+/// rules on `resource` see only what the span starts with.
 pub const RESOURCE_NAME: &str = "resource.name";
 /// Operation name of spans that do not set one.
 pub const DEFAULT_OPERATION: &str = "internal";
@@ -72,6 +74,11 @@ pub fn set_trace_health_checks(on: bool) {
 /// `web`, the usual `http.*` tags, and `error.*` on a 5xx. Errors of type `E` give their
 /// [`TracedError::error_type`] and their `Display` (the internal detail, never sent to clients).
 /// Health checks get no span (see [`HEALTH_PATH`]).
+///
+/// The resource is final when the span starts, which is when the trace's sampling decision is
+/// made: the route comes from the pattern actix-web matched, and `405` from the methods the
+/// service registered for it through [`crate::http::Routes`] ([`Routing`]), so a sampling rule
+/// on `PATCH 405` applies to that request and one on `PATCH /notes` does not.
 pub struct ServerSpanBuilder<E>(PhantomData<E>);
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -94,12 +101,9 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             // any) would start traces of their own, so health handlers make none.
             return Span::none();
         }
+        let routing = Routing::of(request.request());
+        let resource = routing.resource(request.method());
         let method = request.method().as_str();
-        let route = request.match_pattern();
-        let resource = match &route {
-            Some(route) => format!("{method} {route}"),
-            None => format!("{method} 404"),
-        };
         let info = request.connection_info();
         let url = format!(
             "{}://{}{}",
@@ -121,7 +125,9 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             otel.kind = "server",
             otel.status_code = Empty,
             operation.name = "actix_web.request",
-            resource.name = Empty,
+            // Set only for a 405, for Datadog's SDK (`datadog-sdk`), whose resource comes
+            // from `http.route` otherwise; the project's path reads `otel.name`, the same.
+            resource.name = matches!(routing, Routing::MethodNotRouted(_)).then_some(resource.as_str()),
             span.type = "web",
             component = "actix-web",
             http.method = method,
@@ -165,11 +171,8 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
                     span.set_attribute(tag, value);
                 }
             }
-            let request = response.request();
-            if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
-                // As Datadog's tracers: no route matched this method.
-                span.record("resource.name", format!("{} 405", request.method()));
-            } else if let Some(route) = request.match_pattern() {
+            // The resource was set at the start (`Routing`); a 405 or 404 has no route.
+            if let Routing::Routed(route) = Routing::of(response.request()) {
                 span.record("http.route", route);
             }
         }
