@@ -3,13 +3,11 @@
 //! over a Unix socket, and start-up refusing bad values. The real notes binary exports to
 //! Datadog's test agent; a stand-in calendar records the headers notes sends it.
 
-mod support;
-
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{ServiceProcess, TestAgent};
+use test_support::{ServiceProcess, TestAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -17,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Notes on a fresh database, exporting to `agent`, calling `calendar`, plus `extra`.
 async fn notes(agent: &str, calendar: &str, extra: &[(&str, &str)]) -> ServiceProcess {
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let mut env = vec![
         ("DD_TRACE_AGENT_URL", agent),
         ("DD_ENV", "dev"),
@@ -512,7 +510,7 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         ("DD_TRACE_HEADER_TAGS", ":no-header"),
         ("DD_TRACE_AGENT_URL", "unix://relative/apm.socket"),
     ] {
-        let output = std::process::Command::new(support::service::bin_dir().join("notes"))
+        let output = std::process::Command::new(test_support::service::bin_dir().join("notes"))
             .env(var, value)
             .output()
             .expect("run the notes binary (built by `cargo build --workspace --bins`)");

@@ -11,12 +11,10 @@
 //! A missing snapshot fails. To record one (never in CI): delete `tests/snapshots/<test>.json`
 //! and run `UPDATE_SNAPSHOTS=1 cargo test --test snapshots <test>`; review the diff and commit it.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::agent::{shared_agent, snapshot_update_requested};
-use support::{ServiceProcess, TestAgent};
+use test_support::agent::{shared_agent, snapshot_update_requested};
+use test_support::{ServiceProcess, TestAgent};
 
 /// Span attributes not compared besides the agent's defaults: the fresh database's random name and
 /// the private PostgreSQL server's port.
@@ -54,9 +52,9 @@ async fn start_services(
     };
     let calendar_url = match &calendar {
         Some(c) => c.base_url(),
-        None => format!("http://127.0.0.1:{}", support::free_port()),
+        None => format!("http://127.0.0.1:{}", test_support::free_port()),
     };
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let mut env = telemetry_env(&url);
     env.extend([
         ("DATABASE_URL", db.as_str()),

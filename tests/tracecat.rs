@@ -1,17 +1,15 @@
 //! `tracecat` end to end: the real services send a distributed trace to Datadog's test agent, and
 //! the `tracecat` binary reads it back from the agent and draws it.
 
-mod support;
-
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::TestAgent;
+use test_support::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn tracecat_bin() -> PathBuf {
-    let path = support::service::bin_dir().join("tracecat");
+    let path = test_support::service::bin_dir().join("tracecat");
     if !path.is_file() {
         panic!(
             "{} not found: run `cargo build --workspace --bins` first (`bash tests/run.sh` does it)",
@@ -68,7 +66,7 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (_calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
 
     let post = || async {
         let response = reqwest::Client::new()
@@ -188,7 +186,7 @@ async fn last_right_after_a_request_is_the_whole_new_trace() {
     let agent = TestAgent::start().await;
     let url = agent.url();
     let common = [("DD_TRACE_AGENT_URL", url.as_str()), ("HOST", "127.0.0.1")];
-    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (_calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
     // The schema check at start-up is a trace of its own, which may start after a first
     // request: let it be sent first (in compose it is long done before the first curl).
     agent

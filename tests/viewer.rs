@@ -3,12 +3,10 @@
 //! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for the picture in
 //! docs/). A missing Chromium fails with the fix.
 
-mod support;
-
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::TestAgent;
+use test_support::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -80,13 +78,13 @@ struct Viewer {
 
 impl Viewer {
     async fn start(agent: &str) -> Viewer {
-        let bin = support::service::bin_dir().join("tracecat");
+        let bin = test_support::service::bin_dir().join("tracecat");
         assert!(
             bin.is_file(),
             "{} not found: run `cargo build --workspace --bins` first (`bash tests/run.sh` does it)",
             bin.display()
         );
-        let port = support::free_port();
+        let port = test_support::free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = tokio::process::Command::new(bin)
             .args(["serve", "--agent", agent, "--listen", &listen])
@@ -195,7 +193,7 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let (calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
     let base = notes.base_url();
 
     // The tutorial's requests (and health checks, which are not traced).
@@ -327,7 +325,7 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     );
 
     // The picture for docs/ (and README): the same page, as the browser draws it.
-    let shot = support::workspace_root().join("target/viewer-screenshot.png");
+    let shot = test_support::workspace_root().join("target/viewer-screenshot.png");
     let _ = std::fs::remove_file(&shot);
     browser(
         &[

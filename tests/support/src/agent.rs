@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::process::{
+use crate::process::{
     file_tail, free_port, private_temp_dir, workspace_root, Guarded, GuardedSpec,
 };
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
-use super::process::lines_tail;
+use crate::process::lines_tail;
 
 /// How long a service may take to log that it is listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -297,7 +297,7 @@ pub async fn calendar_and_notes(
     notes_extra: &[(&str, &str)],
 ) -> (ServiceProcess, ServiceProcess) {
     let calendar = ServiceProcess::spawn("calendar", env).await;
-    let db = super::fresh_database().await;
+    let db = crate::fresh_database().await;
     let calendar_url = calendar.base_url();
     let mut notes_env = env.to_vec();
     notes_env.extend([
