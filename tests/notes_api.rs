@@ -561,14 +561,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("DD_TRACE_SAMPLE_RATE", "7"),
         ("DATABASE_URL", "mysql://root@localhost/notes"),
     ] {
-        let output = std::process::Command::new(test_support::service::bin_dir().join("notes"))
-            .env(var, value)
-            .output()
-            .expect("run the notes binary (built by `cargo build --workspace --bins`)");
-        assert_eq!(output.status.code(), Some(2), "{var}={value}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(var), "{stderr}");
+        test_support::service::assert_bad_setting_stops_start_up("notes", var, value);
     }
 }
 
@@ -617,6 +610,21 @@ fn notes_refuses_to_start_as(
     (status.code(), stderr)
 }
 
+/// The message of the start-up record saying where notes keeps its notes.
+async fn store_line(notes: &ServiceProcess) -> String {
+    let record = notes
+        .wait_for_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("notes are kept in"))
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    record["message"].as_str().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn no_database_settings_at_all_serve_the_tutorial_from_memory() {
     // `cargo run -p notes` on a laptop: no DB_* variable, no DATABASE_URL (the harness removes
@@ -637,18 +645,8 @@ async fn no_database_settings_at_all_serve_the_tutorial_from_memory() {
         ],
     )
     .await;
-    let store_line = notes
-        .wait_for_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("notes are kept in"))
-            },
-            Duration::from_secs(5),
-        )
-        .await;
     assert_eq!(
-        store_line["message"],
+        store_line(&notes).await,
         "notes are kept in SQLite in memory: notes are lost at exit"
     );
     let client = reqwest::Client::new();
@@ -698,18 +696,8 @@ async fn sqlite_file_keeps_the_notes_across_restarts_and_never_reuses_ids() {
     ];
     let client = reqwest::Client::new();
     let mut first = ServiceProcess::spawn("notes", &env).await;
-    let line = first
-        .wait_for_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("notes are kept in"))
-            },
-            Duration::from_secs(5),
-        )
-        .await;
     assert_eq!(
-        line["message"],
+        store_line(&first).await,
         format!("notes are kept in SQLite file {}", path.display())
     );
     let base = first.base_url();

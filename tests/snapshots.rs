@@ -70,19 +70,11 @@ async fn start_services(
 /// pairs received traces with recorded ones by their root spans, so two alike requests (the
 /// tutorial's two `GET /notes`) must differ there.
 async fn request(step: usize, method: &str, url: &str, headers: &[(&str, &str)], status: u16) {
-    let client = reqwest::Client::new();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-    let mut builder = client
-        .request(method.clone(), url)
-        .header("user-agent", format!("snapshots/{step}"));
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let response = builder
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    assert_eq!(response.status().as_u16(), status, "{method} {url}");
+    let user_agent = format!("snapshots/{step}");
+    let mut all = vec![("user-agent", user_agent.as_str())];
+    all.extend_from_slice(headers);
+    let reply = test_support::send(&reqwest::Client::new(), method, url, &all).await;
+    assert_eq!(reply.status, status, "{method} {url}");
 }
 
 /// Waits until the session holds `traces` traces and nothing more arrives for a while (so a

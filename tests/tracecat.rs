@@ -1,7 +1,6 @@
 //! `tracecat` end to end: the real services send a distributed trace to Datadog's test agent, and
 //! the `tracecat` binary reads it back from the agent and draws it.
 
-use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 use test_support::TestAgent;
@@ -38,19 +37,6 @@ async fn tracecat(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn is_distributed(trace: &[Value]) -> bool {
-    let has = |service: &str, name: &str| {
-        trace
-            .iter()
-            .any(|s| s["service"] == service && s["name"] == name)
-    };
-    has("notes", "actix_web.request")
-        && has("reqwest", "reqwest.request")
-        && has("calendar", "actix_web.request")
-        && has("calendar", "calendar.get_date")
-        && has("postgres", "postgres.query")
-}
-
 #[tokio::test]
 async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     let agent = TestAgent::start().await;
@@ -81,11 +67,14 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     };
     post().await;
     let traces = agent
-        .wait_for_traces(|ts| ts.iter().any(|t| is_distributed(t)), WAIT)
+        .wait_for_traces(
+            |ts| ts.iter().any(|t| test_support::agent::is_distributed(t)),
+            WAIT,
+        )
         .await;
     let trace = traces
         .iter()
-        .find(|t| is_distributed(t))
+        .find(|t| test_support::agent::is_distributed(t))
         .expect("the distributed trace");
     let trace_id = trace[0]["trace_id"].as_u64().expect("a trace id");
 
@@ -162,13 +151,18 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     post().await;
     let traces = agent
         .wait_for_traces(
-            |ts| ts.iter().filter(|t| is_distributed(t)).count() == 2,
+            |ts| {
+                ts.iter()
+                    .filter(|t| test_support::agent::is_distributed(t))
+                    .count()
+                    == 2
+            },
             WAIT,
         )
         .await;
     let second = traces
         .iter()
-        .filter(|t| is_distributed(t))
+        .filter(|t| test_support::agent::is_distributed(t))
         .filter_map(|t| t[0]["trace_id"].as_u64())
         .find(|id| *id != trace_id)
         .expect("a second distributed trace");

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
+use test_support::http::assert_statuses;
 use test_support::{send, Reply, ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -252,22 +253,20 @@ async fn each_request_of_the_tutorial_has_its_spans() {
     let agent = TestAgent::start().await;
     let (_calendar, notes) = start_services(&agent, &[]).await;
     let base = notes.base_url();
-    for (method, path, status) in [
-        ("GET", "/notes", 200),
-        ("POST", "/notes?desc=hello", 201),
-        ("GET", "/notes?id=1", 200),
-        ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
-        ("DELETE", "/notes?id=1", 200),
-        ("GET", "/nope", 404),
-        ("GET", "/notes?id=999", 404),
-        ("PATCH", "/notes", 405),
-    ] {
-        assert_eq!(
-            http(method, &format!("{base}{path}"), &[]).await.status,
-            status,
-            "{method} {path}"
-        );
-    }
+    assert_statuses(
+        &base,
+        &[
+            ("GET", "/notes", 200),
+            ("POST", "/notes?desc=hello", 201),
+            ("GET", "/notes?id=1", 200),
+            ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
+            ("DELETE", "/notes?id=1", 200),
+            ("GET", "/nope", 404),
+            ("GET", "/notes?id=999", 404),
+            ("PATCH", "/notes", 405),
+        ],
+    )
+    .await;
     let server = |resource: &'static str, status: &'static str| {
         move |s: &Value| {
             s["service"] == "notes"

@@ -42,6 +42,21 @@ pub async fn send(
     }
 }
 
+/// Sends each `(method, path, status)` to `base` on a connection of its own and asserts the
+/// status it answers.
+pub async fn assert_statuses(base: &str, requests: &[(&str, &str, u16)]) {
+    for (method, path, status) in requests {
+        let reply = send(
+            &reqwest::Client::new(),
+            method,
+            &format!("{base}{path}"),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, *status, "{method} {path}: {}", reply.body);
+    }
+}
+
 impl Reply {
     /// A `text/plain; charset=utf-8` reply, as the services send their plain answers.
     pub fn plain(status: u16, body: &str) -> Reply {

@@ -309,3 +309,18 @@ pub async fn calendar_and_notes(
     let notes = ServiceProcess::spawn("notes", &notes_env).await;
     (calendar, notes)
 }
+
+/// Runs the workspace binary `bin` with `var=value` added to the environment and asserts that
+/// it stops at start-up as a bad setting must: exit status 2 and one line on stderr naming `var`.
+pub fn assert_bad_setting_stops_start_up(bin: &str, var: &str, value: &str) {
+    let output = std::process::Command::new(bin_dir().join(bin))
+        .env(var, value)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run the {bin} binary (built by `cargo build --workspace --bins`): {e}")
+        });
+    assert_eq!(output.status.code(), Some(2), "{var}={value}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(var), "{stderr}");
+}
