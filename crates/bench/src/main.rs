@@ -531,47 +531,19 @@ impl Bench<'_> {
         })
     }
 
-    /// The closed-loop cells: per endpoint, pgbench on its statement (once per statement), then
-    /// every copy at `closed`.
-    fn saturated_cells(
+    /// The cells of one phase: per endpoint, at the shape `shape_of` gives it (none: left out).
+    fn cells(
         &self,
         endpoints: &[&'static Endpoint],
         stacks: &mut [Stack],
-        closed: Shape,
         run: &mut Run,
+        shape_of: impl Fn(&Run, &Endpoint) -> Option<Shape>,
     ) -> Result<(), String> {
         let mut pg_done = Vec::new();
         for e in endpoints {
-            self.endpoint_cells(e, stacks, closed, &mut pg_done, run)?;
-        }
-        Ok(())
-    }
-
-    /// The fixed-rate cells: per endpoint, the same rate for every copy, the fraction of the
-    /// slowest one's saturated rate (endpoints that did not saturate above 1 req/s are left out).
-    fn fixed_rate_cells(
-        &self,
-        endpoints: &[&'static Endpoint],
-        stacks: &mut [Stack],
-        closed: Shape,
-        run: &mut Run,
-    ) -> Result<(), String> {
-        let mut pg_done = Vec::new();
-        for e in endpoints {
-            let saturated = run
-                .rows
-                .iter()
-                .filter(|r| r.rate.is_none() && r.endpoint.is_some_and(|x| x.key == e.key))
-                .map(|r| r.rps)
-                .fold(f64::INFINITY, f64::min);
-            if !saturated.is_finite() || saturated < 1.0 {
-                continue;
+            if let Some(shape) = shape_of(run, e) {
+                self.endpoint_cells(e, stacks, shape, &mut pg_done, run)?;
             }
-            let rate = Shape {
-                rate: Some(saturated * self.opts.rate_fraction),
-                ..closed
-            };
-            self.endpoint_cells(e, stacks, rate, &mut pg_done, run)?;
         }
         Ok(())
     }
@@ -769,9 +741,11 @@ fn run(opts: &Options) -> Result<String, String> {
             duration: opts.duration,
             rate: None,
         };
-        bench.saturated_cells(&endpoints, &mut stacks, closed, &mut run)?;
+        bench.cells(&endpoints, &mut stacks, &mut run, |_, _| Some(closed))?;
         if !opts.saturated_only {
-            bench.fixed_rate_cells(&endpoints, &mut stacks, closed, &mut run)?;
+            bench.cells(&endpoints, &mut stacks, &mut run, |run, e| {
+                fixed_rate(run, e, closed, opts.rate_fraction)
+            })?;
         }
         stop_stacks(&mut stacks, &mut run);
         Ok(())
@@ -784,6 +758,21 @@ fn run(opts: &Options) -> Result<String, String> {
     run.wall = started.elapsed();
     run.finish();
     Ok(run.render())
+}
+
+/// The fixed-rate shape of an endpoint: the same rate for every copy, `fraction` of the slowest
+/// one's saturated rate; none when it did not saturate above 1 req/s.
+fn fixed_rate(run: &Run, e: &Endpoint, closed: Shape, fraction: f64) -> Option<Shape> {
+    let saturated = run
+        .rows
+        .iter()
+        .filter(|r| r.rate.is_none() && r.endpoint.is_some_and(|x| x.key == e.key))
+        .map(|r| r.rps)
+        .fold(f64::INFINITY, f64::min);
+    (saturated.is_finite() && saturated >= 1.0).then_some(Shape {
+        rate: Some(saturated * fraction),
+        ..closed
+    })
 }
 
 /// The directories of the services' binaries: this project's path (also tracing off) and, when
