@@ -1,8 +1,7 @@
 //! The calendar API.
 
-mod support;
-
-use support::inprocess::{send, spawn_calendar};
+use test_support::inprocess::spawn_calendar;
+use test_support::{send, Reply};
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
@@ -11,30 +10,36 @@ async fn routes_and_bodies() {
     let base = spawn_calendar().await;
     let client = reqwest::Client::new();
     assert_eq!(
-        send(&client, "GET", &format!("{base}/"), None).await,
-        (200, PLAIN.into(), "Welcome to the calendar app!".into())
+        send(&client, "GET", &format!("{base}/"), &[]).await,
+        Reply::plain(200, "Welcome to the calendar app!")
     );
     assert_eq!(
-        send(&client, "POST", &format!("{base}/calendar"), None)
+        send(&client, "POST", &format!("{base}/calendar"), &[])
             .await
-            .0,
+            .status,
         405
     );
     assert_eq!(
-        send(&client, "GET", &format!("{base}/nope"), None).await.0,
+        send(&client, "GET", &format!("{base}/nope"), &[])
+            .await
+            .status,
         404
     );
     assert_eq!(
-        send(&client, "GET", &format!("{base}/health"), None)
+        send(&client, "GET", &format!("{base}/health"), &[])
             .await
-            .0,
+            .status,
         200
     );
-    let (status, ctype, body) = send(
+    let Reply {
+        status,
+        content_type: ctype,
+        body,
+    } = send(
         &client,
         "GET",
         &format!("{base}/calendar"),
-        Some("application/json"),
+        &[("Accept", "application/json")],
     )
     .await;
     assert_eq!((status, ctype.as_str()), (200, "application/json"));
@@ -54,7 +59,11 @@ async fn dates_are_zero_padded_and_within_2022_to_new_year_2023() {
     let last = chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..300 {
-        let (status, ctype, body) = send(&client, "GET", &format!("{base}/calendar"), None).await;
+        let Reply {
+            status,
+            content_type: ctype,
+            body,
+        } = send(&client, "GET", &format!("{base}/calendar"), &[]).await;
         assert_eq!((status, ctype.as_str()), (200, PLAIN));
         assert_eq!(body.len(), 10, "{body:?}");
         let date = chrono::NaiveDate::parse_from_str(&body, "%m/%d/%Y").unwrap();

@@ -1,20 +1,18 @@
 //! Outages and load: the agent down or slow, the database blinking under writes, concurrent
 //! writers on the same ids, shutdown with requests in flight, and request limits.
 
-mod support;
-
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::inprocess::{send, spawn_calendar, spawn_notes, spawn_notes_behind_proxy};
-use support::{ServiceProcess, TestAgent};
+use test_support::inprocess::{spawn_calendar, spawn_notes, spawn_notes_behind_proxy};
+use test_support::{send, Reply, ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn notes_process(agent_url: &str, extra: &[(&str, &str)]) -> ServiceProcess {
-    let db = support::fresh_database().await;
-    let calendar = format!("http://127.0.0.1:{}", support::free_port());
+    let db = test_support::fresh_database().await;
+    let calendar = format!("http://127.0.0.1:{}", test_support::free_port());
     let mut env = vec![
         ("DD_TRACE_AGENT_URL", agent_url),
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
@@ -32,7 +30,7 @@ async fn slowest_of(client: &reqwest::Client, url: &str, count: usize) -> Durati
     let mut worst = Duration::ZERO;
     for _ in 0..count {
         let started = Instant::now();
-        let (status, _, body) = send(client, "GET", url, None).await;
+        let Reply { status, body, .. } = send(client, "GET", url, &[]).await;
         assert_eq!(status, 200, "{body}");
         worst = worst.max(started.elapsed());
     }
@@ -107,7 +105,10 @@ async fn agent_down_then_back_requests_unaffected_and_outage_logged_once() {
     );
 
     agent.restart().await;
-    assert_eq!(send(&client, "GET", &format!("{base}/"), None).await.0, 200);
+    assert_eq!(
+        send(&client, "GET", &format!("{base}/"), &[]).await.status,
+        200
+    );
     agent.wait_for_traces(|t| has_root(t, "GET /"), WAIT).await;
     notes
         .wait_for_log(
@@ -180,7 +181,7 @@ async fn graceful_shutdown_under_load_finishes_requests_and_flushes_their_spans(
     for _ in 0..12 {
         let (client, url) = (client.clone(), url.clone());
         inflight.push(tokio::spawn(async move {
-            send(&client, "GET", &url, None).await
+            send(&client, "GET", &url, &[]).await
         }));
     }
     // Every request is inside its handler before the signal.
@@ -192,7 +193,7 @@ async fn graceful_shutdown_under_load_finishes_requests_and_flushes_their_spans(
     let started = Instant::now();
     notes.signal(libc::SIGTERM);
     for task in inflight {
-        let (status, _, body) = task.await.expect("request task");
+        let Reply { status, body, .. } = task.await.expect("request task");
         assert_eq!(
             status, 200,
             "a request in flight at SIGTERM was cut: {body}"
@@ -249,7 +250,7 @@ async fn a_second_signal_exits_at_once() {
 async fn database_blinking_under_writes_loses_no_acknowledged_note() {
     let (app, proxy) = spawn_notes_behind_proxy(&[("DB_POOL_TIMEOUT_MS", "300")]).await;
     let (app, proxy) = (Arc::new(app), Arc::new(proxy));
-    assert_eq!(app.send("GET", "/health").await.0, 200);
+    assert_eq!(app.send("GET", "/health").await.status, 200);
 
     // Writers post unique descriptions until the database has been cut twice and restored.
     let cuts: Arc<std::sync::Mutex<Vec<(Instant, Instant)>>> = Arc::default();
@@ -264,7 +265,8 @@ async fn database_blinking_under_writes_loses_no_acknowledged_note() {
                 i += 1;
                 let desc = format!("w{w}-{i}");
                 let started = Instant::now();
-                let (status, _, body) = app.send("POST", &format!("/notes?desc={desc}")).await;
+                let Reply { status, body, .. } =
+                    app.send("POST", &format!("/notes?desc={desc}")).await;
                 outcomes.push((desc, status, body, started, Instant::now()));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -328,11 +330,13 @@ async fn database_blinking_under_writes_loses_no_acknowledged_note() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_the_same_ids_leave_a_consistent_table() {
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let app = Arc::new(spawn_notes(&db, &spawn_calendar().await, &[]).await);
     for i in 1..=5 {
         assert_eq!(
-            app.send("POST", &format!("/notes?desc=orig{i}")).await.0,
+            app.send("POST", &format!("/notes?desc=orig{i}"))
+                .await
+                .status,
             201
         );
     }
@@ -347,7 +351,7 @@ async fn concurrent_writers_on_the_same_ids_leave_a_consistent_table() {
                 _ if n % 7 == 2 => ("DELETE", format!("/notes?id={id}")),
                 _ => ("GET", format!("/notes?id={id}")),
             };
-            let (status, _, body) = app.send(method, &path).await;
+            let Reply { status, body, .. } = app.send(method, &path).await;
             (method, id, n, status, body)
         }));
     }
@@ -398,7 +402,7 @@ async fn concurrent_writers_on_the_same_ids_leave_a_consistent_table() {
 
 #[tokio::test]
 async fn long_urls_and_large_headers_get_a_clear_4xx() {
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let app = spawn_notes(
         &db,
         &spawn_calendar().await,
@@ -430,7 +434,7 @@ async fn long_urls_and_large_headers_get_a_clear_4xx() {
         .expect("sent");
     assert_eq!(huge_trace_header.status().as_u16(), 200);
     // Within the limits everything is normal.
-    assert_eq!(app.send("GET", "/").await.0, 200);
+    assert_eq!(app.send("GET", "/").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +444,7 @@ async fn a_hung_database_gives_503_in_bounded_time_and_recovers() {
         ("DB_STATEMENT_TIMEOUT_MS", "700"),
     ])
     .await;
-    assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
+    assert_eq!(app.send("POST", "/notes?desc=before").await.status, 201);
 
     proxy.freeze(true);
     let mut waiting = Vec::new();
@@ -449,7 +453,7 @@ async fn a_hung_database_gives_503_in_bounded_time_and_recovers() {
         let client = app.client.clone();
         waiting.push(tokio::spawn(async move {
             let started = Instant::now();
-            let (status, _, body) = send(&client, "GET", &url, None).await;
+            let Reply { status, body, .. } = send(&client, "GET", &url, &[]).await;
             (status, body, started.elapsed())
         }));
     }

@@ -1,12 +1,10 @@
 //! Self-test of the integration-test harness (`tests/support/`): the private
 //! PostgreSQL, Datadog's test agent, and service subprocesses.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{connect, free_port, fresh_database, ServiceProcess, TestAgent};
+use test_support::{connect, free_port, fresh_database, ServiceProcess, TestAgent};
 
 #[tokio::test]
 async fn fresh_databases_are_distinct_empty_and_queryable() {
@@ -153,7 +151,7 @@ async fn test_agent_receives_merges_and_checks_traces() {
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(requests
         .iter()
-        .all(|r| support::agent::request_header(r, "Datadog-Meta-Lang") == Some("rust")));
+        .all(|r| test_support::agent::request_header(r, "Datadog-Meta-Lang") == Some("rust")));
 
     assert_eq!(agent.trace_check_failures().await, None);
     let summary = agent.trace_check_summary().await;
@@ -230,9 +228,10 @@ async fn test_agent_stops_restarts_on_the_same_port_and_delays() {
 #[test]
 fn a_missing_test_agent_fails_with_the_fix() {
     let root = std::env::temp_dir().join("apm-tutorial-no-such-workspace");
-    let err = support::agent::locate_test_agent_from(None, &root).expect_err("nothing is there");
+    let err =
+        test_support::agent::locate_test_agent_from(None, &root).expect_err("nothing is there");
     assert!(err.contains("bash tests/run.sh"), "{err}");
-    let err = support::agent::locate_test_agent_from(Some("/no/such/agent".into()), &root)
+    let err = test_support::agent::locate_test_agent_from(Some("/no/such/agent".into()), &root)
         .expect_err("nothing is there");
     assert!(err.contains("DDAPM_TEST_AGENT"), "{err}");
 }

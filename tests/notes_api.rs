@@ -6,15 +6,13 @@
 //! on PostgreSQL and on a SQLite file. The SQLite-only tests (`no_database_settings…`,
 //! `sqlite_…`) come after the PostgreSQL-only ones (outages through a TCP proxy).
 
-mod support;
-
 use std::time::{Duration, Instant};
-use support::inprocess::{
+use test_support::inprocess::{
     closed_url, fake_calendar, hanging_calendar, spawn_calendar, spawn_notes,
     spawn_notes_behind_proxy, url_host_port, via_port, NotesApp, TcpProxy,
 };
-use support::store::{fresh_sqlite_path, open_sqlite, sqlite_path, sqlite_url};
-use support::{ServiceProcess, Store};
+use test_support::store::{fresh_sqlite_path, open_sqlite, sqlite_path, sqlite_url};
+use test_support::{Reply, ServiceProcess, Store};
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
@@ -82,40 +80,39 @@ async fn the_tutorial_curl_sequence(store: Store) {
     let app = app(store).await;
     assert_eq!(
         app.send("GET", "/").await,
-        (200, PLAIN.into(), "Welcome to our notes app!".into())
+        Reply::plain(200, "Welcome to our notes app!")
     );
-    assert_eq!(
-        app.send("GET", "/notes").await,
-        (200, "application/json".into(), "{}\n".into())
-    );
+    assert_eq!(app.send("GET", "/notes").await, Reply::json(200, "{}\n"));
     assert_eq!(
         app.send("POST", "/notes?desc=hello").await,
-        (201, PLAIN.into(), "(1, hello)".into())
+        Reply::plain(201, "(1, hello)")
     );
     assert_eq!(
         app.send("GET", "/notes?id=1").await,
-        (200, PLAIN.into(), "(1, hello)".into())
+        Reply::plain(200, "(1, hello)")
     );
     assert_eq!(
         app.send("GET", "/notes").await,
-        (
-            200,
-            "application/json".into(),
-            "{\n  \"1\": \"hello\"\n}\n".into()
-        )
+        Reply::json(200, "{\n  \"1\": \"hello\"\n}\n")
     );
     assert_eq!(
         app.send("PUT", "/notes?id=1&desc=UpdatedNote").await,
-        (200, PLAIN.into(), "(1, UpdatedNote)".into())
+        Reply::plain(200, "(1, UpdatedNote)")
     );
     assert_eq!(
         app.send("DELETE", "/notes?id=1").await,
-        (200, PLAIN.into(), "Deleted".into())
+        Reply::plain(200, "Deleted")
     );
-    let (status, ctype, body) = app.send("POST", "/notes?desc=hello_again&add_date=y").await;
+    let Reply {
+        status,
+        content_type: ctype,
+        body,
+    } = app.send("POST", "/notes?desc=hello_again&add_date=y").await;
     assert_eq!((status, ctype.as_str()), (201, PLAIN));
     assert_dated(&body, 2, "hello_again");
-    let (status, _, list) = app.send("GET", "/notes").await;
+    let Reply {
+        status, body: list, ..
+    } = app.send("GET", "/notes").await;
     assert_eq!(status, 200);
     let stored = &body[4..body.len() - 1];
     assert_eq!(list, format!("{{\n  \"2\": \"{stored}\"\n}}\n"));
@@ -125,25 +122,28 @@ async fn the_tutorial_curl_sequence(store: Store) {
 async fn lists_are_ordered_by_id_and_decode_the_query(store: Store) {
     let app = app(store).await;
     for d in ["a", "b%20c", "d%2Ce", "caf%C3%A9", "x+y"] {
-        assert_eq!(app.send("POST", &format!("/notes?desc={d}")).await.0, 201);
+        assert_eq!(
+            app.send("POST", &format!("/notes?desc={d}")).await.status,
+            201
+        );
     }
     for id in 1..=10 {
         // ids 1..5 exist; the rest do not: ordering is numeric, not textual.
         let _ = app.send("GET", &format!("/notes?id={id}")).await;
     }
-    let (_, _, list) = app.send("GET", "/notes").await;
+    let Reply { body: list, .. } = app.send("GET", "/notes").await;
     let parsed: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(
         parsed,
         serde_json::json!({"1": "a", "2": "b c", "3": "d,e", "4": "café", "5": "x y"})
     );
     // `GET /notes?id=` (empty) is the list, as in the original.
-    assert_eq!(app.send("GET", "/notes?id=").await.2, list);
+    assert_eq!(app.send("GET", "/notes?id=").await.body, list);
     // Numeric order: 10 comes after 9.
     for _ in 0..6 {
         app.send("POST", "/notes?desc=z").await;
     }
-    let (_, _, list) = app.send("GET", "/notes").await;
+    let Reply { body: list, .. } = app.send("GET", "/notes").await;
     let nine = list.find("\"9\"").unwrap();
     let ten = list.find("\"10\"").unwrap();
     assert!(nine < ten, "{list}");
@@ -152,14 +152,16 @@ async fn lists_are_ordered_by_id_and_decode_the_query(store: Store) {
 async fn add_date_only_for_y_or_capital_y(store: Store) {
     let app = app(store).await;
     assert_eq!(
-        app.send("POST", "/notes?desc=nodate&add_date=n").await.2,
+        app.send("POST", "/notes?desc=nodate&add_date=n").await.body,
         "(1, nodate)"
     );
     assert_eq!(
-        app.send("POST", "/notes?desc=nodate2&add_date=yes").await.2,
+        app.send("POST", "/notes?desc=nodate2&add_date=yes")
+            .await
+            .body,
         "(2, nodate2)"
     );
-    let (status, _, body) = app.send("POST", "/notes?desc=upperY&add_date=Y").await;
+    let Reply { status, body, .. } = app.send("POST", "/notes?desc=upperY&add_date=Y").await;
     assert_eq!(status, 201);
     assert_dated(&body, 3, "upperY");
 }
@@ -196,7 +198,11 @@ async fn every_error_row(store: Store) {
         ("GET", "/notes/999", 404, "Note does not exist"),
     ];
     for (method, path, status, text) in cases {
-        let (got, ctype, body) = app.send(method, path).await;
+        let Reply {
+            status: got,
+            content_type: ctype,
+            body,
+        } = app.send(method, path).await;
         assert_eq!(got, *status, "{method} {path}: {body}");
         assert_eq!(ctype, PLAIN, "{method} {path}");
         assert!(
@@ -215,28 +221,28 @@ async fn every_error_row(store: Store) {
 async fn descriptions_up_to_255_characters_never_truncated(store: Store) {
     let app = app(store).await;
     let ok = "é".repeat(255);
-    let (status, _, body) = app
+    let Reply { status, body, .. } = app
         .send("POST", &format!("/notes?desc={}", "%C3%A9".repeat(255)))
         .await;
     assert_eq!((status, body), (201, format!("(1, {ok})")));
-    let (status, _, body) = app
+    let Reply { status, body, .. } = app
         .send("POST", &format!("/notes?desc={}", "a".repeat(256)))
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("255"), "{body}");
-    let (status, _, _) = app
+    let Reply { status, .. } = app
         .send("PUT", &format!("/notes?id=1&desc={}", "b".repeat(256)))
         .await;
     assert_eq!(status, 400);
     // With a date the stored text grows by 21 characters: the limit applies to the result.
-    let (status, _, body) = app
+    let Reply { status, body, .. } = app
         .send(
             "POST",
             &format!("/notes?desc={}&add_date=y", "c".repeat(235)),
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _, _) = app
+    let Reply { status, .. } = app
         .send(
             "POST",
             &format!("/notes?desc={}&add_date=y", "c".repeat(234)),
@@ -251,24 +257,32 @@ async fn descriptions_up_to_255_characters_never_truncated(store: Store) {
 
 async fn json_for_clients_that_ask_for_it(store: Store) {
     let app = app(store).await;
-    let (status, ctype, body) = app.send_json("POST", "/notes?desc=hello").await;
+    let Reply {
+        status,
+        content_type: ctype,
+        body,
+    } = app.send_json("POST", "/notes?desc=hello").await;
     assert_eq!((status, ctype.as_str()), (201, "application/json"));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"id": 1, "description": "hello"})
     );
-    let (_, _, body) = app.send_json("GET", "/notes?id=1").await;
+    let Reply { body, .. } = app.send_json("GET", "/notes?id=1").await;
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"id": 1, "description": "hello"})
     );
-    let (status, ctype, body) = app.send_json("GET", "/notes?id=5").await;
+    let Reply {
+        status,
+        content_type: ctype,
+        body,
+    } = app.send_json("GET", "/notes?id=5").await;
     assert_eq!((status, ctype.as_str()), (404, "application/json"));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"error": "Note does not exist"})
     );
-    let (status, _, body) = app.send_json("GET", "/notes?id=x").await;
+    let Reply { status, body, .. } = app.send_json("GET", "/notes?id=x").await;
     assert_eq!(status, 400);
     assert!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]
@@ -276,21 +290,20 @@ async fn json_for_clients_that_ask_for_it(store: Store) {
             .unwrap()
             .contains("id")
     );
-    let (_, _, body) = app.send_json("PUT", "/notes?id=1&desc=new").await;
+    let Reply { body, .. } = app.send_json("PUT", "/notes?id=1&desc=new").await;
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"id": 1, "description": "new"})
     );
-    let (status, _, body) = app.send_json("DELETE", "/notes?id=1").await;
+    let Reply { status, body, .. } = app.send_json("DELETE", "/notes?id=1").await;
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"],
         true
     );
-    let (status, ctype, body) = app.send_json("GET", "/notes").await;
     assert_eq!(
-        (status, ctype.as_str(), body.as_str()),
-        (200, "application/json", "{}\n")
+        app.send_json("GET", "/notes").await,
+        Reply::json(200, "{}\n")
     );
 }
 
@@ -299,20 +312,20 @@ async fn path_form_of_the_go_and_java_tutorials(store: Store) {
     app.send("POST", "/notes?desc=first").await;
     assert_eq!(
         app.send("GET", "/notes/1").await,
-        (200, PLAIN.into(), "(1, first)".into())
+        Reply::plain(200, "(1, first)")
     );
     assert_eq!(
         app.send("PUT", "/notes/1?desc=second").await,
-        (200, PLAIN.into(), "(1, second)".into())
+        Reply::plain(200, "(1, second)")
     );
     assert_eq!(
         app.send("DELETE", "/notes/1").await,
-        (200, PLAIN.into(), "Deleted".into())
+        Reply::plain(200, "Deleted")
     );
-    assert_eq!(app.send("GET", "/notes/1").await.0, 404);
-    assert_eq!(app.send("DELETE", "/notes/1").await.0, 404);
-    assert_eq!(app.send("POST", "/notes/1").await.0, 405);
-    assert_eq!(app.send("PUT", "/notes/0?desc=x").await.0, 400);
+    assert_eq!(app.send("GET", "/notes/1").await.status, 404);
+    assert_eq!(app.send("DELETE", "/notes/1").await.status, 404);
+    assert_eq!(app.send("POST", "/notes/1").await.status, 405);
+    assert_eq!(app.send("PUT", "/notes/0?desc=x").await.status, 400);
 }
 
 /// Makes the database itself refuse a note whose description is `boom` (a constraint the
@@ -329,7 +342,7 @@ async fn forbid_boom(db_url: &str) {
         })
         .await
         .unwrap(),
-        None => support::connect(db_url)
+        None => test_support::connect(db_url)
             .await
             .batch_execute("ALTER TABLE notes ADD CONSTRAINT no_boom CHECK (description <> 'boom')")
             .await
@@ -341,11 +354,11 @@ async fn a_failed_query_does_not_poison_the_connection(store: Store) {
     let db = store.fresh().await;
     let app = spawn_notes(&db, &closed_url(), &[("DB_POOL_SIZE", "1")]).await;
     // The original's poisoning sequence: `id=abc`, then the list.
-    assert_eq!(app.send("GET", "/notes?id=abc").await.0, 400);
-    assert_eq!(app.send("GET", "/notes").await.0, 200);
+    assert_eq!(app.send("GET", "/notes?id=abc").await.status, 400);
+    assert_eq!(app.send("GET", "/notes").await.status, 200);
     // A statement that really fails in the database, on the only connection...
     forbid_boom(&db).await;
-    let (status, _, body) = app.send("POST", "/notes?desc=boom").await;
+    let Reply { status, body, .. } = app.send("POST", "/notes?desc=boom").await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(
         body, "Internal server error",
@@ -359,10 +372,10 @@ async fn a_failed_query_does_not_poison_the_connection(store: Store) {
     };
     assert_eq!(
         app.send("POST", "/notes?desc=fine").await,
-        (201, PLAIN.into(), format!("({id}, fine)"))
+        Reply::plain(201, &format!("({id}, fine)"))
     );
     assert_eq!(
-        app.send("GET", &format!("/notes?id={id}")).await.2,
+        app.send("GET", &format!("/notes?id={id}")).await.body,
         format!("({id}, fine)")
     );
     assert_eq!(app.rows().await, vec![(id, "fine".to_string())]);
@@ -380,20 +393,20 @@ async fn calendar_unreachable_failing_or_slow_gives_503_and_stores_nothing(store
         ("hanging", hanging_calendar().await),
     ] {
         let app = spawn_notes(&db, &calendar, &[("CALENDAR_TIMEOUT_MS", "500")]).await;
-        assert_eq!(app.send("GET", "/health").await.0, 200, "{name}");
+        assert_eq!(app.send("GET", "/health").await.status, 200, "{name}");
         let started = Instant::now();
-        let (status, ctype, body) = app.send("POST", "/notes?desc=x&add_date=y").await;
+        let reply = app.send("POST", "/notes?desc=x&add_date=y").await;
         let took = started.elapsed();
         assert_eq!(
-            (status, ctype.as_str(), body.as_str()),
-            (503, PLAIN, "Cannot reach calendar service."),
+            reply,
+            Reply::plain(503, "Cannot reach calendar service."),
             "{name}"
         );
         assert!(took < Duration::from_millis(1500), "{name}: took {took:?}");
         assert_eq!(app.rows().await, vec![], "{name}: no note stored");
         // Everything else still works.
-        assert_eq!(app.send("GET", "/").await.0, 200, "{name}");
-        assert_eq!(app.send("GET", "/notes").await.0, 200, "{name}");
+        assert_eq!(app.send("GET", "/").await.status, 200, "{name}");
+        assert_eq!(app.send("GET", "/notes").await.status, 200, "{name}");
     }
 }
 
@@ -408,11 +421,20 @@ async fn calendar_recovery_is_automatic(store: Store) {
         &[("CALENDAR_TIMEOUT_MS", "500")],
     )
     .await;
-    assert_eq!(app.send("POST", "/notes?desc=a&add_date=y").await.0, 201);
+    assert_eq!(
+        app.send("POST", "/notes?desc=a&add_date=y").await.status,
+        201
+    );
     proxy.cut().await;
-    assert_eq!(app.send("POST", "/notes?desc=b&add_date=y").await.0, 503);
+    assert_eq!(
+        app.send("POST", "/notes?desc=b&add_date=y").await.status,
+        503
+    );
     proxy.restore().await;
-    assert_eq!(app.send("POST", "/notes?desc=c&add_date=y").await.0, 201);
+    assert_eq!(
+        app.send("POST", "/notes?desc=c&add_date=y").await.status,
+        201
+    );
     let rows = app.rows().await;
     assert_eq!(rows.len(), 2);
     assert!(
@@ -424,8 +446,8 @@ async fn calendar_recovery_is_automatic(store: Store) {
 #[tokio::test]
 async fn database_down_gives_503_quickly_and_recovers_by_itself() {
     let (app, proxy) = spawn_notes_behind_proxy(&[("DB_POOL_TIMEOUT_MS", "500")]).await;
-    assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
-    assert_eq!(app.send("GET", "/health").await.0, 200);
+    assert_eq!(app.send("POST", "/notes?desc=before").await.status, 201);
+    assert_eq!(app.send("GET", "/health").await.status, 200);
 
     proxy.cut().await;
     for (method, path) in [
@@ -435,10 +457,9 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
         ("GET", "/health"),
     ] {
         let started = Instant::now();
-        let (status, ctype, body) = app.send(method, path).await;
         assert_eq!(
-            (status, ctype.as_str(), body.as_str()),
-            (503, PLAIN, "Database unavailable"),
+            app.send(method, path).await,
+            Reply::plain(503, "Database unavailable"),
             "{method} {path}"
         );
         assert!(
@@ -448,7 +469,7 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
         );
     }
     assert_eq!(
-        app.send("GET", "/").await.0,
+        app.send("GET", "/").await.status,
         200,
         "the service itself stays up"
     );
@@ -458,7 +479,7 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
         .wait_for_ok("/notes?id=1", Duration::from_secs(10))
         .await;
     assert_eq!(body, "(1, before)");
-    assert_eq!(app.send("POST", "/notes?desc=after").await.0, 201);
+    assert_eq!(app.send("POST", "/notes?desc=after").await.status, 201);
     let rows: Vec<String> = app.rows().await.into_iter().map(|r| r.1).collect();
     assert_eq!(
         rows,
@@ -469,7 +490,7 @@ async fn database_down_gives_503_quickly_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn starts_while_the_database_is_not_up_yet() {
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let (host_port, _) = url_host_port(&db);
     let proxy = TcpProxy::start(&host_port).await;
     proxy.cut().await;
@@ -479,13 +500,13 @@ async fn starts_while_the_database_is_not_up_yet() {
         &[("DB_POOL_TIMEOUT_MS", "300")],
     )
     .await;
-    assert_eq!(app.send("GET", "/health").await.0, 503);
-    assert_eq!(app.send("GET", "/").await.0, 200);
+    assert_eq!(app.send("GET", "/health").await.status, 503);
+    assert_eq!(app.send("GET", "/").await.status, 200);
     proxy.restore().await;
     app.wait_for_ok("/health", Duration::from_secs(10)).await;
     assert_eq!(
         app.send("POST", "/notes?desc=late").await,
-        (201, PLAIN.into(), "(1, late)".into())
+        Reply::plain(201, "(1, late)")
     );
 }
 
@@ -500,7 +521,7 @@ async fn two_replicas_starting_together_share_one_table(store: Store) {
         a.send("POST", "/notes?desc=a"),
         b.send("POST", "/notes?desc=b")
     );
-    assert_eq!((ra.0, rb.0), (201, 201), "{ra:?} {rb:?}");
+    assert_eq!((ra.status, rb.status), (201, 201), "{ra:?} {rb:?}");
     assert_eq!(a.rows().await.len(), 2);
 }
 
@@ -511,12 +532,12 @@ async fn concurrent_posts_get_distinct_ids_and_are_all_stored(store: Store) {
         let client = app.client.clone();
         let url = app.url(&format!("/notes?desc=n{i}"));
         tasks.push(tokio::spawn(async move {
-            support::inprocess::send(&client, "POST", &url, None).await
+            test_support::send(&client, "POST", &url, &[]).await
         }));
     }
     let mut ids = std::collections::BTreeSet::new();
     for task in tasks {
-        let (status, _, body) = task.await.unwrap();
+        let Reply { status, body, .. } = task.await.unwrap();
         assert_eq!(status, 201, "{body}");
         let id: i32 = body[1..body.find(',').unwrap()].parse().unwrap();
         assert!(ids.insert(id), "duplicate id {id}");
@@ -540,14 +561,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("DD_TRACE_SAMPLE_RATE", "7"),
         ("DATABASE_URL", "mysql://root@localhost/notes"),
     ] {
-        let output = std::process::Command::new(support::service::bin_dir().join("notes"))
-            .env(var, value)
-            .output()
-            .expect("run the notes binary (built by `cargo build --workspace --bins`)");
-        assert_eq!(output.status.code(), Some(2), "{var}={value}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(var), "{stderr}");
+        test_support::service::assert_bad_setting_stops_start_up("notes", var, value);
     }
 }
 
@@ -562,7 +576,7 @@ fn notes_refuses_to_start_as(
     envs: &[(&str, &str)],
 ) -> (Option<i32>, String) {
     use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(support::service::bin_dir().join("notes"));
+    let mut command = std::process::Command::new(test_support::service::bin_dir().join("notes"));
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid);
     }
@@ -596,6 +610,21 @@ fn notes_refuses_to_start_as(
     (status.code(), stderr)
 }
 
+/// The message of the start-up record saying where notes keeps its notes.
+async fn store_line(notes: &ServiceProcess) -> String {
+    let record = notes
+        .wait_for_log(
+            |l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("notes are kept in"))
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    record["message"].as_str().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn no_database_settings_at_all_serve_the_tutorial_from_memory() {
     // `cargo run -p notes` on a laptop: no DB_* variable, no DATABASE_URL (the harness removes
@@ -616,18 +645,8 @@ async fn no_database_settings_at_all_serve_the_tutorial_from_memory() {
         ],
     )
     .await;
-    let store_line = notes
-        .wait_for_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("notes are kept in"))
-            },
-            Duration::from_secs(5),
-        )
-        .await;
     assert_eq!(
-        store_line["message"],
+        store_line(&notes).await,
         "notes are kept in SQLite in memory: notes are lost at exit"
     );
     let client = reqwest::Client::new();
@@ -636,7 +655,7 @@ async fn no_database_settings_at_all_serve_the_tutorial_from_memory() {
         let client = client.clone();
         let url = format!("{base}{path}");
         async move {
-            let (status, _, body) = support::inprocess::send(&client, method, &url, None).await;
+            let Reply { status, body, .. } = test_support::send(&client, method, &url, &[]).await;
             (status, body)
         }
     };
@@ -677,18 +696,8 @@ async fn sqlite_file_keeps_the_notes_across_restarts_and_never_reuses_ids() {
     ];
     let client = reqwest::Client::new();
     let mut first = ServiceProcess::spawn("notes", &env).await;
-    let line = first
-        .wait_for_log(
-            |l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("notes are kept in"))
-            },
-            Duration::from_secs(5),
-        )
-        .await;
     assert_eq!(
-        line["message"],
+        store_line(&first).await,
         format!("notes are kept in SQLite file {}", path.display())
     );
     let base = first.base_url();
@@ -697,8 +706,8 @@ async fn sqlite_file_keeps_the_notes_across_restarts_and_never_reuses_ids() {
         ("POST", "/notes?desc=two", "(2, two)"),
         ("DELETE", "/notes?id=2", "Deleted"),
     ] {
-        let (_, _, body) =
-            support::inprocess::send(&client, method, &format!("{base}{path}"), None).await;
+        let Reply { body, .. } =
+            test_support::send(&client, method, &format!("{base}{path}"), &[]).await;
         assert_eq!(body, want, "{method} {path}");
     }
     first.signal(libc::SIGTERM);
@@ -711,15 +720,15 @@ async fn sqlite_file_keeps_the_notes_across_restarts_and_never_reuses_ids() {
     );
     let second = ServiceProcess::spawn("notes", &env).await;
     let base = second.base_url();
-    let (status, _, body) =
-        support::inprocess::send(&client, "GET", &format!("{base}/notes?id=1"), None).await;
+    let Reply { status, body, .. } =
+        test_support::send(&client, "GET", &format!("{base}/notes?id=1"), &[]).await;
     assert_eq!((status, body.as_str()), (200, "(1, one)"));
     // The deleted id 2 is not handed out again, after a restart either (as PostgreSQL's SERIAL).
-    let (status, _, body) =
-        support::inprocess::send(&client, "POST", &format!("{base}/notes?desc=three"), None).await;
+    let Reply { status, body, .. } =
+        test_support::send(&client, "POST", &format!("{base}/notes?desc=three"), &[]).await;
     assert_eq!((status, body.as_str()), (201, "(3, three)"));
     assert_eq!(
-        support::store::sqlite_rows(&path),
+        test_support::store::sqlite_rows(&path),
         vec![(1, "one".to_string()), (3, "three".to_string())]
     );
 }
@@ -761,8 +770,8 @@ fn unusable_sqlite_files_stop_start_up_with_one_line_naming_database_url() {
     }
     // Files this user may not read, or only read. As root (who may read and write anything)
     // notes runs as `nobody` for these.
-    let user = if support::process::is_root() {
-        Some(support::process::lookup_user("nobody").expect("a `nobody` user"))
+    let user = if test_support::process::is_root() {
+        Some(test_support::process::lookup_user("nobody").expect("a `nobody` user"))
     } else {
         None
     };
@@ -817,7 +826,7 @@ async fn sqlite_locked_by_another_process_gives_503_then_recovers() {
         &[("DB_POOL_TIMEOUT_MS", "1000"), ("WORKERS", "1")],
     )
     .await;
-    assert_eq!(app.send("POST", "/notes?desc=before").await.0, 201);
+    assert_eq!(app.send("POST", "/notes?desc=before").await.status, 201);
     let path = sqlite_path(&db).unwrap();
     // Another process takes the write lock and holds it.
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
@@ -841,13 +850,13 @@ async fn sqlite_locked_by_another_process_gives_503_then_recovers() {
             // While SQLite waits for the lock (on the blocking pool), the only worker serves.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let asked = Instant::now();
-            let answer = app.send("GET", "/").await.0;
+            let answer = app.send("GET", "/").await.status;
             (answer, asked.elapsed())
         };
         let (reply, (other, other_took)) = tokio::join!(waiting, meanwhile);
         assert_eq!(
             reply,
-            (503, PLAIN.into(), "Database unavailable".into()),
+            Reply::plain(503, "Database unavailable"),
             "{method} {path}"
         );
         let took = started.elapsed();
@@ -862,12 +871,12 @@ async fn sqlite_locked_by_another_process_gives_503_then_recovers() {
         );
     }
     // Readers are not blocked by the writer (write-ahead log).
-    assert_eq!(app.send("GET", "/notes?id=1").await.2, "(1, before)");
+    assert_eq!(app.send("GET", "/notes?id=1").await.body, "(1, before)");
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     assert_eq!(
         app.send("POST", "/notes?desc=after").await,
-        (201, PLAIN.into(), "(2, after)".into())
+        Reply::plain(201, "(2, after)")
     );
     assert_eq!(
         app.rows().await,

@@ -3,13 +3,11 @@
 //! over a Unix socket, and start-up refusing bad values. The real notes binary exports to
 //! Datadog's test agent; a stand-in calendar records the headers notes sends it.
 
-mod support;
-
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{ServiceProcess, TestAgent};
+use test_support::{ServiceProcess, TestAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -17,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Notes on a fresh database, exporting to `agent`, calling `calendar`, plus `extra`.
 async fn notes(agent: &str, calendar: &str, extra: &[(&str, &str)]) -> ServiceProcess {
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let mut env = vec![
         ("DD_TRACE_AGENT_URL", agent),
         ("DD_ENV", "dev"),
@@ -73,19 +71,11 @@ async fn recording_calendar() -> (String, Recorded) {
     (format!("http://{addr}"), recorded)
 }
 
+/// The status of one request on a connection of its own (a new client each time).
 async fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> u16 {
-    let client = reqwest::Client::new();
-    let mut request = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request
-        .send()
+    test_support::send(&reqwest::Client::new(), method, url, headers)
         .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = response.status().as_u16();
-    let _ = response.bytes().await;
-    status
+        .status
 }
 
 /// Makes the test agent answer every trace post with these rates.
@@ -609,14 +599,7 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         ("DD_TRACE_AGENT_URL", "https://datadog-agent:8126"),
         ("CALENDAR_URL", "https://calendar:9090"),
     ] {
-        let output = std::process::Command::new(support::service::bin_dir().join("notes"))
-            .env(var, value)
-            .output()
-            .expect("run the notes binary (built by `cargo build --workspace --bins`)");
-        assert_eq!(output.status.code(), Some(2), "{var}={value}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(var), "{stderr}");
+        test_support::service::assert_bad_setting_stops_start_up("notes", var, value);
     }
 }
 

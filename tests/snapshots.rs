@@ -11,12 +11,10 @@
 //! A missing snapshot fails. To record one (never in CI): delete `tests/snapshots/<test>.json`
 //! and run `UPDATE_SNAPSHOTS=1 cargo test --test snapshots <test>`; review the diff and commit it.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::agent::{shared_agent, snapshot_update_requested};
-use support::{ServiceProcess, TestAgent};
+use test_support::agent::{shared_agent, snapshot_update_requested};
+use test_support::{ServiceProcess, TestAgent};
 
 /// Span attributes not compared besides the agent's defaults: the fresh database's random name and
 /// the private PostgreSQL server's port.
@@ -54,9 +52,9 @@ async fn start_services(
     };
     let calendar_url = match &calendar {
         Some(c) => c.base_url(),
-        None => format!("http://127.0.0.1:{}", support::free_port()),
+        None => format!("http://127.0.0.1:{}", test_support::free_port()),
     };
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let mut env = telemetry_env(&url);
     env.extend([
         ("DATABASE_URL", db.as_str()),
@@ -72,19 +70,11 @@ async fn start_services(
 /// pairs received traces with recorded ones by their root spans, so two alike requests (the
 /// tutorial's two `GET /notes`) must differ there.
 async fn request(step: usize, method: &str, url: &str, headers: &[(&str, &str)], status: u16) {
-    let client = reqwest::Client::new();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-    let mut builder = client
-        .request(method.clone(), url)
-        .header("user-agent", format!("snapshots/{step}"));
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let response = builder
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    assert_eq!(response.status().as_u16(), status, "{method} {url}");
+    let user_agent = format!("snapshots/{step}");
+    let mut all = vec![("user-agent", user_agent.as_str())];
+    all.extend_from_slice(headers);
+    let reply = test_support::send(&reqwest::Client::new(), method, url, &all).await;
+    assert_eq!(reply.status, status, "{method} {url}");
 }
 
 /// Waits until the session holds `traces` traces and nothing more arrives for a while (so a

@@ -1,17 +1,14 @@
 //! `tracecat` end to end: the real services send a distributed trace to Datadog's test agent, and
 //! the `tracecat` binary reads it back from the agent and draws it.
 
-mod support;
-
-use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::TestAgent;
+use test_support::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn tracecat_bin() -> PathBuf {
-    let path = support::service::bin_dir().join("tracecat");
+    let path = test_support::service::bin_dir().join("tracecat");
     if !path.is_file() {
         panic!(
             "{} not found: run `cargo build --workspace --bins` first (`bash tests/run.sh` does it)",
@@ -40,19 +37,6 @@ async fn tracecat(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn is_distributed(trace: &[Value]) -> bool {
-    let has = |service: &str, name: &str| {
-        trace
-            .iter()
-            .any(|s| s["service"] == service && s["name"] == name)
-    };
-    has("notes", "actix_web.request")
-        && has("reqwest", "reqwest.request")
-        && has("calendar", "actix_web.request")
-        && has("calendar", "calendar.get_date")
-        && has("postgres", "postgres.query")
-}
-
 #[tokio::test]
 async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     let agent = TestAgent::start().await;
@@ -68,7 +52,7 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (_calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
 
     let post = || async {
         let response = reqwest::Client::new()
@@ -83,11 +67,14 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     };
     post().await;
     let traces = agent
-        .wait_for_traces(|ts| ts.iter().any(|t| is_distributed(t)), WAIT)
+        .wait_for_traces(
+            |ts| ts.iter().any(|t| test_support::agent::is_distributed(t)),
+            WAIT,
+        )
         .await;
     let trace = traces
         .iter()
-        .find(|t| is_distributed(t))
+        .find(|t| test_support::agent::is_distributed(t))
         .expect("the distributed trace");
     let trace_id = trace[0]["trace_id"].as_u64().expect("a trace id");
 
@@ -164,13 +151,18 @@ async fn tracecat_draws_the_last_trace_from_the_test_agent() {
     post().await;
     let traces = agent
         .wait_for_traces(
-            |ts| ts.iter().filter(|t| is_distributed(t)).count() == 2,
+            |ts| {
+                ts.iter()
+                    .filter(|t| test_support::agent::is_distributed(t))
+                    .count()
+                    == 2
+            },
             WAIT,
         )
         .await;
     let second = traces
         .iter()
-        .filter(|t| is_distributed(t))
+        .filter(|t| test_support::agent::is_distributed(t))
         .filter_map(|t| t[0]["trace_id"].as_u64())
         .find(|id| *id != trace_id)
         .expect("a second distributed trace");
@@ -188,7 +180,7 @@ async fn last_right_after_a_request_is_the_whole_new_trace() {
     let agent = TestAgent::start().await;
     let url = agent.url();
     let common = [("DD_TRACE_AGENT_URL", url.as_str()), ("HOST", "127.0.0.1")];
-    let (_calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (_calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
     // The schema check at start-up is a trace of its own, which may start after a first
     // request: let it be sent first (in compose it is long done before the first curl).
     agent

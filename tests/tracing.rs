@@ -1,11 +1,10 @@
 //! Traces as Datadog sees them: the real service binaries export to Datadog's test agent, and
 //! the tests read back what it received.
 
-mod support;
-
 use serde_json::Value;
 use std::time::Duration;
-use support::{ServiceProcess, TestAgent};
+use test_support::http::assert_statuses;
+use test_support::{send, Reply, ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -25,7 +24,7 @@ async fn start_services(
     agent: &TestAgent,
     extra: &[(&str, &str)],
 ) -> (ServiceProcess, ServiceProcess) {
-    support::calendar_and_notes(&dd_env(&agent.url()), extra).await
+    test_support::calendar_and_notes(&dd_env(&agent.url()), extra).await
 }
 
 fn meta<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
@@ -106,25 +105,16 @@ fn assert_no_noise(span: &Value) {
     }
 }
 
-async fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
+/// One request on a connection of its own (a new client each time).
+async fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    send(&reqwest::Client::new(), method, url, headers).await
 }
 
 #[tokio::test]
 async fn post_with_a_date_is_one_trace_across_both_services() {
     let agent = TestAgent::start().await;
     let (_calendar, notes) = start_services(&agent, &[]).await;
-    let (status, body) = http(
+    let Reply { status, body, .. } = http(
         "POST",
         &format!("{}/notes?desc=hello_again&add_date=y", notes.base_url()),
         &[],
@@ -263,22 +253,20 @@ async fn each_request_of_the_tutorial_has_its_spans() {
     let agent = TestAgent::start().await;
     let (_calendar, notes) = start_services(&agent, &[]).await;
     let base = notes.base_url();
-    for (method, path, status) in [
-        ("GET", "/notes", 200),
-        ("POST", "/notes?desc=hello", 201),
-        ("GET", "/notes?id=1", 200),
-        ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
-        ("DELETE", "/notes?id=1", 200),
-        ("GET", "/nope", 404),
-        ("GET", "/notes?id=999", 404),
-        ("PATCH", "/notes", 405),
-    ] {
-        assert_eq!(
-            http(method, &format!("{base}{path}"), &[]).await.0,
-            status,
-            "{method} {path}"
-        );
-    }
+    assert_statuses(
+        &base,
+        &[
+            ("GET", "/notes", 200),
+            ("POST", "/notes?desc=hello", 201),
+            ("GET", "/notes?id=1", 200),
+            ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
+            ("DELETE", "/notes?id=1", 200),
+            ("GET", "/nope", 404),
+            ("GET", "/notes?id=999", 404),
+            ("PATCH", "/notes", 405),
+        ],
+    )
+    .await;
     let server = |resource: &'static str, status: &'static str| {
         move |s: &Value| {
             s["service"] == "notes"
@@ -367,8 +355,8 @@ async fn each_request_of_the_tutorial_has_its_spans() {
 async fn failures_carry_error_type_and_message() {
     let agent = TestAgent::start().await;
     let url = agent.url();
-    let db = support::fresh_database().await;
-    let dead_calendar = format!("http://127.0.0.1:{}", support::free_port());
+    let db = test_support::fresh_database().await;
+    let dead_calendar = format!("http://127.0.0.1:{}", test_support::free_port());
     let mut env = dd_env(&url);
     env.extend([
         ("DATABASE_URL", db.as_str()),
@@ -378,7 +366,8 @@ async fn failures_carry_error_type_and_message() {
     let notes = ServiceProcess::spawn("notes", &env).await;
     let base = notes.base_url();
 
-    let (status, body) = http("POST", &format!("{base}/notes?desc=x&add_date=y"), &[]).await;
+    let Reply { status, body, .. } =
+        http("POST", &format!("{base}/notes?desc=x&add_date=y"), &[]).await;
     assert_eq!(
         (status, body.as_str()),
         (503, "Cannot reach calendar service.")
@@ -404,7 +393,7 @@ async fn failures_carry_error_type_and_message() {
     );
 
     // A statement PostgreSQL rejects.
-    let admin = support::connect(&db).await;
+    let admin = test_support::connect(&db).await;
     let deadline = std::time::Instant::now() + WAIT;
     while admin
         .batch_execute("ALTER TABLE notes ADD CONSTRAINT no_boom CHECK (description <> 'boom')")
@@ -420,7 +409,7 @@ async fn failures_carry_error_type_and_message() {
     assert_eq!(
         http("POST", &format!("{base}/notes?desc=boom"), &[])
             .await
-            .0,
+            .status,
         500
     );
     let trace = trace_with(&agent, |s| s["name"] == "postgres.query" && s["error"] == 1).await;
@@ -451,7 +440,7 @@ async fn incoming_datadog_headers_are_continued_with_128_bit_ids_and_priority() 
         ("x-datadog-sampling-priority", "2"),
         ("x-datadog-tags", "_dd.p.dm=-0,_dd.p.tid=6b058a5d00000000"),
     ];
-    let (status, _) = http(
+    let Reply { status, .. } = http(
         "POST",
         &format!("{}/notes?desc=continued&add_date=y", notes.base_url()),
         &headers,
@@ -498,7 +487,7 @@ async fn incoming_w3c_traceparent_is_continued() {
     assert_eq!(
         http("GET", &format!("{}/notes?id=7", notes.base_url()), &headers)
             .await
-            .0,
+            .status,
         404
     );
     let low = 0x8448eb211c80319c_u64;
@@ -518,7 +507,10 @@ async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured(
         ("x-datadog-trace-id", "3333"),
         ("x-datadog-parent-id", "4444"),
     ];
-    assert_eq!(http("GET", &format!("{base}/"), &undecided).await.0, 200);
+    assert_eq!(
+        http("GET", &format!("{base}/"), &undecided).await.status,
+        200
+    );
     let trace = trace_with(&agent, |s| id(s, "trace_id") == 3333).await;
     assert_eq!(id(&trace[0], "parent_id"), 4444);
     assert_eq!(
@@ -537,7 +529,8 @@ async fn headers_without_priority_are_traced_and_dropped_decisions_are_honoured(
         ("x-datadog-sampling-priority", "-1"),
         ("x-datadog-tags", "_dd.p.dm=-4"),
     ];
-    let (status, _) = http("POST", &format!("{base}/notes?desc=d&add_date=y"), &dropped).await;
+    let Reply { status, .. } =
+        http("POST", &format!("{base}/notes?desc=d&add_date=y"), &dropped).await;
     assert_eq!(status, 201);
     let trace = whole_distributed_trace(&agent, |s| id(s, "trace_id") == 1111).await;
     for service in ["notes", "calendar"] {
@@ -576,7 +569,7 @@ async fn forged_trace_headers_start_a_new_trace_and_never_break_the_request() {
         )],
     ];
     for headers in &forged {
-        let (status, _) = http("GET", &format!("{base}/notes?id=1"), headers).await;
+        let Reply { status, .. } = http("GET", &format!("{base}/notes?id=1"), headers).await;
         assert_eq!(status, 404, "{headers:?}");
     }
     let huge = [
@@ -585,7 +578,9 @@ async fn forged_trace_headers_start_a_new_trace_and_never_break_the_request() {
         ("x-datadog-tags", huge_tags.as_str()),
     ];
     assert_eq!(
-        http("GET", &format!("{base}/notes?id=1"), &huge).await.0,
+        http("GET", &format!("{base}/notes?id=1"), &huge)
+            .await
+            .status,
         404
     );
     let traces = agent
@@ -626,7 +621,7 @@ async fn sigterm_flushes_the_last_request_and_logs_carry_its_ids() {
     // A long flush interval: only the shutdown flush can deliver the span in time.
     let (_calendar, mut notes) =
         start_services(&agent, &[("DD_TRACE_FLUSH_INTERVAL_MS", "60000")]).await;
-    let (status, _) = http("GET", &format!("{}/notes", notes.base_url()), &[]).await;
+    let Reply { status, .. } = http("GET", &format!("{}/notes", notes.base_url()), &[]).await;
     assert_eq!(status, 200);
     notes.signal(libc::SIGTERM);
     let exit = notes
@@ -681,13 +676,13 @@ async fn unified_tags_from_dd_tags_and_tracing_can_be_turned_off() {
     assert_eq!(
         http("GET", &format!("{}/calendar", off.base_url()), &[])
             .await
-            .0,
+            .status,
         200
     );
     assert_eq!(
         http("GET", &format!("{}/calendar", on.base_url()), &[])
             .await
-            .0,
+            .status,
         200
     );
     let trace = trace_with(&agent, |s| s["name"] == "actix_web.request").await;
@@ -717,8 +712,8 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     let agent = TestAgent::start().await;
     let url = agent.url();
     let calendar = ServiceProcess::spawn("calendar", &dd_env(&url)).await;
-    let path = support::store::fresh_sqlite_path();
-    let db = support::store::sqlite_url(&path);
+    let path = test_support::store::fresh_sqlite_path();
+    let db = test_support::store::sqlite_url(&path);
     let calendar_url = calendar.base_url();
     let mut env = dd_env(&url);
     env.extend([
@@ -728,7 +723,8 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     ]);
     let notes = ServiceProcess::spawn("notes", &env).await;
     let base = notes.base_url();
-    let (status, body) = http("POST", &format!("{base}/notes?desc=hello&add_date=y"), &[]).await;
+    let Reply { status, body, .. } =
+        http("POST", &format!("{base}/notes?desc=hello&add_date=y"), &[]).await;
     assert_eq!(status, 201, "{body}");
 
     const INSERT: &str = "INSERT INTO notes(description) VALUES (?) RETURNING id";
@@ -759,7 +755,7 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     assert_eq!(metric(insert, "network.destination.port"), None);
     assert_no_noise(insert);
 
-    let (status, _) = http("GET", &format!("{base}/notes?id=99"), &[]).await;
+    let Reply { status, .. } = http("GET", &format!("{base}/notes?id=99"), &[]).await;
     assert_eq!(status, 404);
     let get = trace_with(&agent, |s| {
         s["resource"] == "SELECT id, description FROM notes WHERE id = ?"
@@ -770,7 +766,7 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
 
     // A statement SQLite refuses: the span carries the error, the client a bare 500.
     tokio::task::spawn_blocking(move || {
-        support::store::open_sqlite(&path)
+        test_support::store::open_sqlite(&path)
             .execute_batch(
                 "CREATE TRIGGER no_boom BEFORE INSERT ON notes WHEN NEW.description = 'boom' \
                  BEGIN SELECT RAISE(ABORT, 'no_boom'); END",
@@ -779,7 +775,7 @@ async fn sqlite_statements_have_sqlite_query_spans_like_datadogs() {
     })
     .await
     .unwrap();
-    let (status, body) = http("POST", &format!("{base}/notes?desc=boom"), &[]).await;
+    let Reply { status, body, .. } = http("POST", &format!("{base}/notes?desc=boom"), &[]).await;
     assert_eq!((status, body.as_str()), (500, "Internal server error"));
     let failed = trace_with(&agent, |s| s["name"] == "sqlite.query" && s["error"] == 1).await;
     let query = find(&failed, "failed insert", |s| {
@@ -808,10 +804,13 @@ async fn health_checks_are_not_traced_unless_asked() {
     let (calendar, notes) = start_services(&agent, &[]).await;
     for base in [calendar.base_url(), notes.base_url()] {
         for _ in 0..3 {
-            assert_eq!(http("GET", &format!("{base}/health"), &[]).await.0, 200);
+            assert_eq!(
+                http("GET", &format!("{base}/health"), &[]).await.status,
+                200
+            );
         }
         // A request after them, whose trace shows the health checks' would have been sent.
-        assert_eq!(http("GET", &format!("{base}/"), &[]).await.0, 200);
+        assert_eq!(http("GET", &format!("{base}/"), &[]).await.status, 200);
     }
     let traces = agent
         .wait_for_traces(
@@ -840,7 +839,7 @@ async fn health_checks_are_not_traced_unless_asked() {
     assert_eq!(
         http("GET", &format!("{}/health", notes.base_url()), &[])
             .await
-            .0,
+            .status,
         200
     );
     let trace = trace_with(&agent, |s| {

@@ -7,13 +7,11 @@
 //! directory: the real binaries the other tests run are left alone), so the first run compiles
 //! notes' dependencies once more.
 
-mod support;
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{ServiceProcess, TestAgent};
+use test_support::{ServiceProcess, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -51,7 +49,7 @@ fn run(cmd: &mut Command, what: &str) {
 
 /// The workspace copied to `target/try-it-yourself/src`, patched and built; the notes binary.
 fn patched_notes() -> PathBuf {
-    let root = support::workspace_root();
+    let root = test_support::workspace_root();
     let base = root.join("target/try-it-yourself");
     let src = base.join("src");
     let _ = std::fs::remove_dir_all(&src);
@@ -102,7 +100,7 @@ async fn the_try_it_yourself_patch_gives_the_span_the_tutorial_shows() {
         .expect("the build thread");
     let agent = TestAgent::start().await;
     let url = agent.url();
-    let db = support::fresh_database().await;
+    let db = test_support::fresh_database().await;
     let env = [
         ("DD_TRACE_AGENT_URL", url.as_str()),
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),

@@ -3,12 +3,11 @@
 //! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for the picture in
 //! docs/). A missing Chromium fails with the fix.
 
-mod support;
-
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::TestAgent;
+use test_support::http::assert_statuses;
+use test_support::{send, Reply, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -80,13 +79,13 @@ struct Viewer {
 
 impl Viewer {
     async fn start(agent: &str) -> Viewer {
-        let bin = support::service::bin_dir().join("tracecat");
+        let bin = test_support::service::bin_dir().join("tracecat");
         assert!(
             bin.is_file(),
             "{} not found: run `cargo build --workspace --bins` first (`bash tests/run.sh` does it)",
             bin.display()
         );
-        let port = support::free_port();
+        let port = test_support::free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = tokio::process::Command::new(bin)
             .args(["serve", "--agent", agent, "--listen", &listen])
@@ -117,38 +116,9 @@ impl Drop for Viewer {
     }
 }
 
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url)
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    (
-        response.status().as_u16(),
-        response.text().await.unwrap_or_default(),
-    )
-}
-
-async fn send(method: &str, url: &str) -> u16 {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-    reqwest::Client::new()
-        .request(method, url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"))
-        .status()
-        .as_u16()
-}
-
-fn is_distributed(trace: &[Value]) -> bool {
-    let has = |service: &str, name: &str| {
-        trace
-            .iter()
-            .any(|s| s["service"] == service && s["name"] == name)
-    };
-    has("notes", "actix_web.request")
-        && has("reqwest", "reqwest.request")
-        && has("calendar", "actix_web.request")
-        && has("calendar", "calendar.get_date")
-        && has("postgres", "postgres.query")
+/// `GET url` on a connection of its own.
+async fn get(url: &str) -> Reply {
+    send(&reqwest::Client::new(), "GET", url, &[]).await
 }
 
 /// The text of the first element of `html` with `attribute="value"`, from its opening tag to
@@ -195,31 +165,32 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
         ("HOST", "127.0.0.1"),
     ];
-    let (calendar, notes) = support::calendar_and_notes(&common, &[]).await;
+    let (calendar, notes) = test_support::calendar_and_notes(&common, &[]).await;
     let base = notes.base_url();
 
     // The tutorial's requests (and health checks, which are not traced).
-    for (method, path, status) in [
-        ("GET", "/notes", 200),
-        ("POST", "/notes?desc=hello", 201),
-        ("GET", "/notes?id=1", 200),
-        ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
-        ("DELETE", "/notes?id=1", 200),
-        ("GET", "/health", 200),
-        ("POST", "/notes?desc=hello_again&add_date=y", 201),
-    ] {
-        assert_eq!(
-            send(method, &format!("{base}{path}")).await,
-            status,
-            "{path}"
-        );
-    }
+    assert_statuses(
+        &base,
+        &[
+            ("GET", "/notes", 200),
+            ("POST", "/notes?desc=hello", 201),
+            ("GET", "/notes?id=1", 200),
+            ("PUT", "/notes?id=1&desc=UpdatedNote", 200),
+            ("DELETE", "/notes?id=1", 200),
+            ("GET", "/health", 200),
+            ("POST", "/notes?desc=hello_again&add_date=y", 201),
+        ],
+    )
+    .await;
     let traces = agent
-        .wait_for_traces(|ts| ts.iter().any(|t| is_distributed(t)), WAIT)
+        .wait_for_traces(
+            |ts| ts.iter().any(|t| test_support::agent::is_distributed(t)),
+            WAIT,
+        )
         .await;
     let add_date = traces
         .iter()
-        .find(|t| is_distributed(t))
+        .find(|t| test_support::agent::is_distributed(t))
         .expect("the distributed trace");
     let trace_id = add_date[0]["trace_id"].as_u64().expect("a trace id");
     let span_of = |service: &str, name: &str| {
@@ -327,7 +298,7 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     );
 
     // The picture for docs/ (and README): the same page, as the browser draws it.
-    let shot = support::workspace_root().join("target/viewer-screenshot.png");
+    let shot = test_support::workspace_root().join("target/viewer-screenshot.png");
     let _ = std::fs::remove_file(&shot);
     browser(
         &[
@@ -345,28 +316,28 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     );
 
     // The same data as JSON.
-    let (status, body) = get(&viewer.url("/api/traces")).await;
+    let Reply { status, body, .. } = get(&viewer.url("/api/traces")).await;
     assert_eq!(status, 200, "{body}");
     let list: Value = serde_json::from_str(&body).expect("JSON");
     let first = &list["traces"][0];
     assert_eq!(first["trace_id"], trace_id.to_string(), "{body}");
     assert_eq!(first["resource"], "POST /notes", "{body}");
     assert_eq!(first["complete"], true, "{body}");
-    let (status, body) = get(&viewer.url(&format!("/api/traces/{trace_id}"))).await;
+    let Reply { status, body, .. } = get(&viewer.url(&format!("/api/traces/{trace_id}"))).await;
     assert_eq!(status, 200, "{body}");
     let one: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(one["spans"].as_array().map(Vec::len), Some(6), "{body}");
 
     // Bad and unknown ids.
-    let (status, body) = get(&viewer.url("/trace/123")).await;
+    let Reply { status, body, .. } = get(&viewer.url("/trace/123")).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("No such trace"), "{body}");
-    let (status, _) = get(&viewer.url("/trace/not-an-id")).await;
+    let Reply { status, .. } = get(&viewer.url("/trace/not-an-id")).await;
     assert_eq!(status, 400);
-    let (status, body) = get(&viewer.url("/search?id=zz")).await;
+    let Reply { status, body, .. } = get(&viewer.url("/search?id=zz")).await;
     assert_eq!(status, 400);
     assert!(body.contains("is not a trace id"), "{body}");
-    let (status, _) = get(&viewer.url("/api/traces/123")).await;
+    let Reply { status, .. } = get(&viewer.url("/api/traces/123")).await;
     assert_eq!(status, 404);
 
     // The agent goes away: the page says so and how to start it; then it recovers by itself.

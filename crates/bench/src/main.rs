@@ -562,6 +562,46 @@ impl Bench<'_> {
         })
     }
 
+    /// The cells of one phase: per endpoint, at the shape `shape_of` gives it (none: left out).
+    fn cells(
+        &self,
+        endpoints: &[&'static Endpoint],
+        stacks: &mut [Stack],
+        run: &mut Run,
+        shape_of: impl Fn(&Run, &Endpoint) -> Option<Shape>,
+    ) -> Result<(), String> {
+        let mut pg_done = Vec::new();
+        for e in endpoints {
+            if let Some(shape) = shape_of(run, e) {
+                self.endpoint_cells(e, stacks, shape, &mut pg_done, run)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One endpoint at `shape`: pgbench on its statement unless `pg_done` has it, then each
+    /// copy of the stack.
+    fn endpoint_cells(
+        &self,
+        e: &'static Endpoint,
+        stacks: &mut [Stack],
+        shape: Shape,
+        pg_done: &mut Vec<Statement>,
+        run: &mut Run,
+    ) -> Result<(), String> {
+        if let Some(st) = e.statement.filter(|s| !pg_done.contains(s)) {
+            run.rows.push(self.pgbench_cell(st, shape)?);
+            pg_done.push(st);
+        }
+        for stack in stacks.iter_mut() {
+            run.rows.push(self.endpoint_cell(e, stack, shape)?);
+            if procs::stopped() {
+                return Err("stopped".into());
+            }
+        }
+        Ok(())
+    }
+
     fn pgbench_cell(&self, statement: Statement, shape: Shape) -> Result<Row, String> {
         eprintln!(
             "[bench] pgbench {} {} ...",
@@ -696,11 +736,84 @@ fn check_bins(dir: &Path, build: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The whole benchmark: builds (unless told not to), starts PostgreSQL and the copies of the
+/// stack, measures every cell, and returns the report.
 fn run(opts: &Options) -> Result<String, String> {
     if cfg!(debug_assertions) {
         eprintln!("[bench] warning: this is a debug build of the load generator; use --release");
     }
     let started = Instant::now();
+    let (bins, sdk_bins) = service_bins(opts)?;
+    let mut run = Run::describe(opts_command(), opts.connections, opts.rate_fraction);
+    run.revision = revision();
+    let run_as = postgres_user()?;
+    let workdir = procs::TempDir::new(run_as)?;
+    let mut pg = pg::Postgres::start(&workdir.path, run_as)?;
+    eprintln!(
+        "[bench] PostgreSQL {} on port {} ({})",
+        pg.version, pg.port, pg.settings
+    );
+    run.postgres = format!("PostgreSQL {} ({})", pg.version, pg.settings);
+    run.services = describe_services(
+        &bins,
+        sdk_bins.as_deref(),
+        opts.baseline_bin_dir.as_deref(),
+        &opts.service_env,
+    );
+    let mut stress = start_stress(opts, &workdir.path, &mut run)?;
+
+    let result = (|| -> Result<(), String> {
+        let mut stacks = start_stacks(opts, &bins, sdk_bins.as_deref(), &workdir.path, &pg)?;
+        let endpoints = selected_endpoints(opts);
+        calibrate(&stacks, &endpoints, &mut run)?;
+        let bench = Bench {
+            opts,
+            pg: &pg,
+            workdir: &workdir.path,
+        };
+        let closed = Shape {
+            connections: opts.connections,
+            warmup: opts.warmup,
+            duration: opts.duration,
+            rate: None,
+        };
+        bench.cells(&endpoints, &mut stacks, &mut run, |_, _| Some(closed))?;
+        if !opts.saturated_only {
+            bench.cells(&endpoints, &mut stacks, &mut run, |run, e| {
+                fixed_rate(run, e, closed, opts.rate_fraction)
+            })?;
+        }
+        stop_stacks(&mut stacks, &mut run);
+        Ok(())
+    })();
+    pg.stop();
+    if let Some(p) = stress.as_mut() {
+        p.stop();
+    }
+    result?;
+    run.wall = started.elapsed();
+    run.finish();
+    Ok(run.render())
+}
+
+/// The fixed-rate shape of an endpoint: the same rate for every copy, `fraction` of the slowest
+/// one's saturated rate; none when it did not saturate above 1 req/s.
+fn fixed_rate(run: &Run, e: &Endpoint, closed: Shape, fraction: f64) -> Option<Shape> {
+    let saturated = run
+        .rows
+        .iter()
+        .filter(|r| r.rate.is_none() && r.endpoint.is_some_and(|x| x.key == e.key))
+        .map(|r| r.rps)
+        .fold(f64::INFINITY, f64::min);
+    (saturated.is_finite() && saturated >= 1.0).then_some(Shape {
+        rate: Some(saturated * fraction),
+        ..closed
+    })
+}
+
+/// The directories of the services' binaries: this project's path (also tracing off) and, when
+/// included, the copy traced by Datadog's SDK; built first unless told otherwise.
+fn service_bins(opts: &Options) -> Result<(PathBuf, Option<PathBuf>), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     // target/<profile>/bench → target
     let target_dir = exe
@@ -734,43 +847,44 @@ fn run(opts: &Options) -> Result<String, String> {
     } else {
         eprintln!("[bench] the copy traced by Datadog's SDK is left out (--no-sdk, or --bin-dir without --sdk-bin-dir)");
     }
+    Ok((bins, sdk_bins))
+}
 
-    let mut run = Run::describe(opts_command(), opts.connections, opts.rate_fraction);
-    run.revision = revision();
-    let run_as = if procs::is_root() {
-        Some(
-            procs::lookup_user("postgres")
-                .ok_or("running as root, and there is no user `postgres` to run PostgreSQL as")?,
-        )
-    } else {
-        None
-    };
-    let workdir = procs::TempDir::new(run_as)?;
-    let mut pg = pg::Postgres::start(&workdir.path, run_as)?;
-    eprintln!(
-        "[bench] PostgreSQL {} on port {} ({})",
-        pg.version, pg.port, pg.settings
-    );
-    run.postgres = format!("PostgreSQL {} ({})", pg.version, pg.settings);
-    let extra: Vec<String> = opts
-        .service_env
+/// As root, the `postgres` user to run PostgreSQL as (initdb refuses root); else nobody else.
+fn postgres_user() -> Result<Option<(u32, u32)>, String> {
+    if !devkit::is_root() {
+        return Ok(None);
+    }
+    devkit::lookup_user("postgres").map(Some).ok_or_else(|| {
+        "running as root, and there is no user `postgres` to run PostgreSQL as".into()
+    })
+}
+
+/// The report's line on the services: which copies, from where, with what environment.
+fn describe_services(
+    bins: &Path,
+    sdk_bins: Option<&Path>,
+    baseline_bins: Option<&Path>,
+    service_env: &[(String, String)],
+) -> String {
+    let extra: Vec<String> = service_env
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    run.services = format!(
+    format!(
         "release builds; copies of calendar + notes: tracing off (DD_TRACE_ENABLED=false) and \
          `on` (this project's path, opentelemetry-datadog) from {}{}{}, each traced copy exporting \
          to a trace sink of its own; NOTES_HELPER_DELAY_SCALE=0, logs (RUST_LOG=info) to files, \
          defaults otherwise{}",
         bins.display(),
-        match &sdk_bins {
+        match sdk_bins {
             Some(d) => format!(
                 ", `sdk` (Datadog's datadog-opentelemetry, `--features datadog-sdk`) from {}",
                 d.display()
             ),
             None => String::new(),
         },
-        match &opts.baseline_bin_dir {
+        match baseline_bins {
             Some(d) => format!(
                 ", and the baseline's copies `off-base` and `on-base` from {}",
                 d.display()
@@ -782,163 +896,119 @@ fn run(opts: &Options) -> Result<String, String> {
         } else {
             format!(", plus {}", extra.join(" "))
         }
-    );
-    // Another process keeping cores busy for the whole run.
-    let mut stress = if opts.stress_cpu > 0 {
-        let p = Proc::spawn(Spec {
-            name: "stress-ng",
-            program: Path::new("stress-ng"),
-            args: vec![
-                "--cpu".into(),
-                opts.stress_cpu.to_string(),
-                "--quiet".into(),
-            ],
-            envs: vec![],
-            log: workdir.path.join("stress-ng.log"),
-            cwd: &workdir.path,
-            run_as: None,
-            stop_signal: libc::SIGTERM,
-        })
-        .map_err(|e| format!("{e} (Debian: apt-get install stress-ng)"))?;
-        run.services.push_str(&format!(
-            "; `stress-ng --cpu {}` running all along",
-            opts.stress_cpu
-        ));
-        Some(p)
-    } else {
-        None
-    };
+    )
+}
 
-    let result = (|| -> Result<(), String> {
-        let url = pg.url();
-        // With a baseline, each of its copies runs right after its counterpart, so the two
-        // of a pair see the same machine.
-        let mut copies = vec![(bins.as_path(), Mode::Off)];
-        if let Some(dir) = &opts.baseline_bin_dir {
-            copies.push((dir.as_path(), Mode::BaseOff));
-        }
-        copies.push((bins.as_path(), Mode::Project));
-        if let Some(dir) = &opts.baseline_bin_dir {
-            copies.push((dir.as_path(), Mode::BaseOn));
-        }
-        let mut stacks = Vec::new();
-        for (dir, mode) in copies {
-            stacks.push(Stack::start(
-                dir,
-                &workdir.path,
-                mode,
-                &url,
-                &opts.service_env,
-            )?);
-        }
-        if let Some(dir) = &sdk_bins {
-            stacks.push(Stack::start(
-                dir,
-                &workdir.path,
-                Mode::Sdk,
-                &url,
-                &opts.service_env,
-            )?);
-        }
-        let endpoints: Vec<&'static Endpoint> = ENDPOINTS
-            .iter()
-            .filter(|e| {
-                opts.only
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k == e.key))
-            })
-            .collect();
-
-        // Spans per request, read back from the sink (the table's expectations are the
-        // documented counts; this checks them).
-        for stack in stacks.iter().filter(|s| s.mode.traced()) {
-            let Some(sink) = &stack.sink else { continue };
-            settle(sink, sink.spans(), 0);
-            for e in &endpoints {
-                let before = sink.spans();
-                let n = 20;
-                let ok = load::sequential(&stack.target(e), n)?;
-                let got = settle(sink, before, ok * e.spans);
-                run.calibration.push(format!(
-                    "tracing {}, {}: {} spans for {ok} requests ({:.2} per request; expected {})",
-                    stack.mode.tag(),
-                    e.label,
-                    got,
-                    got as f64 / ok.max(1) as f64,
-                    e.spans
-                ));
-            }
-        }
-
-        let bench = Bench {
-            opts,
-            pg: &pg,
-            workdir: &workdir.path,
-        };
-        let closed = Shape {
-            connections: opts.connections,
-            warmup: opts.warmup,
-            duration: opts.duration,
-            rate: None,
-        };
-        let mut pg_done = Vec::new();
-        for e in &endpoints {
-            if let Some(st) = e.statement.filter(|s| !pg_done.contains(s)) {
-                run.rows.push(bench.pgbench_cell(st, closed)?);
-                pg_done.push(st);
-            }
-            for stack in stacks.iter_mut() {
-                run.rows.push(bench.endpoint_cell(e, stack, closed)?);
-                if procs::stopped() {
-                    return Err("stopped".into());
-                }
-            }
-        }
-        let mut pg_done = Vec::new();
-        for e in endpoints.iter().filter(|_| !opts.saturated_only) {
-            // The same rate for every copy: the fraction of the slowest one's saturated rate.
-            let saturated = run
-                .rows
-                .iter()
-                .filter(|r| r.rate.is_none() && r.endpoint.is_some_and(|x| x.key == e.key))
-                .map(|r| r.rps)
-                .fold(f64::INFINITY, f64::min);
-            if !saturated.is_finite() || saturated < 1.0 {
-                continue;
-            }
-            let rate = Shape {
-                rate: Some(saturated * opts.rate_fraction),
-                ..closed
-            };
-            if let Some(st) = e.statement.filter(|s| !pg_done.contains(s)) {
-                run.rows.push(bench.pgbench_cell(st, rate)?);
-                pg_done.push(st);
-            }
-            for stack in stacks.iter_mut() {
-                run.rows.push(bench.endpoint_cell(e, stack, rate)?);
-                if procs::stopped() {
-                    return Err("stopped".into());
-                }
-            }
-        }
-        for stack in stacks.iter_mut() {
-            stack.notes.stop();
-            stack.calendar.stop();
-            if let Some(sink) = &stack.sink {
-                run.sinks
-                    .push(format!("tracing {}: {}", stack.mode.tag(), sink.summary()));
-            }
-        }
-        Ok(())
-    })();
-    pg.stop();
-    if let Some(p) = stress.as_mut() {
-        p.stop();
+/// With `--stress-cpu N`, another process keeping N cores busy for the whole run (noted in the
+/// report).
+fn start_stress(opts: &Options, workdir: &Path, run: &mut Run) -> Result<Option<Proc>, String> {
+    if opts.stress_cpu == 0 {
+        return Ok(None);
     }
-    result?;
-    run.wall = started.elapsed();
-    run.finish();
-    Ok(run.render())
+    let p = Proc::spawn(Spec {
+        name: "stress-ng",
+        program: Path::new("stress-ng"),
+        args: vec![
+            "--cpu".into(),
+            opts.stress_cpu.to_string(),
+            "--quiet".into(),
+        ],
+        envs: vec![],
+        log: workdir.join("stress-ng.log"),
+        cwd: workdir,
+        run_as: None,
+        stop_signal: libc::SIGTERM,
+    })
+    .map_err(|e| format!("{e} (Debian: apt-get install stress-ng)"))?;
+    run.services.push_str(&format!(
+        "; `stress-ng --cpu {}` running all along",
+        opts.stress_cpu
+    ));
+    Ok(Some(p))
+}
+
+/// The copies of the stack: tracing off, this project's path, and Datadog's SDK when included.
+fn start_stacks(
+    opts: &Options,
+    bins: &Path,
+    sdk_bins: Option<&Path>,
+    workdir: &Path,
+    pg: &pg::Postgres,
+) -> Result<Vec<Stack>, String> {
+    let url = pg.url();
+    // With a baseline, each of its copies runs right after its counterpart, so the two of a
+    // pair see the same machine.
+    let baseline = opts.baseline_bin_dir.as_deref();
+    let mut copies = vec![(bins, Mode::Off)];
+    copies.extend(baseline.map(|dir| (dir, Mode::BaseOff)));
+    copies.push((bins, Mode::Project));
+    copies.extend(baseline.map(|dir| (dir, Mode::BaseOn)));
+    let mut stacks = Vec::new();
+    for (dir, mode) in copies {
+        stacks.push(Stack::start(dir, workdir, mode, &url, &opts.service_env)?);
+    }
+    if let Some(dir) = sdk_bins {
+        stacks.push(Stack::start(
+            dir,
+            workdir,
+            Mode::Sdk,
+            &url,
+            &opts.service_env,
+        )?);
+    }
+    Ok(stacks)
+}
+
+/// The endpoints `--only` selects (all without it).
+fn selected_endpoints(opts: &Options) -> Vec<&'static Endpoint> {
+    ENDPOINTS
+        .iter()
+        .filter(|e| {
+            opts.only
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k == e.key))
+        })
+        .collect()
+}
+
+/// Spans per request, read back from the sink (the table's expectations are the documented
+/// counts; this checks them).
+fn calibrate(
+    stacks: &[Stack],
+    endpoints: &[&'static Endpoint],
+    run: &mut Run,
+) -> Result<(), String> {
+    for stack in stacks.iter().filter(|s| s.mode.traced()) {
+        let Some(sink) = &stack.sink else { continue };
+        settle(sink, sink.spans(), 0);
+        for e in endpoints {
+            let before = sink.spans();
+            let n = 20;
+            let ok = load::sequential(&stack.target(e), n)?;
+            let got = settle(sink, before, ok * e.spans);
+            run.calibration.push(format!(
+                "tracing {}, {}: {} spans for {ok} requests ({:.2} per request; expected {})",
+                stack.mode.tag(),
+                e.label,
+                got,
+                got as f64 / ok.max(1) as f64,
+                e.spans
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Stops every copy and notes what each sink received.
+fn stop_stacks(stacks: &mut [Stack], run: &mut Run) {
+    for stack in stacks.iter_mut() {
+        stack.notes.stop();
+        stack.calendar.stop();
+        if let Some(sink) = &stack.sink {
+            run.sinks
+                .push(format!("tracing {}: {}", stack.mode.tag(), sink.summary()));
+        }
+    }
 }
 
 /// `git describe` of the workspace (with `-dirty` when the tree has changes), if it is a repo.

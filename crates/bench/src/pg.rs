@@ -21,37 +21,17 @@ pub struct Postgres {
 }
 
 /// The directory holding `initdb`, `postgres` and `pgbench`: the newest
-/// `/usr/lib/postgresql/*/bin`, else PATH.
+/// `/usr/lib/postgresql/*/bin`, else `/usr/local/bin` or `/usr/bin`.
 pub fn find_bindir() -> Result<PathBuf, String> {
-    let has_all = |dir: &Path| {
-        ["initdb", "postgres", "pgbench", "psql", "pg_isready"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            has_all(&bin).then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    for dir in ["/usr/local/bin", "/usr/bin"] {
-        if has_all(Path::new(dir)) {
-            return Ok(PathBuf::from(dir));
-        }
-    }
-    Err(
+    devkit::pg_bindir(
+        &["initdb", "postgres", "pgbench", "psql", "pg_isready"],
+        devkit::Search::VersionedFirst(&["/usr/local/bin", "/usr/bin"]),
+    )
+    .ok_or_else(|| {
         "no PostgreSQL server binaries (initdb, postgres, pgbench, psql, pg_isready) under \
          /usr/lib/postgresql/*/bin: install them (Debian: `apt-get install postgresql`)"
-            .into(),
-    )
+            .into()
+    })
 }
 
 impl Postgres {
@@ -85,7 +65,8 @@ impl Postgres {
         }
         let mut last_error = String::new();
         for _ in 0..3 {
-            let port = procs::free_port()?;
+            let port = devkit::free_port()
+                .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
             let mut proc = Proc::spawn(Spec {
                 name: "postgres",
                 program: &bindir.join("postgres"),

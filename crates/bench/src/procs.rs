@@ -1,9 +1,9 @@
 //! Child processes (PostgreSQL, the services, pgbench) that cannot outlive the benchmark, a
-//! private temp dir, and `/proc` readings (peak RSS).
+//! private temp dir, and `/proc` readings (peak RSS). Free ports, users and log tails come from
+//! `devkit`, shared with the integration tests.
 
 use std::fs::File;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,33 +43,6 @@ pub fn sleep_unless_stopped(d: Duration) -> bool {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
     }
     !stopped()
-}
-
-/// A loopback TCP port that was free a moment ago (for PostgreSQL, which cannot bind port 0).
-pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| format!("cannot bind 127.0.0.1:0 to find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `(uid, gid)` of a local user, from /etc/passwd.
-pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 4 && fields[0] == name)
-            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-            .flatten()
-    })
 }
 
 /// A private directory for the run (PostgreSQL's data, logs, pgbench scripts), removed on drop.
@@ -213,7 +186,7 @@ impl Proc {
 
     /// The last lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
-        file_tail(&self.log, lines)
+        devkit::file_tail(&self.log, lines)
     }
 }
 
@@ -221,16 +194,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The last `lines` lines of a text file.
-pub fn file_tail(path: &Path, lines: usize) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Waits for a service's `"message":"listening"` log line and returns its address.

@@ -357,6 +357,14 @@ impl Run {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // The SDK copy's figures after ours, when there are any.
+        let sdk_suffix = |sdk: &[(&str, String)]| {
+            if sdk.is_empty() {
+                String::new()
+            } else {
+                format!(" (Datadog's SDK: {})", list(sdk))
+            }
+        };
         let has_sdk = self.rows.iter().any(|r| r.tracing == Some(Mode::Sdk));
 
         let ratios: Vec<(&str, f64)> = self
@@ -377,11 +385,7 @@ impl Run {
                 "{}: tracing on >= 90% of tracing-off throughput: {}{}",
                 mark(ok),
                 list(&items),
-                if sdk.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (Datadog's SDK: {})", list(&sdk))
-                }
+                sdk_suffix(&sdk)
             ));
         }
 
@@ -425,11 +429,7 @@ impl Run {
                 "{}: tracing <= 5 µs of the services' CPU per span (saturated): {}{}",
                 mark(ok),
                 list(&items),
-                if sdk.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (Datadog's SDK: {})", list(&sdk))
-                }
+                sdk_suffix(&sdk)
             ));
         }
 

@@ -3,26 +3,28 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+
+pub use devkit::{file_tail, is_root, lines_tail, lookup_user, pid_alive};
 
 /// A loopback TCP port that was free a moment ago, for programs that cannot
 /// bind port 0 themselves. Another process may take it before it is used:
 /// callers that start a server on it should retry on "address in use".
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .expect("cannot bind 127.0.0.1:0 to find a free TCP port: is the loopback interface up?");
-    listener
-        .local_addr()
-        .expect("a bound TCP listener has a local address")
-        .port()
+    devkit::free_port()
+        .expect("cannot bind 127.0.0.1:0 to find a free TCP port: is the loopback interface up?")
 }
 
 /// The workspace root (where `Cargo.toml`, `.venv/` and `tests/` live).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // This crate sits in `tests/support` of the workspace.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/support has two parent directories")
+        .to_path_buf()
 }
 
 /// A fresh, empty directory under the system temp dir, named after `prefix`,
@@ -64,49 +66,6 @@ fn sweep_stale_temp_dirs() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-    }
-}
-
-/// The last `max_lines` lines of a text file, or a note saying why it could not be read.
-pub fn file_tail(path: &Path, max_lines: usize) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => lines_tail(
-            &String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-            max_lines,
-        ),
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
-}
-
-/// The last `max_lines` of `lines`, joined, with a marker when some were left out.
-pub fn lines_tail(lines: &[String], max_lines: usize) -> String {
-    let start = lines.len().saturating_sub(max_lines);
-    let mut out = String::new();
-    if start > 0 {
-        out.push_str(&format!("[... {start} earlier lines ...]\n"));
-    }
-    for line in &lines[start..] {
-        out.push_str(line);
-        out.push('\n');
-    }
-    if out.is_empty() {
-        out.push_str("(no output)\n");
-    }
-    out
-}
-
-/// Whether process `pid` exists and is not a zombie (Linux `/proc`).
-pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the parenthesised command name.
-        Ok(stat) => match stat.rfind(')') {
-            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
-            None => true,
-        },
-        Err(_) => false,
     }
 }
 
@@ -273,25 +232,4 @@ impl Drop for Guarded {
         self.stdin.take();
         let _ = self.shell.try_wait();
     }
-}
-
-/// The (uid, gid) of a system user, via getpwnam(3).
-pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getpwnam takes a NUL-terminated string and returns a pointer to a
-    // static record (or null) that we read at once.
-    unsafe {
-        let pw = libc::getpwnam(cname.as_ptr());
-        if pw.is_null() {
-            None
-        } else {
-            Some(((*pw).pw_uid, (*pw).pw_gid))
-        }
-    }
-}
-
-/// Whether the test process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

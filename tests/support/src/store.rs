@@ -1,5 +1,5 @@
 //! The two stores notes can run on, for tests that run against both: a fresh PostgreSQL
-//! database (see [`super::postgres`]) or a fresh SQLite file.
+//! database (see [`crate::postgres`]) or a fresh SQLite file.
 //!
 //! The SQLite files live in one private temp dir per test process (`apm-tutorial-sqlite-PID-…`),
 //! which the next test run's sweep removes once this process is gone.
@@ -22,7 +22,7 @@ impl Store {
     /// A fresh, empty database of this kind; returns the `DATABASE_URL` that names it.
     pub async fn fresh(self) -> String {
         match self {
-            Store::Postgres => super::fresh_database().await,
+            Store::Postgres => crate::fresh_database().await,
             Store::Sqlite => sqlite_url(&fresh_sqlite_path()),
         }
     }
@@ -32,7 +32,7 @@ impl Store {
 pub fn fresh_sqlite_path() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = DIR.get_or_init(|| super::process::private_temp_dir("apm-tutorial-sqlite"));
+    let dir = DIR.get_or_init(|| crate::process::private_temp_dir("apm-tutorial-sqlite"));
     dir.join(format!(
         "notes-{}.db",
         COUNTER.fetch_add(1, Ordering::Relaxed)

@@ -1,4 +1,5 @@
-//! The integration-test harness, included by each `tests/*.rs` with `mod support;`.
+//! The integration-test harness of `tests/*.rs` (a dev-only crate of the workspace, used as
+//! `test_support`).
 //!
 //! - [`fresh_database`]: a new database on a private PostgreSQL server (one per
 //!   test binary, started on first use, stopped at exit; `TEST_DATABASE_URL`
@@ -7,14 +8,20 @@
 //! - [`ServiceProcess`]: a service binary run as a subprocess.
 //! - [`free_port`]: a free loopback TCP port.
 //! - [`Store`]: PostgreSQL or a SQLite file, for the tests that run against both stores.
+//! - [`send`]: one HTTP request, answered as a [`Reply`] (status, content type, body).
+//! - [`inprocess`]: the services started inside the test process, and fakes around them.
+//!
+//! Free ports, users, log tails and the PostgreSQL bin-dir search come from `devkit`, which the
+//! benchmark (`crates/bench`) shares.
 //!
 //! A missing prerequisite fails the test with the fix; nothing is skipped.
-// Each test binary uses part of the harness. The harness reads its own
-// settings (TEST_DATABASE_URL, DDAPM_TEST_AGENT, PATH), not the services'
-// configuration, so the workspace's ban on std::env reads does not apply here.
-#![allow(dead_code, unused_imports, clippy::disallowed_methods)]
+// The harness reads its own settings (TEST_DATABASE_URL, DDAPM_TEST_AGENT, PATH) and clears
+// the caller's DD_*/DB_* variables for the services it starts: not the services' configuration,
+// so the workspace's ban on std::env reads does not apply here.
+#![allow(clippy::disallowed_methods)]
 
 pub mod agent;
+pub mod http;
 pub mod inprocess;
 pub mod postgres;
 pub mod process;
@@ -22,6 +29,7 @@ pub mod service;
 pub mod store;
 
 pub use agent::{locate_test_agent, TestAgent, ENABLED_CHECKS};
+pub use http::{send, Reply};
 pub use postgres::{connect, fresh_database};
 pub use process::{free_port, workspace_root};
 pub use service::{calendar_and_notes, ServiceProcess};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::process::{
+use crate::process::{
     file_tail, free_port, private_temp_dir, workspace_root, Guarded, GuardedSpec,
 };
 
@@ -483,4 +483,19 @@ impl Drop for TestAgent {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether `trace` is the tutorial's distributed `POST /notes?add_date=y`: notes' server span,
+/// its client span to calendar, calendar's server and custom spans, and a PostgreSQL query.
+pub fn is_distributed(trace: &[Value]) -> bool {
+    let has = |service: &str, name: &str| {
+        trace
+            .iter()
+            .any(|s| s["service"] == service && s["name"] == name)
+    };
+    has("notes", "actix_web.request")
+        && has("reqwest", "reqwest.request")
+        && has("calendar", "actix_web.request")
+        && has("calendar", "calendar.get_date")
+        && has("postgres", "postgres.query")
 }

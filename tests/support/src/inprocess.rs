@@ -9,6 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tutorial_common::config::Env;
 
+use crate::http::{send, Reply};
+
 /// A notes server running inside the test process.
 pub struct NotesApp {
     /// `http://127.0.0.1:PORT`
@@ -24,30 +26,30 @@ impl NotesApp {
         format!("{}{}", self.base, path_and_query)
     }
 
-    /// Sends a request and returns (status, content type, body).
-    pub async fn send(&self, method: &str, path_and_query: &str) -> (u16, String, String) {
-        send(&self.client, method, &self.url(path_and_query), None).await
+    /// Sends a request to this server.
+    pub async fn send(&self, method: &str, path_and_query: &str) -> Reply {
+        send(&self.client, method, &self.url(path_and_query), &[]).await
     }
 
     /// The same, asking for JSON.
-    pub async fn send_json(&self, method: &str, path_and_query: &str) -> (u16, String, String) {
+    pub async fn send_json(&self, method: &str, path_and_query: &str) -> Reply {
         send(
             &self.client,
             method,
             &self.url(path_and_query),
-            Some("application/json"),
+            &[("Accept", "application/json")],
         )
         .await
     }
 
     /// The rows of the notes table, ordered by id.
     pub async fn rows(&self) -> Vec<(i32, String)> {
-        if let Some(path) = super::store::sqlite_path(&self.db_url) {
-            return tokio::task::spawn_blocking(move || super::store::sqlite_rows(&path))
+        if let Some(path) = crate::store::sqlite_path(&self.db_url) {
+            return tokio::task::spawn_blocking(move || crate::store::sqlite_rows(&path))
                 .await
                 .expect("reading the SQLite file");
         }
-        let client = super::connect(&self.db_url).await;
+        let client = crate::connect(&self.db_url).await;
         client
             .query("SELECT id, description FROM notes ORDER BY id", &[])
             .await
@@ -56,33 +58,6 @@ impl NotesApp {
             .map(|r| (r.get(0), r.get(1)))
             .collect()
     }
-}
-
-/// Sends one request; panics (with the URL) only if the server cannot be reached at all.
-pub async fn send(
-    client: &reqwest::Client,
-    method: &str,
-    url: &str,
-    accept: Option<&str>,
-) -> (u16, String, String) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
-    let mut request = client.request(method, url);
-    if let Some(accept) = accept {
-        request = request.header("Accept", accept);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = response.text().await.unwrap_or_default();
-    (status, content_type, body)
 }
 
 /// Starts a notes server with `DATABASE_URL=db_url`, `CALENDAR_URL=calendar_url`, no helper
@@ -136,7 +111,7 @@ pub async fn spawn_calendar() -> String {
 
 /// A URL where nothing listens (a port bound then released).
 pub fn closed_url() -> String {
-    format!("http://127.0.0.1:{}", super::free_port())
+    format!("http://127.0.0.1:{}", crate::free_port())
 }
 
 /// A calendar stand-in that answers every request with `status` and `body`.
@@ -310,7 +285,7 @@ pub fn via_port(url: &str, port: u16) -> String {
 
 /// A notes server whose database sits behind a [`TcpProxy`] (for outages), plus the proxy.
 pub async fn spawn_notes_behind_proxy(extra: &[(&str, &str)]) -> (NotesApp, TcpProxy) {
-    let db = super::fresh_database().await;
+    let db = crate::fresh_database().await;
     let (host_port, _) = url_host_port(&db);
     let proxy = TcpProxy::start(&host_port).await;
     let mut app = spawn_notes(&via_port(&db, proxy.port), &spawn_calendar().await, extra).await;
@@ -324,13 +299,15 @@ impl NotesApp {
     pub async fn wait_for_ok(&self, path: &str, timeout: Duration) -> String {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let (status, _, body) = self.send("GET", path).await;
-            if status == 200 {
-                return body;
+            let reply = self.send("GET", path).await;
+            if reply.status == 200 {
+                return reply.body;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "GET {path} did not recover within {timeout:?}: {status} {body}"
+                "GET {path} did not recover within {timeout:?}: {} {}",
+                reply.status,
+                reply.body
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

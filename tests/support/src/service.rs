@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
-use super::process::lines_tail;
+use crate::process::lines_tail;
 
 /// How long a service may take to log that it is listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -297,7 +297,7 @@ pub async fn calendar_and_notes(
     notes_extra: &[(&str, &str)],
 ) -> (ServiceProcess, ServiceProcess) {
     let calendar = ServiceProcess::spawn("calendar", env).await;
-    let db = super::fresh_database().await;
+    let db = crate::fresh_database().await;
     let calendar_url = calendar.base_url();
     let mut notes_env = env.to_vec();
     notes_env.extend([
@@ -308,4 +308,19 @@ pub async fn calendar_and_notes(
     notes_env.extend_from_slice(notes_extra);
     let notes = ServiceProcess::spawn("notes", &notes_env).await;
     (calendar, notes)
+}
+
+/// Runs the workspace binary `bin` with `var=value` added to the environment and asserts that
+/// it stops at start-up as a bad setting must: exit status 2 and one line on stderr naming `var`.
+pub fn assert_bad_setting_stops_start_up(bin: &str, var: &str, value: &str) {
+    let output = std::process::Command::new(bin_dir().join(bin))
+        .env(var, value)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run the {bin} binary (built by `cargo build --workspace --bins`): {e}")
+        });
+    assert_eq!(output.status.code(), Some(2), "{var}={value}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(var), "{stderr}");
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
-use super::process::{
+use crate::process::{
     file_tail, free_port, is_root, lookup_user, private_temp_dir, Guarded, GuardedSpec,
 };
 
@@ -118,24 +118,7 @@ pub fn with_database(url: &str, db: &str) -> String {
 /// The directory holding `initdb` and `postgres`: PATH first, then the newest
 /// `/usr/lib/postgresql/*/bin`.
 pub fn find_server_bindir() -> Result<PathBuf, String> {
-    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d)) {
-            return Ok(dir);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            has_both(&bin).then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+    devkit::pg_bindir(&["initdb", "postgres"], devkit::Search::PathFirst).ok_or_else(|| {
         format!("no PostgreSQL server binaries (initdb, postgres) on PATH or under /usr/lib/postgresql/*/bin: {FIX}")
     })
 }
