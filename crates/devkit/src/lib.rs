@@ -16,8 +16,21 @@ use std::path::{Path, PathBuf};
 /// themselves. Another process may take it before it is used: callers that start a server on
 /// it should retry on "address in use".
 pub fn free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
+    let [port] = free_ports()?;
+    Ok(port)
+}
+
+/// `N` distinct free loopback ports (as [`free_port`]): each is held until all are chosen, so
+/// that two calls in a row cannot hand out the same port.
+pub fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0; N];
+    for port in &mut ports {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        *port = listener.local_addr()?.port();
+        held.push(listener);
+    }
+    Ok(ports)
 }
 
 /// Whether this process runs as root.

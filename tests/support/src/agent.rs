@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::process::{
-    file_tail, free_port, private_temp_dir, workspace_root, Guarded, GuardedSpec,
+    file_tail, free_ports, private_temp_dir, workspace_root, Guarded, GuardedSpec,
 };
 
 /// The checks enabled in every test agent:
@@ -140,9 +140,8 @@ impl TestAgent {
         let mut last_error = String::new();
         // The ports may be taken between choosing and binding them: try a few.
         for _ in 0..3 {
-            agent.port = free_port();
-            agent.otlp_http_port = free_port();
-            agent.otlp_grpc_port = free_port();
+            // Distinct: the test agent refuses to start when two of its ports are the same.
+            [agent.port, agent.otlp_http_port, agent.otlp_grpc_port] = free_ports();
             match agent.launch().await {
                 Ok(()) => return agent,
                 Err((e, retry)) => {

@@ -31,6 +31,6 @@ pub mod store;
 pub use agent::{locate_test_agent, TestAgent, ENABLED_CHECKS};
 pub use http::{send, Reply};
 pub use postgres::{connect, fresh_database};
-pub use process::{free_port, workspace_root};
+pub use process::{free_port, free_ports, workspace_root};
 pub use service::{calendar_and_notes, ServiceProcess};
 pub use store::Store;

@@ -13,7 +13,13 @@ pub use devkit::{file_tail, is_root, lines_tail, lookup_user, pid_alive};
 /// bind port 0 themselves. Another process may take it before it is used:
 /// callers that start a server on it should retry on "address in use".
 pub fn free_port() -> u16 {
-    devkit::free_port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free loopback ports (see [`free_port`]).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    devkit::free_ports()
         .expect("cannot bind 127.0.0.1:0 to find a free TCP port: is the loopback interface up?")
 }
 

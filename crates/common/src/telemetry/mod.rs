@@ -170,16 +170,15 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, InitError> {
         let message = format!("{:?} is not a log filter", config.log_filter);
         ConfigError::with_source("RUST_LOG", message, e)
     })?;
-    let log_layer = tracing_subscriber::fmt::layer()
-        .fmt_fields(logs::NoSpanFields)
-        .with_ansi(false)
-        .event_format(logs::DatadogJsonFormat::new(
+    let log_layer = logs::JsonLogLayer::new(
+        logs::DatadogJsonFormat::new(
             &config.service,
             config.env.as_deref(),
             config.version.as_deref(),
-        ))
-        .with_writer(std::io::stdout)
-        .with_filter(filter);
+        ),
+        std::io::stdout,
+    )
+    .with_filter(filter);
 
     redact::install(config.datadog.query_obfuscation.clone());
     header_tags::install(config.datadog.header_tags.clone());
@@ -204,6 +203,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, InitError> {
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        // No OpenTelemetry context attached on each enter and exit of each span (every poll of
+        // an instrumented future): parents come from the `tracing` span tree, outgoing calls
+        // inject `Span::current().context()`, and log lines ask for their span's ids
+        // ([`logs::JsonLogLayer`]).
+        .with_context_activation(false)
         .with_level(false)
         .with_target(false)
         .with_filter(LevelFilter::INFO);

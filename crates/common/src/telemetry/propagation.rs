@@ -461,27 +461,35 @@ impl TextMapPropagator for DatadogW3cPropagator {
 
     fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
         static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        let fields = FIELDS.get_or_init(|| {
-            [
-                DD_TRACE_ID,
-                DD_PARENT_ID,
-                DD_PRIORITY,
-                DD_ORIGIN,
-                DD_TAGS,
-                TRACEPARENT,
-                TRACESTATE,
-                b3::TRACE_ID,
-                b3::SPAN_ID,
-                b3::SAMPLED,
-                b3::FLAGS,
-                b3::SINGLE,
-                baggage::HEADER,
-            ]
-            .map(String::from)
-            .to_vec()
-        });
+        let fields = FIELDS.get_or_init(|| HEADERS.map(String::from).to_vec());
         opentelemetry::propagation::text_map_propagator::FieldIter::new(fields)
     }
+}
+
+/// Every header any propagation style reads (Datadog, W3C trace context, B3 single and multi,
+/// baggage), whichever styles are configured.
+pub const HEADERS: [&str; 13] = [
+    DD_TRACE_ID,
+    DD_PARENT_ID,
+    DD_PRIORITY,
+    DD_ORIGIN,
+    DD_TAGS,
+    TRACEPARENT,
+    TRACESTATE,
+    b3::TRACE_ID,
+    b3::SPAN_ID,
+    b3::SAMPLED,
+    b3::FLAGS,
+    b3::SINGLE,
+    baggage::HEADER,
+];
+
+/// Whether a carrier with these (lowercase) header names holds any of [`HEADERS`]: without
+/// one, extraction by any style (this project's or Datadog's SDK) finds nothing, and the server
+/// span can skip it. One pass over the names a request has (usually a handful), rather than a
+/// lookup of each of the 13 names.
+pub fn carries_context<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    names.any(|name| HEADERS.contains(&name))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! own), `span.type`, `error.type` / `error.message`; numeric fields must be `i64`/`f64` to
 //! become Datadog metrics (`tracing-opentelemetry` writes `u64` as text).
 
-use super::{header_tags, redact};
+use super::{header_tags, propagation, redact};
 use crate::error::error_chain;
 use crate::http::Routing;
 use actix_web::body::MessageBody;
@@ -105,16 +105,16 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
         let resource = routing.resource(request.method());
         let method = request.method().as_str();
         let info = request.connection_info();
-        let url = format!(
-            "{}://{}{}",
-            info.scheme(),
-            info.host(),
-            request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
+        let (scheme, host) = (info.scheme(), info.host());
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut url = String::with_capacity(scheme.len() + 3 + host.len() + target.len());
+        for part in [scheme, "://", host, target] {
+            url.push_str(part);
+        }
         let user_agent = request
             .headers()
             .get(header::USER_AGENT)
@@ -145,12 +145,17 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
                 span.set_attribute(tag, value);
             }
         }
-        let parent = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract(&HeaderExtractor(request.headers()))
-        });
-        // A context without a valid remote span leaves the span a root (a bad header starts a
-        // new trace, it never fails the request).
-        let _ = span.set_parent(parent);
+        // Most requests carry no trace context: then there is nothing to extract, and the span
+        // stays a root without a pass through every configured style.
+        let headers = request.headers();
+        if propagation::carries_context(headers.keys().map(|name| name.as_str())) {
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(headers))
+            });
+            // A context without a valid remote span leaves the span a root (a bad header starts
+            // a new trace, it never fails the request).
+            let _ = span.set_parent(parent);
+        }
         span
     }
 
