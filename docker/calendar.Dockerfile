@@ -8,7 +8,7 @@
 # second and third images reuse every build layer of the first from the cache.
 
 # ---- build stage 1: a skeleton of the workspace ----------------------------------------------
-# Every Cargo.toml, the lock file and an empty stub for each target root (src/lib.rs, src/main.rs,
+# Every Cargo.toml, the lock file, .cargo/config.toml (the allocator's build setting) and an empty stub for each target root (src/lib.rs, src/main.rs,
 # src/bin/*.rs, build.rs, and the .rs paths a manifest declares). It changes only when a manifest
 # or the lock file does (or a target root is added or removed), so the dependency layer below is
 # rebuilt only then, not for a code change.
@@ -30,7 +30,8 @@ RUN set -eu; \
       done; \
       if [ -z "$found" ]; then mkdir -p "/skeleton/$dir/src"; : > "/skeleton/$dir/src/lib.rs"; fi; \
     done; \
-    cp Cargo.lock /skeleton/Cargo.lock
+    cp Cargo.lock /skeleton/Cargo.lock; \
+    cp -R .cargo /skeleton/.cargo
 
 # ---- build stage 2: the dependencies alone ---------------------------------------------------
 FROM rust:1.95-slim-bookworm AS builder
