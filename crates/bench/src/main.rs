@@ -166,14 +166,16 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--out" => o.out = Some(PathBuf::from(value()?)),
             "--perf" => o.perf = Some(PathBuf::from(value()?)),
             "--bin-dir" => {
-                o.bin_dir = Some(PathBuf::from(value()?));
+                o.bin_dir = Some(bin_dir("--bin-dir", &value()?)?);
                 o.build = false;
             }
             "--sdk-bin-dir" => {
-                o.sdk_bin_dir = Some(PathBuf::from(value()?));
+                o.sdk_bin_dir = Some(bin_dir("--sdk-bin-dir", &value()?)?);
                 o.build = false;
             }
-            "--baseline-bin-dir" => o.baseline_bin_dir = Some(PathBuf::from(value()?)),
+            "--baseline-bin-dir" => {
+                o.baseline_bin_dir = Some(bin_dir("--baseline-bin-dir", &value()?)?)
+            }
             "--no-sdk" => o.sdk = false,
             "--stress-cpu" => {
                 let v = value()?;
@@ -190,6 +192,18 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         i += 1;
     }
     Ok(Some(o))
+}
+
+/// A directory of prebuilt `notes` and `calendar` binaries, made absolute: the services start
+/// in directories of their own.
+fn bin_dir(flag: &str, dir: &str) -> Result<PathBuf, String> {
+    let path = std::fs::canonicalize(dir).map_err(|e| format!("{flag}: {dir:?}: {e}"))?;
+    for bin in ["notes", "calendar"] {
+        if !path.join(bin).is_file() {
+            return Err(format!("{flag}: {dir:?} has no {bin} binary"));
+        }
+    }
+    Ok(path)
 }
 
 /// How a copy of the system is traced.
@@ -1090,10 +1104,21 @@ mod tests {
         assert_eq!(o.service_env, vec![("WORKERS".into(), "1".into())]);
         assert!(!o.build);
         assert_eq!(o.baseline_bin_dir, None);
-        let o = parse_args(&args("--baseline-bin-dir /tmp/before"))
-            .expect("valid")
-            .expect("not help");
-        assert_eq!(o.baseline_bin_dir, Some(PathBuf::from("/tmp/before")));
+        // A binary directory is made absolute and must hold both services.
+        let dir = std::env::temp_dir().join(format!("bench-bins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("notes"), "").expect("notes");
+        let flag = format!("--baseline-bin-dir {}", dir.display());
+        let missing = parse_args(&args(&flag)).expect_err("no calendar binary");
+        assert!(missing.contains("has no calendar binary"), "{missing}");
+        std::fs::write(dir.join("calendar"), "").expect("calendar");
+        let o = parse_args(&args(&flag)).expect("valid").expect("not help");
+        assert_eq!(
+            o.baseline_bin_dir,
+            Some(dir.canonicalize().expect("exists"))
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert!(parse_args(&args("--baseline-bin-dir /nonexistent/bins")).is_err());
         assert!(parse_args(&args("--baseline-bin-dir")).is_err());
         assert!(parse_args(&args("--help")).expect("valid").is_none());
         assert!(parse_args(&args("--only nope")).is_err());
