@@ -8,10 +8,11 @@
 # second and third images reuse every build layer of the first from the cache.
 
 # ---- build stage 1: a skeleton of the workspace ----------------------------------------------
-# Every Cargo.toml, the lock file, .cargo/config.toml (the allocator's build setting) and an empty stub for each target root (src/lib.rs, src/main.rs,
-# src/bin/*.rs, build.rs, and the .rs paths a manifest declares). It changes only when a manifest
-# or the lock file does (or a target root is added or removed), so the dependency layer below is
-# rebuilt only then, not for a code change.
+# Every Cargo.toml, the lock file, .cargo/config.toml (the allocator's build setting) and an
+# empty stub for each target root (src/lib.rs, src/main.rs, src/bin/*.rs, build.rs, and the .rs
+# paths a manifest declares). It changes only when a manifest or the lock file does (or a target
+# root is added or removed), so the dependency layer below is rebuilt only then, not for a code
+# change.
 # The same idea as cargo-chef, without installing it. The root package's tests/ are not in the
 # build context (.dockerignore); a package without a target root gets an empty src/lib.rs.
 FROM rust:1.95-slim-bookworm AS planner

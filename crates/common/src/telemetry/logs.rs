@@ -228,16 +228,62 @@ impl<W> JsonLogLayer<W> {
         }
     }
 
-    /// The trace and span ids of span `id`, when the OpenTelemetry layer traces it.
-    fn trace_ids(&self, id: &tracing::span::Id) -> Option<(u64, u64)> {
+    /// The trace and span ids of the innermost traced span around `event`: its explicit parent
+    /// or the current span, else the nearest ancestor the OpenTelemetry layer traces. The span
+    /// tree is read from the subscriber itself, not through this layer's filter: a span that
+    /// `RUST_LOG` leaves out (or a library's debug span that only the logs see) may sit between
+    /// the event and the traced span.
+    fn trace_ids<S>(&self, event: &Event<'_>) -> Option<(u64, u64)>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let dispatch = self.dispatch.get()?.upgrade()?;
-        let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
-        let span = cx.span();
+        let start = match event.parent() {
+            Some(parent) => parent.clone(),
+            None if event.is_contextual() => dispatch.current_span().id()?.clone(),
+            None => return None,
+        };
+        let spans = dispatch.downcast_ref::<S>()?;
+        let found = spans.span(&start)?.scope().find_map(|span| {
+            // Starting a span that has not started yet runs the sampler and the span
+            // processors: a line they log meanwhile is written without ids (see `on_event`).
+            let _lookup = Lookup::enter();
+            tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+        })?;
+        let span = found.span();
         let sc = span.span_context();
         sc.is_valid().then(|| {
             let trace_low = u128::from_be_bytes(sc.trace_id().to_bytes()) as u64;
             (trace_low, u64::from_be_bytes(sc.span_id().to_bytes()))
         })
+    }
+}
+
+thread_local! {
+    /// Set while this thread looks up a span's ids; a line logged meanwhile (by code that the
+    /// lookup runs) must not look up again: it would wait for the lock the lookup holds.
+    static IN_LOOKUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The line being written, reused from line to line.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Marks this thread as looking up span ids until dropped.
+struct Lookup;
+
+impl Lookup {
+    fn enter() -> Self {
+        let _ = IN_LOOKUP.try_with(|flag| flag.set(true));
+        Lookup
+    }
+
+    fn active() -> bool {
+        IN_LOOKUP.try_with(|flag| flag.get()).unwrap_or(true)
+    }
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        let _ = IN_LOOKUP.try_with(|flag| flag.set(false));
     }
 }
 
@@ -250,13 +296,12 @@ where
         let _ = self.dispatch.set(subscriber.downgrade());
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        thread_local! {
-            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-        }
-        let ids = ctx
-            .event_span(event)
-            .and_then(|span| self.trace_ids(&span.id()));
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let ids = if Lookup::active() {
+            None
+        } else {
+            self.trace_ids::<S>(event)
+        };
         let write = |line: &mut String| {
             line.clear();
             if self.format.write_line(line, event, ids).is_ok() {
@@ -267,11 +312,18 @@ where
                     .write_all(line.as_bytes());
             }
         };
-        // A line logged while formatting one (from a `Debug` impl) gets a buffer of its own.
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => write(&mut line),
-            Err(_) => write(&mut String::new()),
+        // A line logged while formatting one (from a `Debug` impl), or while the thread ends,
+        // gets a buffer of its own.
+        let reused = LINE.try_with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                write(&mut line);
+                true
+            }
+            Err(_) => false,
         });
+        if !matches!(reused, Ok(true)) {
+            write(&mut String::new());
+        }
     }
 }
 
@@ -381,6 +433,43 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["dd.trace_id"], expected.0.as_str());
         assert_eq!(lines[0]["dd.span_id"], expected.1.as_str());
+    }
+
+    #[test]
+    fn ids_come_from_the_nearest_traced_span_whatever_the_log_filter() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+        use tracing_subscriber::Layer as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_context_activation(false)
+            .with_filter(LevelFilter::INFO);
+        let sink = Sink::default();
+        let writer = sink.clone();
+        // The logs see warnings, and debug spans of `lib` that the traces do not see.
+        let logs = JsonLogLayer::new(DatadogJsonFormat::new("notes", None, None), move || {
+            writer.clone()
+        })
+        .with_filter(EnvFilter::new("warn,lib=debug"));
+        let subscriber = tracing_subscriber::registry().with(logs).with(otel);
+        let expected = tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request");
+            let _in_request = request.enter();
+            // An info span the log filter leaves out, then a debug span the traces leave out.
+            tracing::warn!("in the request");
+            let inner = tracing::debug_span!(target: "lib", "inner");
+            let _in_inner = inner.enter();
+            tracing::warn!("in a span only the logs see");
+            let sc = request.context().span().span_context().clone();
+            u128::from_be_bytes(sc.trace_id().to_bytes()) as u64
+        });
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for line in &lines {
+            assert_eq!(line["dd.trace_id"], expected.to_string().as_str(), "{line}");
+        }
     }
 
     #[test]

@@ -497,6 +497,68 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A carrier that answers every header with `value` and remembers what was asked.
+    struct Recording {
+        value: Option<&'static str>,
+        asked: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Extractor for Recording {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.asked.borrow_mut().push(key.to_string());
+            self.value
+        }
+        fn keys(&self) -> Vec<&str> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn headers_hold_every_header_any_style_reads_or_writes() {
+        let every = vec![
+            Style::Datadog,
+            Style::TraceContext,
+            Style::Baggage,
+            Style::B3Multi,
+            Style::B3,
+        ];
+        let propagator = DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract: every.clone(),
+            inject: every,
+        });
+        let mut seen = Vec::new();
+        for value in [
+            None,
+            Some("1"),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ] {
+            let carrier = Recording {
+                value,
+                asked: Default::default(),
+            };
+            let cx = propagator.extract(&carrier);
+            seen.extend(carrier.asked.take());
+            let mut written: HashMap<String, String> = HashMap::new();
+            propagator.inject_context(&cx, &mut written);
+            seen.extend(written.into_keys());
+        }
+        assert!(seen.len() > 5, "{seen:?}");
+        for name in &seen {
+            assert!(
+                HEADERS.contains(&name.as_str()),
+                "{name} is missing from HEADERS"
+            );
+        }
+        // What the server span checks before it extracts.
+        assert!(carries_context(["host", "traceparent"].into_iter()));
+        assert!(carries_context(["b3"].into_iter()));
+        assert!(carries_context(["baggage"].into_iter()));
+        assert!(!carries_context(
+            ["host", "user-agent", "accept"].into_iter()
+        ));
+        assert!(!carries_context(std::iter::empty()));
+    }
+
     fn extract(headers: &[(&str, &str)]) -> Option<SpanContext> {
         let map: HashMap<String, String> = headers
             .iter()

@@ -111,15 +111,15 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let mut url = String::with_capacity(scheme.len() + 3 + host.len() + target.len());
-        for part in [scheme, "://", host, target] {
-            url.push_str(part);
-        }
+        let url = [scheme, "://", host, target].concat();
         let user_agent = request
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
+        // A root in `tracing` too: without a trace-context header the span is a trace's root,
+        // whatever span happens to be current (its parent, if any, is set below).
         let span = tracing::info_span!(
+            parent: None,
             "http.request",
             otel.name = resource.as_str(),
             otel.kind = "server",
