@@ -214,8 +214,11 @@ pub struct JsonLogLayer<W> {
     format: DatadogJsonFormat,
     /// Where lines go; one `write_all` per line.
     make_writer: W,
-    /// The subscriber this layer is part of, to ask the OpenTelemetry layer (when there is
-    /// one) for the context of the event's span.
+    /// Whether lines carry trace ids ([`JsonLogLayer::with_trace_ids`]): with tracing off there
+    /// is no OpenTelemetry layer to ask, and no line should pay for the asking.
+    carry_ids: bool,
+    /// The subscriber this layer is part of, to ask the OpenTelemetry layer for the context of
+    /// the event's span (set only with trace ids on).
     dispatch: OnceLock<WeakDispatch>,
 }
 
@@ -224,7 +227,17 @@ impl<W> JsonLogLayer<W> {
         Self {
             format,
             make_writer,
+            carry_ids: false,
             dispatch: OnceLock::new(),
+        }
+    }
+
+    /// Lines written inside a traced span carry its ids (for a subscriber with the
+    /// `tracing-opentelemetry` layer).
+    pub fn with_trace_ids(self) -> Self {
+        Self {
+            carry_ids: true,
+            ..self
         }
     }
 
@@ -293,7 +306,9 @@ where
     W: for<'a> MakeWriter<'a> + 'static,
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
+        if self.carry_ids {
+            let _ = self.dispatch.set(subscriber.downgrade());
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -418,7 +433,8 @@ mod tests {
         let writer = sink.clone();
         let layer = JsonLogLayer::new(DatadogJsonFormat::new("notes", None, None), move || {
             writer.clone()
-        });
+        })
+        .with_trace_ids();
         let subscriber = tracing_subscriber::registry().with(layer).with(otel);
         let expected = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("outer");
@@ -452,6 +468,7 @@ mod tests {
         let logs = JsonLogLayer::new(DatadogJsonFormat::new("notes", None, None), move || {
             writer.clone()
         })
+        .with_trace_ids()
         .with_filter(EnvFilter::new("warn,lib=debug"));
         let subscriber = tracing_subscriber::registry().with(logs).with(otel);
         let expected = tracing::subscriber::with_default(subscriber, || {

@@ -177,7 +177,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, InitError> {
             config.version.as_deref(),
         ),
         std::io::stdout,
-    )
+    );
+    let log_layer = match config.enabled {
+        true => log_layer.with_trace_ids(),
+        false => log_layer,
+    }
     .with_filter(filter);
 
     redact::install(config.datadog.query_obfuscation.clone());
