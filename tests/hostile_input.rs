@@ -157,14 +157,14 @@ async fn hostile_corpus() {
 // Issue 11's parsers: sampling rules JSON, the Agent's answer, baggage, B3, header tags and
 // query obfuscation, on arbitrary and hostile input.
 mod datadog_inputs {
+    use datadog_otel_tracing::fuzzing::AgentRates;
+    use datadog_otel_tracing::fuzzing::B3Context;
+    use datadog_otel_tracing::fuzzing::Glob;
+    use datadog_otel_tracing::fuzzing::HeaderTags;
+    use datadog_otel_tracing::fuzzing::QueryObfuscator;
+    use datadog_otel_tracing::fuzzing::SamplingRules;
+    use datadog_otel_tracing::fuzzing::{baggage, Baggage};
     use proptest::prelude::*;
-    use tutorial_common::telemetry::agent_rates::AgentRates;
-    use tutorial_common::telemetry::b3::B3Context;
-    use tutorial_common::telemetry::baggage::{self, Baggage};
-    use tutorial_common::telemetry::glob::Glob;
-    use tutorial_common::telemetry::header_tags::HeaderTags;
-    use tutorial_common::telemetry::redact::QueryObfuscator;
-    use tutorial_common::telemetry::rules::SamplingRules;
 
     /// JSON-looking text: fragments of rules glued together, so the parser goes deep.
     fn rules_json() -> impl Strategy<Value = String> {

@@ -2,7 +2,7 @@
 //!
 //! Everything is in this file; where a change goes:
 //! - [`Settings`]: port and telemetry from the environment (the variables live in
-//!   `tutorial_common::server` and `tutorial_common::telemetry`);
+//!   `tutorial_common::server` and `datadog_otel_tracing`);
 //! - [`random_date`] and its range [`FIRST_DAY`]..=[`LAST_DAY`]: uniformly random from
 //!   2022-01-01 to 2023-01-01 inclusive (366 days), as the original
 //!   (`datetime(2022,1,1) + timedelta(days=randint(0,365))`);
@@ -14,6 +14,8 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use chrono::{Days, NaiveDate};
+use datadog_otel_tracing::actix::ServerSpanBuilder;
+use datadog_otel_tracing::Config as TracingConfig;
 use rand::RngExt;
 use std::convert::Infallible;
 use tracing_actix_web::TracingLogger;
@@ -22,8 +24,6 @@ use tutorial_common::http::{not_found, resource, Format, Routes};
 use tutorial_common::server::{
     enforce_limits, Server, ServerSettings, ServiceSettings, StartError,
 };
-use tutorial_common::telemetry::spans::ServerSpanBuilder;
-use tutorial_common::telemetry::TelemetryConfig;
 
 /// Settings of the calendar service.
 #[derive(Debug, Clone)]
@@ -31,20 +31,20 @@ pub struct Settings {
     /// `HOST`, `PORT` (default 9090), workers, shutdown timeout and request limits.
     pub server: ServerSettings,
     /// Logs and traces.
-    pub telemetry: TelemetryConfig,
+    pub telemetry: TracingConfig,
 }
 
 impl ServiceSettings for Settings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             server: ServerSettings::from_env(env, 9090)?,
-            telemetry: TelemetryConfig::from_env(env, "calendar")?,
+            telemetry: TracingConfig::from_env(env, "calendar")?,
         })
     }
     fn server(&self) -> &ServerSettings {
         &self.server
     }
-    fn telemetry(&self) -> &TelemetryConfig {
+    fn telemetry(&self) -> &TracingConfig {
         &self.telemetry
     }
 }
@@ -104,11 +104,13 @@ impl Application {
     /// Binds the server (it starts serving when run).
     pub async fn build(settings: Settings) -> Result<Server, StartError> {
         let limits = settings.server.limits;
+        let http = settings.server.http_tracing(&settings.telemetry);
         Server::bind(&settings.server, move || {
             App::new()
                 .wrap(from_fn(move |req, next| enforce_limits(limits, req, next)))
                 // The handlers cannot fail: the server span's error type has no values.
                 .wrap(TracingLogger::<ServerSpanBuilder<Infallible>>::new())
+                .app_data(http.clone())
                 .configure(configure)
                 .default_service(web::to(not_found))
         })

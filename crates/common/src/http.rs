@@ -1,12 +1,11 @@
 //! What both actix-web services need around their handlers: content negotiation, plain
-//! bodies, the 404/405 answers, and route registration ([`Routes`]), which records the methods
-//! each path routes so that a request's [`Routing`] (and the server span's resource) is known
-//! before any handler runs.
+//! bodies, the 404/405 answers, and route registration ([`resource`], [`Routes`] from
+//! `datadog_otel_tracing::actix`, which records the methods each path routes so that the
+//! server span's resource is known before any handler runs).
 
-use actix_web::http::{header, Method};
-use actix_web::web::ServiceConfig;
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder};
-use std::collections::HashMap;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+pub use datadog_otel_tracing::actix::{Resource, Routes};
 
 /// The representation a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,165 +69,11 @@ pub async fn not_found(request: HttpRequest) -> HttpResponse {
     Format::of(&request).text(actix_web::http::StatusCode::NOT_FOUND, "error", "Not Found")
 }
 
-/// Where a request's route led: what the server span is named after (`<METHOD> <route>`,
-/// `<METHOD> 405`, `<METHOD> 404`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Routing {
-    /// A route takes this method on the matched pattern (`/notes/{id}`).
-    Routed(String),
-    /// The path matched this pattern, but no route takes the method: the answer is 405.
-    MethodNotRouted(String),
-    /// No pattern matched the path: the answer is 404.
-    NoRoute,
-}
-
-impl Routing {
-    /// Where `request` is routed, from the pattern actix-web matches and the [`RoutedMethods`]
-    /// the service registered through [`Routes`]. Known before the handler runs, so the server
-    /// span has its final resource when it starts (sampling rules on `resource` see it).
-    /// Without registered routes, every matched pattern counts as routed.
-    pub fn of(request: &HttpRequest) -> Self {
-        match request.match_pattern() {
-            None => Routing::NoRoute,
-            Some(pattern) => match request.app_data::<RoutedMethods>() {
-                Some(table) if !table.routes(&pattern, request.method()) => {
-                    Routing::MethodNotRouted(pattern)
-                }
-                _ => Routing::Routed(pattern),
-            },
-        }
-    }
-
-    /// The Datadog resource of a request with this method: `GET /notes`, `PATCH 405`, `GET 404`.
-    pub fn resource(&self, method: &Method) -> String {
-        match self {
-            Routing::Routed(pattern) => format!("{method} {pattern}"),
-            Routing::MethodNotRouted(_) => format!("{method} 405"),
-            Routing::NoRoute => format!("{method} 404"),
-        }
-    }
-}
-
-/// The methods each path pattern routes, as [`Routes::register`] recorded them; app data of the
-/// service's `App`, read by [`Routing::of`].
-#[derive(Debug, Clone, Default)]
-pub struct RoutedMethods(HashMap<String, Vec<Method>>);
-
-impl RoutedMethods {
-    /// Whether a route of `pattern` takes `method`.
-    pub fn routes(&self, pattern: &str, method: &Method) -> bool {
-        self.0.get(pattern).is_some_and(|m| m.contains(method))
-    }
-}
-
-/// One path and the handlers of its methods; requests with another method get
-/// [`method_not_allowed`]. Give it to [`Routes::with`].
-pub struct Resource {
-    path: String,
-    methods: Vec<Method>,
-    inner: actix_web::Resource,
-}
-
-/// A path whose routes are added with [`Resource::get`], [`Resource::post`], ….
+/// A path whose routes are added with `.get(…)`, `.post(…)`, …, answering other methods with
+/// [`method_not_allowed`]; register it through [`Routes`], so that the server span's resource
+/// is known before any handler runs.
 pub fn resource(path: &str) -> Resource {
-    Resource {
-        path: path.to_string(),
-        methods: Vec::new(),
-        inner: actix_web::web::resource(path)
-            .default_service(actix_web::web::to(method_not_allowed)),
-    }
-}
-
-impl Resource {
-    /// Routes `method` to `handler`.
-    pub fn route<F, Args>(mut self, method: Method, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.inner = self
-            .inner
-            .route(actix_web::web::method(method.clone()).to(handler));
-        self.methods.push(method);
-        self
-    }
-
-    /// Routes `GET` to `handler`.
-    pub fn get<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.route(Method::GET, handler)
-    }
-
-    /// Routes `POST` to `handler`.
-    pub fn post<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.route(Method::POST, handler)
-    }
-
-    /// Routes `PUT` to `handler`.
-    pub fn put<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.route(Method::PUT, handler)
-    }
-
-    /// Routes `DELETE` to `handler`.
-    pub fn delete<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.route(Method::DELETE, handler)
-    }
-}
-
-/// A service's routes: the one way both services register them, so that the actix-web
-/// resources and the [`RoutedMethods`] the server span reads cannot disagree.
-///
-/// ```ignore
-/// Routes::default()
-///     .with(resource("/").get(index))
-///     .with(resource("/notes").get(list).post(create))
-///     .register(cfg);
-/// ```
-#[derive(Default)]
-pub struct Routes {
-    methods: HashMap<String, Vec<Method>>,
-    resources: Vec<actix_web::Resource>,
-}
-
-impl Routes {
-    /// Adds a path and its routes (a path added twice keeps the methods of both).
-    pub fn with(mut self, resource: Resource) -> Self {
-        self.methods
-            .entry(resource.path)
-            .or_default()
-            .extend(resource.methods);
-        self.resources.push(resource.inner);
-        self
-    }
-
-    /// Registers the resources, and the [`RoutedMethods`] as app data (one set per `App`: a
-    /// second `register` in the same `App` would replace the first one's table).
-    pub fn register(self, cfg: &mut ServiceConfig) {
-        cfg.app_data(RoutedMethods(self.methods));
-        for resource in self.resources {
-            cfg.service(resource);
-        }
-    }
+    datadog_otel_tracing::actix::resource(path).method_not_allowed(method_not_allowed)
 }
 
 /// 405 for a known path with another method.

@@ -5,7 +5,6 @@
 
 use crate::config::{ConfigError, Env};
 use crate::error::error_chain;
-use crate::telemetry::{self, TelemetryConfig};
 use actix_http::Request;
 use actix_service::{IntoServiceFactory, Service, ServiceFactory};
 use actix_web::body::{EitherBody, MessageBody};
@@ -13,6 +12,7 @@ use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::HttpServer;
+use datadog_otel_tracing::{Config as TracingConfig, HttpTracing, InitError, Pipeline};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -37,9 +37,26 @@ pub struct ServerSettings {
     pub keep_alive: Duration,
     /// `MAX_CONNECTIONS` (default 25000): concurrent connections per worker.
     pub max_connections: usize,
-    /// `TRACE_HEALTH_CHECKS` (default false): trace `GET /health` too (see
-    /// [`crate::telemetry::spans::HEALTH_PATH`]).
+    /// `TRACE_HEALTH_CHECKS` (default false): trace `GET /health` too (see [`HEALTH_PATH`]).
     pub trace_health_checks: bool,
+}
+
+/// The path of the health check (`GET /health`), which the container health checks and
+/// orchestrators' probes call every few seconds. Its requests are not traced unless
+/// `TRACE_HEALTH_CHECKS=true`: one trace every 5 s per service would bury the traces a learner
+/// sends (with a real Agent, `DD_APM_IGNORE_RESOURCES="GET /health"` drops them there instead).
+pub const HEALTH_PATH: &str = "/health";
+
+impl ServerSettings {
+    /// The HTTP tracing settings of the service's `App` (its app data): the redaction and header
+    /// tags of `tracing`, and [`HEALTH_PATH`] untraced unless `TRACE_HEALTH_CHECKS`.
+    pub fn http_tracing(&self, tracing: &TracingConfig) -> HttpTracing {
+        let http = HttpTracing::from_config(tracing);
+        match self.trace_health_checks {
+            true => http,
+            false => http.untraced_path(HEALTH_PATH),
+        }
+    }
 }
 
 /// Limits on what a request may carry (beyond them: a clear 4xx, before any handler runs).
@@ -135,7 +152,6 @@ impl Server {
         S::Service: 'static,
         B: MessageBody + 'static,
     {
-        crate::telemetry::spans::set_trace_health_checks(settings.trace_health_checks);
         let listen_error = |address: String| move |source| StartError::Listen { address, source };
         let configured = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
@@ -192,7 +208,7 @@ pub enum StartError {
     /// Logging or tracing could not be installed: exit status 1 (a bad `RUST_LOG` is a
     /// [`StartError::Config`]).
     #[error("cannot set up logs and traces")]
-    Telemetry(#[source] telemetry::InitError),
+    Telemetry(#[source] InitError),
     /// The tokio runtime could not be built: exit status 1.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -213,11 +229,11 @@ pub enum StartError {
     Service(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
-impl From<telemetry::InitError> for StartError {
+impl From<InitError> for StartError {
     /// A bad `RUST_LOG` stays a configuration error (exit 2, one line naming the variable).
-    fn from(e: telemetry::InitError) -> Self {
+    fn from(e: InitError) -> Self {
         match e {
-            telemetry::InitError::Config(config) => StartError::Config(config),
+            InitError::Config(config) => StartError::Config(config),
             other => StartError::Telemetry(other),
         }
     }
@@ -240,7 +256,7 @@ pub trait ServiceSettings: Sized + Send + 'static {
     /// How the service listens.
     fn server(&self) -> &ServerSettings;
     /// Its telemetry settings.
-    fn telemetry(&self) -> &TelemetryConfig;
+    fn telemetry(&self) -> &TracingConfig;
 }
 
 /// The whole `main` of a service: settings (a bad one is one line naming the variable, exit 2),
@@ -293,7 +309,7 @@ where
         return Ok(Ended::HealthChecked(healthcheck(settings.server().port)));
     }
     // Before the async runtime: the exporter's blocking HTTP client must not be built on it.
-    let telemetry = telemetry::init(settings.telemetry())?;
+    let telemetry = Pipeline::build(settings.telemetry())?.install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -319,8 +335,10 @@ where
             // SIGTERM still ends the process at once.
             let flushed =
                 tokio::task::spawn_blocking(move || telemetry.shutdown(FLUSH_TIMEOUT)).await;
-            if flushed.is_err() {
-                tracing::warn!("the final span flush did not complete");
+            match flushed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "spans could not all be flushed at shutdown"),
+                Err(_) => tracing::warn!("the final span flush did not complete"),
             }
             served.map(|()| Ended::Stopped)
         };

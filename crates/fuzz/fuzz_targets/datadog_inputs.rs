@@ -5,12 +5,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tutorial_common::telemetry::agent_rates::AgentRates;
-use tutorial_common::telemetry::b3::B3Context;
-use tutorial_common::telemetry::baggage::{self, Baggage};
-use tutorial_common::telemetry::header_tags::HeaderTags;
-use tutorial_common::telemetry::redact::QueryObfuscator;
-use tutorial_common::telemetry::rules::{RootFacts, SamplingRules};
+use datadog_otel_tracing::fuzzing::AgentRates;
+use datadog_otel_tracing::fuzzing::B3Context;
+use datadog_otel_tracing::fuzzing::{baggage, Baggage};
+use datadog_otel_tracing::fuzzing::HeaderTags;
+use datadog_otel_tracing::fuzzing::QueryObfuscator;
+use datadog_otel_tracing::fuzzing::{RootFacts, SamplingRules};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
 use std::collections::HashMap;
-use tutorial_common::telemetry::propagation::DatadogW3cPropagator;
+use datadog_otel_tracing::fuzzing::DatadogW3cPropagator;
 
 const NAMES: [&str; 7] = [
     "x-datadog-trace-id",

@@ -1,10 +1,10 @@
 //! The call to the calendar service: reqwest through reqwest-middleware, with reqwest-tracing
 //! making the client span and injecting the trace context headers.
 
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_tracing::TracingMiddleware;
+use datadog_otel_tracing::reqwest_client::{traced_client, PeerService};
+use datadog_otel_tracing::HttpTracing;
+use reqwest_middleware::ClientWithMiddleware;
 use std::time::Duration;
-use tutorial_common::telemetry::spans::{ClientSpanBackend, PeerService};
 
 /// Why no date came back from the calendar (every one of them: a 503 for the client).
 #[derive(Debug, thiserror::Error)]
@@ -44,17 +44,20 @@ pub struct CalendarClient {
 }
 
 impl CalendarClient {
-    /// A client for the calendar at `base_url`, giving up after `timeout`.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A client for the calendar at `base_url`, giving up after `timeout`; its spans follow
+    /// `http` (redaction, header tags).
+    pub fn new(
+        base_url: &str,
+        timeout: Duration,
+        http: &HttpTracing,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
-            client: ClientBuilder::new(client)
-                .with(TracingMiddleware::<ClientSpanBackend>::new())
-                .build(),
+            client: traced_client(client, http).build(),
             url: format!("{base_url}/calendar"),
         })
     }
@@ -113,9 +116,12 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let client =
-            CalendarClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
-                .expect("client");
+        let client = CalendarClient::new(
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_secs(2),
+            &HttpTracing::default(),
+        )
+        .expect("client");
         let error = client.date().await.expect_err("nothing listens");
         assert!(matches!(error, CalendarCallError::Request(_)), "{error:?}");
         let error = NotesError::from(error).respond_as(Format::Plain);

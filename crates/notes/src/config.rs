@@ -1,10 +1,10 @@
 //! Settings of the notes service, read from the environment with the tutorial's defaults.
 
+use datadog_otel_tracing::Config as TracingConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 use tutorial_common::config::{ConfigError, Env};
 use tutorial_common::server::{ServerSettings, ServiceSettings};
-use tutorial_common::telemetry::TelemetryConfig;
 
 /// Everything the notes service needs to start.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Settings {
     /// `NOTES_HELPER_DELAY_SCALE` (default 1.0; 0 disables): scales the helper sleeps.
     pub helper_delay_scale: f64,
     /// Logs and traces.
-    pub telemetry: TelemetryConfig,
+    pub telemetry: TracingConfig,
 }
 
 /// Which store holds the notes.
@@ -46,8 +46,8 @@ pub struct SqliteSettings {
 /// The `DB_*` variables that point at a PostgreSQL server: any of them selects PostgreSQL.
 const POSTGRES_VARIABLES: [&str; 5] = ["DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"];
 
-/// How to reach PostgreSQL.
-#[derive(Debug, Clone)]
+/// How to reach PostgreSQL. Its `Debug` never shows the password (nor one inside `url`).
+#[derive(Clone)]
 pub struct PostgresSettings {
     /// `DATABASE_URL` (overrides the fields below when set).
     pub url: Option<String>,
@@ -67,6 +67,52 @@ pub struct PostgresSettings {
     pub pool_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT_MS` (default 5000): PostgreSQL cancels a statement running longer.
     pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &self.url.as_deref().map(without_password))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout", &self.pool_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// A connection string with its password replaced: `postgres://u:<redacted>@h/db`, and
+/// libpq's `password=<redacted>`.
+fn without_password(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
+        let authority_end = url[scheme_end..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| scheme_end + i);
+        if let Some(at) = url[scheme_end..authority_end].rfind('@') {
+            let userinfo = &url[scheme_end..scheme_end + at];
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!(
+                    "{}{user}:<redacted>{}",
+                    &url[..scheme_end],
+                    &url[scheme_end + at..]
+                );
+            }
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                "password=<redacted>".to_string()
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Settings {
@@ -118,7 +164,7 @@ impl Settings {
             calendar_url,
             calendar_timeout: env.millis("CALENDAR_TIMEOUT_MS", 2000)?,
             helper_delay_scale: env.factor("NOTES_HELPER_DELAY_SCALE", 1.0)?,
-            telemetry: TelemetryConfig::from_env(env, "notes")?,
+            telemetry: TracingConfig::from_env(env, "notes")?,
         })
     }
 }
@@ -182,7 +228,7 @@ impl ServiceSettings for Settings {
     fn server(&self) -> &ServerSettings {
         &self.server
     }
-    fn telemetry(&self) -> &TelemetryConfig {
+    fn telemetry(&self) -> &TracingConfig {
         &self.telemetry
     }
 }
@@ -190,6 +236,23 @@ impl ServiceSettings for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        for (key, value) in [
+            ("DB_PASSWORD", "hunter2"),
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/notes"),
+            (
+                "DATABASE_URL",
+                "host=db user=app password=hunter2 dbname=notes",
+            ),
+        ] {
+            let s = Settings::from_env(&Env::from_pairs([(key, value)])).unwrap();
+            let shown = format!("{s:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 
     #[test]
     fn defaults_are_the_tutorials() {
@@ -216,7 +279,7 @@ mod tests {
         assert_eq!(s.calendar_url, "http://localhost:9090");
         assert_eq!(s.calendar_timeout, Duration::from_millis(2000));
         assert_eq!(s.helper_delay_scale, 1.0);
-        assert_eq!(s.telemetry.service, "notes");
+        assert_eq!(s.telemetry.service(), "notes");
     }
 
     #[test]

@@ -9,9 +9,9 @@ use crate::calendar::CalendarCallError;
 use crate::db::DbError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use datadog_otel_tracing::actix::TracedError;
 use tutorial_common::error::error_chain;
 use tutorial_common::http::Format;
-use tutorial_common::telemetry::spans::TracedError;
 
 /// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,16 @@ impl NotesError {
             tracing::error!(error = %error, "request failed");
         }
         error
+    }
+}
+
+impl From<DbError> for NotesError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            NotesError::DatabaseUnavailable(e)
+        } else {
+            NotesError::Internal(InternalError::Database(e))
+        }
     }
 }
 

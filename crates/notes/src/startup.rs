@@ -11,10 +11,10 @@ use crate::error::ApiError;
 use crate::routes::{self, AppState};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
+use datadog_otel_tracing::actix::ServerSpanBuilder;
 use tracing_actix_web::TracingLogger;
 use tutorial_common::http::not_found;
 use tutorial_common::server::{enforce_limits, Server, StartError};
-use tutorial_common::telemetry::spans::ServerSpanBuilder;
 
 /// Why the notes service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +52,11 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Server, BuildError> {
         let db = Database::open(&settings.database).await?;
         tracing::info!("notes are kept in {}", db.location());
-        let calendar = CalendarClient::new(&settings.calendar_url, settings.calendar_timeout)
-            .map_err(BuildError::CalendarClient)?;
+        // The app's tracing settings travel with it (app data, the client's extension).
+        let http = settings.server.http_tracing(&settings.telemetry);
+        let calendar =
+            CalendarClient::new(&settings.calendar_url, settings.calendar_timeout, &http)
+                .map_err(BuildError::CalendarClient)?;
         let state = web::Data::new(AppState {
             db,
             calendar,
@@ -64,6 +67,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(move |req, next| enforce_limits(limits, req, next)))
                 .wrap(TracingLogger::<ServerSpanBuilder<ApiError>>::new())
+                .app_data(http.clone())
                 .app_data(state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(not_found))

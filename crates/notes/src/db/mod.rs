@@ -14,7 +14,6 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::config::StoreSettings;
-use crate::error::{InternalError, NotesError};
 use std::time::Duration;
 use tracing::field::Empty;
 use tutorial_common::config::ConfigError;
@@ -143,16 +142,6 @@ impl DbError {
     }
 }
 
-impl From<DbError> for NotesError {
-    fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
-            NotesError::DatabaseUnavailable(e)
-        } else {
-            NotesError::Internal(InternalError::Database(e))
-        }
-    }
-}
-
 /// Why a store could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -187,7 +176,7 @@ pub(crate) struct DbTags {
 
 /// The span of one statement: resource = the SQL text, type `sql`, the client's tags, and
 /// `db.row_count` / `error.*` left to record when it ends (the errors with
-/// [`tutorial_common::telemetry::spans::record_error`]).
+/// [`datadog_otel_tracing::spans::record_error`]).
 pub(crate) fn query_span(tags: &DbTags, sql: &'static str) -> tracing::Span {
     tracing::info_span!(
         "db.query",

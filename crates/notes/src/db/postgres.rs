@@ -7,6 +7,7 @@
 
 use super::{query_span, DbError, DbTags, Note, OpenError};
 use crate::config::PostgresSettings;
+use datadog_otel_tracing::spans::record_error;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use tracing::Instrument;
 use tutorial_common::config::ConfigError;
-use tutorial_common::telemetry::spans::record_error;
 
 const SQL_SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(7202210)";
 const SQL_SCHEMA: &str =

@@ -16,6 +16,7 @@
 
 use super::{query_span, DbError, DbTags, Note};
 use crate::config::SqliteSettings;
+use datadog_otel_tracing::spans::record_error;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 use tutorial_common::config::ConfigError;
-use tutorial_common::telemetry::spans::record_error;
 
 const SQL_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY AUTOINCREMENT, description TEXT NOT NULL CHECK (length(description) <= 255))";
 const SQL_LIST: &str = "SELECT id, description FROM notes ORDER BY id";

@@ -19,9 +19,9 @@
 /// Span attributes that steer the mapping (operation, service, resource, type) and are not sent
 /// as tags; `service` is the crate's copy of the span's own service (noise).
 pub const CONTROL_KEYS: &[&str] = &[
-    super::spans::OPERATION_NAME,
-    super::spans::SERVICE_NAME,
-    super::spans::RESOURCE_NAME,
+    crate::spans::OPERATION_NAME,
+    crate::spans::SERVICE_NAME,
+    crate::spans::RESOURCE_NAME,
     "span.type",
     "service",
 ];
@@ -77,11 +77,6 @@ impl BatchPlan {
     /// Spans in the plan.
     pub fn len(&self) -> usize {
         self.spans.len()
-    }
-
-    /// Whether the plan has no span.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
     }
 
     fn seal(&mut self) {

@@ -54,6 +54,7 @@ impl ChunkBuffer {
         }
     }
 
+    #[cfg(test)]
     /// Spans waiting for their chunk's root.
     pub fn waiting_spans(&self) -> usize {
         self.waiting_spans

@@ -7,7 +7,7 @@
 //! call. The trace ids come from the event's span through `tracing-opentelemetry`
 //! ([`tracing_opentelemetry::get_otel_context`]), looked up only when a line is written: the
 //! OpenTelemetry context is not attached on every enter of every span (context activation is
-//! off, see [`super::init`]), which costs more than all the log lines together.
+//! off, see [`crate::Pipeline::build`]), which costs more than all the log lines together.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use opentelemetry::trace::TraceContextExt;
@@ -45,6 +45,7 @@ pub struct DatadogJsonFormat {
 }
 
 impl DatadogJsonFormat {
+    /// Lines that carry `dd.service`, and `dd.env` and `dd.version` when given.
     pub fn new(service: &str, env: Option<&str>, version: Option<&str>) -> Self {
         let mut service_fields = String::new();
         let fields = [
@@ -223,6 +224,8 @@ pub struct JsonLogLayer<W> {
 }
 
 impl<W> JsonLogLayer<W> {
+    /// A layer writing `format`'s lines to `make_writer` (`std::io::stdout`, say); add
+    /// [`JsonLogLayer::with_trace_ids`] in a subscriber that traces.
     pub fn new(format: DatadogJsonFormat, make_writer: W) -> Self {
         Self {
             format,

@@ -67,11 +67,6 @@ impl RateLimiter {
         }
     }
 
-    /// The configured limit.
-    pub fn limit(&self) -> f64 {
-        self.limit
-    }
-
     /// Asks to keep one trace now.
     pub fn allow(&self) -> Verdict {
         self.allow_at(Instant::now())

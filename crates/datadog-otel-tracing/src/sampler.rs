@@ -5,10 +5,10 @@
 //! the route (the resource, `GET /notes`, is known) and before the handler makes any outgoing
 //! call, so the decision travels with the trace. In order:
 //! 1. a decision that arrives with the request (Datadog, W3C or B3 headers) is kept;
-//! 2. the first matching sampling rule ([`super::rules`], `DD_TRACE_SAMPLE_RATE` last):
+//! 2. the first matching sampling rule ([`crate::rules`], `DD_TRACE_SAMPLE_RATE` last):
 //!    priority 2 kept / -1 dropped, `_dd.p.dm=-3`, `_dd.rule_psr`; a kept trace also goes
-//!    through the rate limit ([`super::rate_limiter`]): beyond it -1, and `_dd.limit_psr`;
-//! 3. the Agent's rate for this service and env ([`super::agent_rates`]): 1 kept / 0 dropped,
+//!    through the rate limit ([`crate::rate_limiter`]): beyond it -1, and `_dd.limit_psr`;
+//! 3. the Agent's rate for this service and env ([`crate::agent_rates`]): 1 kept / 0 dropped,
 //!    `_dd.p.dm=-1`, `_dd.agent_psr`;
 //! 4. before the Agent answered: priority 1, `_dd.p.dm=-0`.
 //!
@@ -18,11 +18,12 @@
 //! New trace ids are 128 bits, the upper half starting with the Unix time in seconds, which is
 //! the layout Datadog's tracers use.
 
-use super::agent_rates::{self, AgentRateTable};
-use super::propagation::DdState;
-use super::rate_limiter::RateLimiter;
-use super::rules::{sampled_by_rate, RootFacts, SamplingRules};
-use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
+use crate::agent_rates::{self, AgentRateTable};
+use crate::facts::SamplingPriority;
+use crate::propagation::DdState;
+use crate::rate_limiter::RateLimiter;
+use crate::rules::{sampled_by_rate, RootFacts, SamplingRules};
+use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use opentelemetry::trace::{Link, SpanId, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{
@@ -153,19 +154,19 @@ impl DatadogSampler {
             if let Some(rule) = settings.rules.find(&facts) {
                 let mut tags = vec![KeyValue::new(RULE_PSR, rule.sample_rate)];
                 let mut priority = if sampled_by_rate(id, rule.sample_rate) {
-                    2
+                    SamplingPriority::USER_KEEP
                 } else {
-                    -1
+                    SamplingPriority::USER_REJECT
                 };
-                if priority == 2 {
+                if priority.is_keep() {
                     let verdict = inner.limiter.allow();
                     tags.push(KeyValue::new(LIMIT_PSR, verdict.effective_rate));
                     if !verdict.allowed {
-                        priority = -1;
+                        priority = SamplingPriority::USER_REJECT;
                     }
                 }
                 return Decision {
-                    priority,
+                    priority: priority.0,
                     maker: "-3",
                     tags,
                 };
@@ -173,12 +174,15 @@ impl DatadogSampler {
         }
         match inner.agent.rate_for(&inner.agent_key) {
             Some(rate) => Decision {
-                priority: i32::from(sampled_by_rate(id, rate)),
+                priority: match sampled_by_rate(id, rate) {
+                    true => SamplingPriority::AUTO_KEEP.0,
+                    false => SamplingPriority::AUTO_REJECT.0,
+                },
                 maker: "-1",
                 tags: vec![KeyValue::new(AGENT_PSR, rate)],
             },
             None => Decision {
-                priority: 1,
+                priority: SamplingPriority::AUTO_KEEP.0,
                 maker: "-0",
                 tags: Vec::new(),
             },
@@ -247,7 +251,7 @@ impl ShouldSample for DatadogSampler {
                         result(d.priority, state, dd, Some(d.maker), d.tags, true)
                     }
                     None => result(
-                        i32::from(parent.is_sampled()),
+                        dd.priority_or(parent.is_sampled()),
                         state,
                         dd,
                         None,

@@ -6,17 +6,17 @@
 //! (`_dd.p.tid`), the origin, and the sampling priority in both header styles, so a trace that
 //! enters from (or leaves to) another Datadog tracer keeps its full 128-bit id.
 //!
-//! Which headers are read and written is configurable ([`super::styles`]): `datadog`,
+//! Which headers are read and written is configurable ([`crate::styles`]): `datadog`,
 //! `tracecontext`, `baggage` (the default, in that order), `b3multi`, `b3`, or `none`.
 //! Extraction tries the styles in order and the first context found wins; W3C `baggage` is
-//! read and passed on independently of it, within Datadog's bounds ([`super::baggage`]).
+//! read and passed on independently of it, within Datadog's bounds ([`crate::baggage`]).
 //!
 //! Inside the process the Datadog-specific state lives in the span's W3C `tracestate` under the
 //! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
 
-use super::b3::{self, B3Context};
-use super::baggage::{self, Baggage};
-use super::styles::{PropagationStyles, Style};
+use crate::b3::{self, B3Context};
+use crate::baggage::{self, Baggage};
+use crate::styles::{PropagationStyles, Style};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
@@ -43,6 +43,7 @@ pub struct DatadogW3cPropagator {
 }
 
 impl DatadogW3cPropagator {
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The default styles (`datadog,tracecontext,baggage`).
     pub fn new() -> Self {
         Self::default()
@@ -77,7 +78,21 @@ fn valid_tag(name: &str, value: &str) -> bool {
     ok(name, 32) && ok(value, 64) && name != "tid"
 }
 
+/// The trace flags of a sampled (or not) context.
+pub(crate) fn sampled_flags(sampled: bool) -> TraceFlags {
+    if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    }
+}
+
 impl DdState {
+    /// The priority, or for a context without one: 1 when `sampled`, else 0.
+    pub(crate) fn priority_or(&self, sampled: bool) -> i32 {
+        self.priority.unwrap_or(i32::from(sampled))
+    }
+
     /// Reads the `dd` member of a trace state.
     pub fn from_trace_state(state: &TraceState) -> Self {
         let mut out = DdState::default();
@@ -242,11 +257,7 @@ fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     // No priority means the caller left the decision to us: keep the trace sampled here and let
     // the sampler decide (a missing priority must not drop the request's trace).
     let sampled = priority.is_none_or(|p| p > 0);
-    let flags = if sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
+    let flags = sampled_flags(sampled);
     dd.priority = priority;
     dd.origin = origin;
     // Datadog's tracers send W3C headers too: keep the other vendors' tracestate members when
@@ -303,11 +314,7 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
         _ => Some(i32::from(sampled)),
     };
     let state = dd.write_into(&state, None);
-    let flags = if sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
+    let flags = sampled_flags(sampled);
     Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
@@ -318,11 +325,7 @@ fn from_b3(b3: B3Context) -> SpanContext {
         ..DdState::default()
     };
     let sampled = b3.priority.is_none_or(|p| p > 0);
-    let flags = if sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
+    let flags = sampled_flags(sampled);
     SpanContext::new(
         TraceId::from(b3.trace_id),
         SpanId::from(b3.span_id),
@@ -355,7 +358,7 @@ impl DatadogW3cPropagator {
         let (high, low) = split_trace_id(sc.trace_id());
         let dd = DdState::from_trace_state(sc.trace_state());
         // The priority decides; spans are recorded either way (the Agent drops, after stats).
-        let priority = dd.priority.unwrap_or(i32::from(sc.is_sampled()));
+        let priority = dd.priority_or(sc.is_sampled());
         let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
 
         injector.set(DD_TRACE_ID, low.to_string());
@@ -385,7 +388,7 @@ impl DatadogW3cPropagator {
         }
         let (high, _) = split_trace_id(sc.trace_id());
         let dd = DdState::from_trace_state(sc.trace_state());
-        let priority = dd.priority.unwrap_or(i32::from(sc.is_sampled()));
+        let priority = dd.priority_or(sc.is_sampled());
         let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
@@ -413,7 +416,7 @@ impl DatadogW3cPropagator {
         let b3 = B3Context {
             trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
             span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
-            priority: Some(dd.priority.unwrap_or(i32::from(sc.is_sampled()))),
+            priority: Some(dd.priority_or(sc.is_sampled())),
         };
         if single {
             injector.set(b3::SINGLE, b3.single_header());
@@ -817,8 +820,8 @@ mod tests {
 
     fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
         DatadogW3cPropagator::with_styles(PropagationStyles {
-            extract: super::super::styles::parse(extract).unwrap(),
-            inject: super::super::styles::parse(inject).unwrap(),
+            extract: crate::styles::parse(extract).unwrap(),
+            inject: crate::styles::parse(inject).unwrap(),
         })
     }
 

@@ -8,10 +8,9 @@
 //! (`user:password@`) is removed first. An empty value turns obfuscation off; an invalid pattern
 //! stops start-up (dd-trace-py drops the whole query instead; an error names the mistake).
 
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 use regex::bytes::{Regex, RegexBuilder};
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 /// The variable.
 pub const VARIABLE: &str = "DD_TRACE_OBFUSCATION_QUERY_STRING_REGEXP";
@@ -79,6 +78,7 @@ impl QueryObfuscator {
         }
     }
 
+    #[cfg(test)]
     /// Whether obfuscation is on.
     pub fn is_enabled(&self) -> bool {
         self.regex.is_some()
@@ -127,21 +127,6 @@ fn strip_userinfo(url: &str) -> Cow<'_, str> {
         )),
         None => Cow::Borrowed(url),
     }
-}
-
-static INSTALLED: OnceLock<QueryObfuscator> = OnceLock::new();
-
-/// Installs the process's obfuscator (once, at start-up; later calls are ignored).
-pub fn install(obfuscator: QueryObfuscator) {
-    let _ = INSTALLED.set(obfuscator);
-}
-
-/// Redacts a URL with the installed obfuscator, or with the default one when none was
-/// installed (in-process tests, embedding): secrets never leave by default.
-pub fn redact_url(url: &str) -> Cow<'_, str> {
-    INSTALLED
-        .get_or_init(QueryObfuscator::default)
-        .redact_url(url)
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@
 //! name given is used as is, for both directions. Several values of one header are joined with
 //! `,`. Server spans (actix-web) and client spans (reqwest) both get them.
 
-use crate::config::{ConfigError, Env};
-use std::sync::OnceLock;
+use crate::env::{ConfigError, Env};
 
 /// The variable.
 pub const VARIABLE: &str = "DD_TRACE_HEADER_TAGS";
@@ -100,6 +99,7 @@ impl HeaderTags {
         self.entries.is_empty()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The entries.
     pub fn entries(&self) -> &[HeaderTag] {
         &self.entries
@@ -129,26 +129,15 @@ impl HeaderTags {
     /// The tags for an `http` header map (reqwest's).
     pub fn tags(&self, headers: &http::HeaderMap, response: bool) -> Vec<(String, String)> {
         self.tags_with(response, |name| {
-            let values: Vec<&str> = headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            (!values.is_empty()).then(|| values.join(","))
+            join(headers.get_all(name).iter().filter_map(|v| v.to_str().ok()))
         })
     }
 }
 
-static INSTALLED: OnceLock<HeaderTags> = OnceLock::new();
-
-/// Installs the process's header tags (once, at start-up; later calls are ignored).
-pub fn install(tags: HeaderTags) {
-    let _ = INSTALLED.set(tags);
-}
-
-/// The installed header tags (none when not installed).
-pub fn installed() -> &'static HeaderTags {
-    INSTALLED.get_or_init(HeaderTags::default)
+/// A header's values joined with `,`, as one tag value (`None` when it has none).
+pub fn join<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let values: Vec<&str> = values.collect();
+    (!values.is_empty()).then(|| values.join(","))
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //! Each is read through [`Env`], so a bad value stops start-up with one line naming the
 //! variable (exit 2), like every other setting.
 
-use super::header_tags::HeaderTags;
-use super::redact::QueryObfuscator;
-use super::rules::SamplingRules;
-use super::styles::PropagationStyles;
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
+use crate::header_tags::HeaderTags;
+use crate::redact::QueryObfuscator;
+use crate::rules::SamplingRules;
+use crate::styles::PropagationStyles;
 use std::path::{Path, PathBuf};
 
 /// Where Datadog's tracers look for the Agent's socket when nothing else is configured.

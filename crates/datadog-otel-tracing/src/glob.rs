@@ -28,14 +28,10 @@ impl Glob {
         }
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
-    }
-
-    /// Whether the pattern matches everything (`*`).
-    pub fn matches_everything(&self) -> bool {
-        self.any
     }
 
     /// Whether `subject` matches the whole pattern, ignoring case.

@@ -5,7 +5,7 @@
 //!
 //! The path from a finished span to the Agent, in order:
 //! 1. `ChunkExporter::export` gets the batch processor's batches and assembles trace chunks
-//!    ([`super::chunks`]): a chunk goes out once its local root has ended, whole.
+//!    ([`crate::chunks`]): a chunk goes out once its local root has ended, whole.
 //! 2. For each chunk it reads the trace's facts once ([`TraceFacts`]) and prepares each span:
 //!    numeric attributes are taken out (they become metrics, still numbers), `span.kind`, the
 //!    error message, `_dd.base_service` and `_dd.origin` are added, and the chunk root alone gets
@@ -15,7 +15,7 @@
 //!    and service from span attributes ([`OPERATION_NAME`], [`SERVICE_NAME`]); the resource is
 //!    the OpenTelemetry span name unless [`RESOURCE_NAME`] overrides it.
 //! 4. `AgentClient`, the HTTP client handed to the crate, applies the plan to the crate's bytes
-//!    in one streaming pass ([`super::payload`]) and posts the result through a blocking client
+//!    in one streaming pass ([`crate::payload`]) and posts the result through a blocking client
 //!    with timeouts (the batch processor's thread has no async runtime, and an unreachable or
 //!    slow Agent must never hold anything up for long). A payload the pass cannot process is
 //!    dropped and counted, logged once, never sent as built.
@@ -23,12 +23,12 @@
 // The crate is deprecated upstream (final version); this module is where that is accepted.
 #![allow(deprecated)]
 
-use super::agent_rates::AgentRateTable;
-use super::chunks::{is_local_root, Chunk, ChunkBuffer};
-use super::facts::TraceFacts;
-use super::payload::{self, BatchPlan};
-use super::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
-use super::{InitError, TelemetryConfig};
+use crate::agent_rates::AgentRateTable;
+use crate::chunks::{is_local_root, Chunk, ChunkBuffer};
+use crate::config::Config;
+use crate::facts::TraceFacts;
+use crate::payload::{self, BatchPlan};
+use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
@@ -57,28 +57,36 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `opentelemetry-datadog` could not build its exporter (its error, which says why, is the
-/// source).
+/// Why the export to the Agent could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the Datadog exporter")]
-pub struct ExporterError(#[source] opentelemetry_datadog::Error);
+pub enum ExporterError {
+    /// The HTTP client for the Agent could not be built.
+    #[error("cannot build the agent HTTP client")]
+    AgentClient(#[source] reqwest::Error),
+    /// The thread building that client panicked.
+    #[error("cannot build the agent HTTP client: its thread panicked")]
+    AgentClientPanicked,
+    /// `opentelemetry-datadog` refused its settings (its error says why).
+    #[error("cannot build the Datadog exporter")]
+    Exporter(#[source] opentelemetry_datadog::Error),
+}
 
 /// Builds the export chain for the batch processor, posting to the Agent over HTTP (or its Unix
 /// socket); the Agent's answers (its sampling rates) go to `rates`.
 pub(crate) fn exporter(
-    config: &TelemetryConfig,
+    config: &Config,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, InitError> {
+) -> Result<ChunkExporter, ExporterError> {
     let transport = HttpTransport::new(config.agent_timeout, config.agent_socket.clone())?;
     build_exporter(config, Arc::new(transport), rates)
 }
 
 /// [`exporter`] with any [`Transport`] (the golden test captures the payloads).
 pub(crate) fn build_exporter(
-    config: &TelemetryConfig,
+    config: &Config,
     transport: Arc<dyn Transport>,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, InitError> {
+) -> Result<ChunkExporter, ExporterError> {
     let client = Arc::new(AgentClient {
         transport,
         rates,
@@ -109,9 +117,7 @@ pub(crate) fn build_exporter(
     if let Some(version) = &config.version {
         pipeline = pipeline.with_version(version.clone());
     }
-    let inner = pipeline
-        .build_exporter()
-        .map_err(|e| InitError::Exporter(ExporterError(e)))?;
+    let inner = pipeline.build_exporter().map_err(ExporterError::Exporter)?;
     Ok(ChunkExporter {
         inner,
         client,
@@ -121,7 +127,7 @@ pub(crate) fn build_exporter(
 }
 
 /// The tags (`DD_TAGS`) every span carries, as the exporter's resource.
-pub(crate) fn resource(config: &TelemetryConfig) -> Resource {
+pub(crate) fn resource(config: &Config) -> Resource {
     Resource::builder_empty()
         .with_attributes(
             config
@@ -277,7 +283,7 @@ pub(crate) struct HttpTransport {
 }
 
 impl HttpTransport {
-    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, InitError> {
+    fn new(timeout: Duration, socket: Option<std::path::PathBuf>) -> Result<Self, ExporterError> {
         // Build the blocking client on a plain thread: building (and dropping) it on a tokio
         // worker thread panics.
         let client = std::thread::spawn(move || {
@@ -292,8 +298,8 @@ impl HttpTransport {
             .build()
         })
         .join()
-        .map_err(|_| InitError::AgentClientPanicked)?
-        .map_err(InitError::AgentClient)?;
+        .map_err(|_| ExporterError::AgentClientPanicked)?
+        .map_err(ExporterError::AgentClient)?;
         Ok(Self { client })
     }
 }
@@ -311,7 +317,7 @@ impl Transport for HttpTransport {
             .headers(headers.clone())
             .body(body)
             .send()
-            .map_err(|e| crate::error::error_chain(&e))?;
+            .map_err(|e| crate::error_chain(&e))?;
         let status = response.status();
         if status.is_success() {
             // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
@@ -420,7 +426,7 @@ mod tests {
     //! The golden test: real `SpanData` through the real `DatadogExporter` (the crate's own
     //! encoding) and the payload pass, captured where the HTTP post would go.
     use super::*;
-    use crate::config::Env;
+    use crate::env::Env;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     use rmpv::Value as Mp;
     use std::time::SystemTime;
@@ -488,7 +494,7 @@ mod tests {
             ("DD_VERSION", "1.0"),
             ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
         ]);
-        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let config = Config::from_env(&env, "notes").unwrap();
         let rates = Arc::new(AgentRateTable::new());
         let mut exporter = build_exporter(&config, capture, rates).unwrap();
         exporter.set_resource(
@@ -574,7 +580,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ("DD_ENV", "Dev"),
             ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
         ]);
-        let config = TelemetryConfig::from_env(&env, "notes").unwrap();
+        let config = Config::from_env(&env, "notes").unwrap();
         let rates = Arc::new(AgentRateTable::new());
         let capture = Arc::new(Capture::default());
         let exporter = build_exporter(&config, capture.clone(), rates.clone()).unwrap();

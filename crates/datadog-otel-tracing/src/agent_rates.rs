@@ -92,11 +92,13 @@ impl AgentRates {
             .copied()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// How many keys the table has.
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()

@@ -17,21 +17,21 @@
 //!
 //! Settings: `DD_SERVICE`, `DD_ENV`, `DD_VERSION`, `DD_TAGS`, the agent URL, `DD_TRACE_ENABLED`,
 //! `DD_TRACE_SAMPLE_RATE` and `DD_TRACE_DEBUG` are read and validated by
-//! [`TelemetryConfig`](super::TelemetryConfig) and handed to the SDK in code, so a bad value
+//! [`TracingConfig`](crate::Config) and handed to the SDK in code, so a bad value
 //! stops start-up the same way. `DD_TRACE_SPAN_QUEUE_SIZE`, `DD_TRACE_FLUSH_INTERVAL_MS` and
 //! `DD_TRACE_AGENT_TIMEOUT` belong to the project's own path: the SDK buffers and flushes on
 //! its own schedule. Any other `DD_*` variable the SDK knows (for example
 //! `DD_TRACE_SAMPLING_RULES`, `DD_TRACE_RATE_LIMIT`, `DD_INSTRUMENTATION_TELEMETRY_ENABLED`,
 //! `DD_REMOTE_CONFIGURATION_ENABLED`) it reads itself, with its own defaults.
 
-use super::TelemetryConfig;
+use crate::config::Config as TracingConfig;
 use datadog_opentelemetry::configuration::Config;
 use datadog_opentelemetry::log::LevelFilter;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// The SDK's settings for this process: the project's validated configuration, set in code
 /// (which wins over the SDK's own reading of the environment).
-fn sdk_config(config: &TelemetryConfig) -> Config {
+fn sdk_config(config: &TracingConfig) -> Config {
     let mut builder = Config::builder();
     builder
         .set_service(config.service.clone())
@@ -57,18 +57,22 @@ fn sdk_config(config: &TelemetryConfig) -> Config {
 
 /// Builds the SDK's tracer provider and installs its propagator as the global one (incoming
 /// requests and outgoing calls use the global propagator).
-pub(crate) fn provider(config: &TelemetryConfig) -> SdkTracerProvider {
+pub(crate) fn provider(
+    config: &TracingConfig,
+) -> (SdkTracerProvider, crate::pipeline::InstallPropagator) {
     let (provider, propagator) = datadog_opentelemetry::tracing()
         .with_config(sdk_config(config))
         .init_local();
-    opentelemetry::global::set_text_map_propagator(propagator);
-    provider
+    let install = Box::new(move || {
+        opentelemetry::global::set_text_map_propagator(propagator);
+    });
+    (provider, install)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Env;
+    use crate::env::Env;
 
     #[test]
     fn the_projects_settings_reach_the_sdk() {
@@ -80,7 +84,7 @@ mod tests {
             ("DD_TRACE_AGENT_URL", "http://127.0.0.1:1234"),
             ("DD_TRACE_SAMPLE_RATE", "0.25"),
         ]);
-        let c = sdk_config(&TelemetryConfig::from_env(&env, "notes").unwrap());
+        let c = sdk_config(&TracingConfig::from_env(&env, "notes").unwrap());
         assert_eq!(&*c.service(), "notes-x");
         assert_eq!(c.env(), Some("Dev"));
         assert_eq!(c.version(), Some("1.2.3"));

@@ -1,7 +1,7 @@
 //! Trace sampling rules (`DD_TRACE_SAMPLING_RULES`) and the deterministic rate decision.
 //!
 //! A rule is a JSON object with a `sample_rate` and optional `service`, `name`, `resource` and
-//! `tags` glob patterns ([`super::glob`]); all given patterns must match the trace's local root
+//! `tags` glob patterns ([`crate::glob`]); all given patterns must match the trace's local root
 //! span. Rules are tried in order and the first match decides (priority 2 kept / -1 dropped,
 //! decision maker `-3`, `_dd.rule_psr` = the rule's rate). `DD_TRACE_SAMPLE_RATE` is appended
 //! as a catch-all rule `{"sample_rate": x}`, as `dd-trace-rs` does and as `dd-trace-py` 3.0
@@ -12,7 +12,7 @@
 //! unknown key or a non-string pattern stops start-up (dd-trace-py skips or clamps such rules,
 //! dd-trace-go rejects the out-of-range ones).
 
-use super::glob::Glob;
+use crate::glob::Glob;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,13 +134,6 @@ impl SamplingRule {
                 .iter()
                 .all(|(key, glob)| (root.tag)(key).is_some_and(|v| glob.matches(&v)))
     }
-
-    /// Whether the rule looks at the resource (then it must see the root's final resource).
-    pub fn needs_resource(&self) -> bool {
-        self.resource
-            .as_ref()
-            .is_some_and(|g| !g.matches_everything())
-    }
 }
 
 /// The ordered rule list; the first match decides.
@@ -181,6 +174,7 @@ impl SamplingRules {
     }
 
     /// The rules, in order.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn rules(&self) -> &[SamplingRule] {
         &self.rules
     }
@@ -188,11 +182,6 @@ impl SamplingRules {
     /// Whether there is no rule at all (then the Agent's rates decide).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
-    }
-
-    /// Whether some rule looks at the resource.
-    pub fn need_resource(&self) -> bool {
-        self.rules.iter().any(SamplingRule::needs_resource)
     }
 
     /// The first rule matching the root, if any.
@@ -258,7 +247,6 @@ mod tests {
         assert_eq!(rate(facts("NOTES", "POST /notes", &none)), Some(0.5));
         assert_eq!(rate(facts("calendar", "POST /calendar", &post)), Some(1.0));
         assert_eq!(rate(facts("calendar", "GET /calendar", &none)), Some(0.25));
-        assert!(rules.need_resource());
     }
 
     #[test]
@@ -284,8 +272,7 @@ mod tests {
             (r#"[{"tags":{"a":1},"sample_rate":1}]"#, "not a JSON list"),
             ("[", "not a JSON list"),
         ] {
-            let err =
-                crate::error::error_chain(&SamplingRules::parse(Some(json), None).unwrap_err());
+            let err = crate::error_chain(&SamplingRules::parse(Some(json), None).unwrap_err());
             assert!(err.contains(expect), "{json}: {err}");
         }
         assert!(SamplingRules::parse(Some("[]"), None).unwrap().is_empty());

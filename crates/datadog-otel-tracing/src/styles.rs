@@ -8,7 +8,7 @@
 //! `none` alone turns propagation off. Extraction tries the styles in order: the first that
 //! yields a context wins.
 
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 
 /// One propagation style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,7 @@ pub enum Style {
 }
 
 impl Style {
+    #[cfg(test)]
     /// The name as configured.
     pub fn name(self) -> &'static str {
         match self {

@@ -56,6 +56,7 @@ pub struct Baggage {
 }
 
 impl Baggage {
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Members as given (at most [`MAX_ITEMS`] are kept).
     pub fn from_items(items: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
@@ -116,11 +117,13 @@ impl Baggage {
         (!out.is_empty()).then_some(out)
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The members.
     pub fn items(&self) -> &[(String, String)] {
         &self.items
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// One member's value.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.items

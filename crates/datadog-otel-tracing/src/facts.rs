@@ -1,7 +1,7 @@
 //! The Datadog facts of a trace chunk, computed once per chunk at export and carried typed.
 //!
 //! Inside the process these facts travel with the span context (the `dd` member of the W3C
-//! `tracestate`, see [`super::propagation::DdState`]), because that is the only state
+//! `tracestate`, see [`crate::propagation::DdState`]), because that is the only state
 //! OpenTelemetry hands from a parent span to its children and to the propagator. The exporter
 //! reads them once per chunk, from the chunk's local root, into [`TraceFacts`]; everything after
 //! that (the chunk-level tags on the root, the priority metric) works from this typed form.
@@ -10,7 +10,7 @@
 //! it in [`TraceFacts::of`], and write it in [`TraceFacts::chunk_tags`] (a string tag) or
 //! [`TraceFacts::chunk_metrics`] (a numeric metric); both are written on the chunk root only.
 
-use super::propagation::DdState;
+use crate::propagation::DdState;
 use opentelemetry::trace::SpanContext;
 use opentelemetry::{Key, KeyValue};
 
@@ -56,7 +56,7 @@ impl TraceFacts {
     /// A context without a priority counts as kept when sampled, dropped otherwise.
     pub fn of(context: &SpanContext) -> Self {
         let dd = DdState::from_trace_state(context.trace_state());
-        let priority = dd.priority.unwrap_or(i32::from(context.is_sampled()));
+        let priority = dd.priority_or(context.is_sampled());
         let id = u128::from_be_bytes(context.trace_id().to_bytes());
         Self {
             priority: SamplingPriority(priority),
