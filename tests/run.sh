@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh [cargo test args...]`.
 # Installs what the integration tests need (Datadog's test agent in .venv, the
-# PostgreSQL server binaries in CI), builds the service binaries the tests run,
+# PostgreSQL server binaries in CI), builds the service binaries and the tracing
+# library's examples the tests run,
 # then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,7 @@ for arg in "$@"; do
   if [ "$arg" = --release ]; then build_profile=(--release); fi
   if [ "$arg" = -- ]; then break; fi
 done
-cargo build --workspace --bins --locked "${build_profile[@]}"
+cargo build --workspace --bins --examples --locked "${build_profile[@]}"
 
 # Run everything, then close with one total over all test binaries (cargo's own last lines are
 # the doc-test runs, which here hold no test).

@@ -8,7 +8,7 @@
 //!
 //! Each request is a trace: the server span (`actix_web.request`, resource `GET /hello/{name}`,
 //! the token redacted in `http.url`) and the handler's own span under it. Stop it with Ctrl-C
-//! (the spans are flushed) or after `EXIT_AFTER_S` seconds.
+//! (the spans are flushed) or after `EXIT_AFTER_S` seconds; `PORT=0` picks a free port.
 
 use actix_web::{web, App, HttpServer};
 use datadog_otel_tracing::actix::{resource, Routes, ServerSpanBuilder};
@@ -46,8 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .register(cfg)
                 })
         })
-        .bind(("127.0.0.1", port))?
-        .run();
+        .bind(("127.0.0.1", port))?;
+        for address in server.addrs() {
+            tracing::info!(%address, "listening");
+        }
+        let server = server.run();
         if let Some(seconds) = exit_after {
             let handle = server.handle();
             actix_web::rt::spawn(async move {

@@ -91,18 +91,6 @@ impl AgentRates {
             .or_else(|| self.by_key.get(DEFAULT_KEY))
             .copied()
     }
-
-    #[cfg(any(test, feature = "fuzzing"))]
-    /// How many keys the table has.
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    #[cfg(any(test, feature = "fuzzing"))]
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
 }
 
 /// The table shared between the exporter (which reads the Agent's answers) and the sampler.

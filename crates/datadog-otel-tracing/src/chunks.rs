@@ -55,7 +55,14 @@ impl ChunkBuffer {
     }
 
     #[cfg(test)]
+    /// Changes how long spans wait (tests).
+    #[cfg(test)]
+    pub fn set_max_age(&mut self, max_age: Duration) {
+        self.max_age = max_age;
+    }
+
     /// Spans waiting for their chunk's root.
+    #[cfg(test)]
     pub fn waiting_spans(&self) -> usize {
         self.waiting_spans
     }
@@ -112,6 +119,16 @@ impl ChunkBuffer {
                     .extend(spans);
             }
         }
+        if !self.waiting.is_empty() {
+            self.expire(now, &mut ready);
+        }
+        ready
+    }
+
+    /// The chunks that waited too long, or the oldest beyond the bound, as partial chunks (the
+    /// exporter's timer asks, so that they leave on an idle service too).
+    pub fn expired(&mut self, now: Instant) -> Vec<Chunk> {
+        let mut ready = Vec::new();
         if !self.waiting.is_empty() {
             self.expire(now, &mut ready);
         }

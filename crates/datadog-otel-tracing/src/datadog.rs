@@ -33,15 +33,26 @@ use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long the spans of a chunk wait for its root before going out as a partial chunk.
 const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// How often the expiry timer looks for chunks that waited [`CHUNK_MAX_AGE`].
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+tokio::task_local! {
+    /// The plan of the batch being exported, from [`ChunkExporter`] to [`AgentClient::post`]
+    /// within the one export future that encodes and posts it: each export carries its own,
+    /// so exports may overlap (the batch processor's and the expiry timer's).
+    static PLAN: RefCell<Option<BatchPlan>>;
+}
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
     span.attributes.iter().find_map(|kv| match &kv.value {
@@ -90,7 +101,6 @@ pub(crate) fn build_exporter(
     let client = Arc::new(AgentClient {
         transport,
         rates,
-        plan: Mutex::new(None),
         debug: config.debug,
         failing: AtomicBool::new(false),
         lost_spans: AtomicU64::new(0),
@@ -100,7 +110,7 @@ pub(crate) fn build_exporter(
         .with_service_name(config.service.clone())
         .with_api_version(ApiVersion::Version05)
         .with_agent_endpoint(config.agent_url.clone())
-        .with_http_client(SharedClient(client.clone()))
+        .with_http_client(SharedClient(Arc::clone(&client)))
         .with_name_mapping(|span: &SpanData, _: &ModelConfig| {
             attr(span, OPERATION_NAME).unwrap_or(DEFAULT_OPERATION)
         })
@@ -119,10 +129,14 @@ pub(crate) fn build_exporter(
     }
     let inner = pipeline.build_exporter().map_err(ExporterError::Exporter)?;
     Ok(ChunkExporter {
-        inner,
-        client,
-        chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
-        service: Arc::from(config.service.as_str()),
+        core: Arc::new(Core {
+            inner,
+            client,
+            chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
+            service: Arc::from(config.service.as_str()),
+        }),
+        timer: OnceLock::new(),
+        tick: EXPIRY_TICK,
     })
 }
 
@@ -139,17 +153,37 @@ pub(crate) fn resource(config: &Config) -> Resource {
 }
 
 /// The exporter given to the batch processor: assembles chunks, prepares their spans, and
-/// hands them to `opentelemetry-datadog` (see the module docs).
+/// hands them to `opentelemetry-datadog` (see the module docs). A timer thread, started with
+/// the first export, sends the chunks whose root did not end within [`CHUNK_MAX_AGE`] even
+/// when no other span comes (the batch processor calls `export` only with spans).
 #[derive(Debug)]
 pub(crate) struct ChunkExporter {
-    /// The `opentelemetry-datadog` exporter doing the mapping and the encoding.
+    /// What the exports and the expiry timer share.
+    core: Arc<Core>,
+    /// The expiry timer, started by the first export (after the processor set the resource).
+    timer: OnceLock<ExpiryTimer>,
+    /// How often the timer looks.
+    tick: Duration,
+}
+
+#[derive(Debug)]
+struct Core {
+    /// The `opentelemetry-datadog` exporter doing the mapping and the encoding; it posts
+    /// through [`AgentClient`].
     inner: DatadogExporter,
-    /// The HTTP client the crate posts through; it receives each batch's plan from here.
+    /// The client `inner` posts through, for its counters (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     client: Arc<AgentClient>,
     /// Spans of chunks whose root has not ended yet.
     chunks: Mutex<ChunkBuffer>,
     /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
     service: Arc<str>,
+}
+
+/// The expiry timer's thread; it stops when `stop` is dropped.
+#[derive(Debug)]
+struct ExpiryTimer {
+    stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 fn kind_name(kind: &SpanKind) -> &'static str {
@@ -162,7 +196,7 @@ fn kind_name(kind: &SpanKind) -> &'static str {
     }
 }
 
-impl ChunkExporter {
+impl Core {
     /// Prepares the spans of `chunks` for the crate and the plan for the payload pass.
     fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
         let mut plan = BatchPlan::default();
@@ -233,47 +267,112 @@ impl ChunkExporter {
         (out, plan)
     }
 
-    /// Sends `chunks` (nothing when empty).
+    /// Sends `chunks` (nothing when empty), the batch's plan with them.
     async fn send(&self, chunks: Vec<Chunk>) -> OTelSdkResult {
         if chunks.is_empty() {
             return Ok(());
         }
         let (spans, plan) = self.prepare(chunks);
-        *lock(&self.client.plan) = Some(plan);
-        let result = self.inner.export(spans).await;
-        // The crate failed before posting: the plan was not used.
-        lock(&self.client.plan).take();
-        result
+        PLAN.scope(RefCell::new(Some(plan)), self.inner.export(spans))
+            .await
+    }
+}
+
+impl ChunkExporter {
+    /// Starts the expiry timer once: every `tick`, the chunks that waited too long are sent.
+    fn start_timer(&self) {
+        self.timer.get_or_init(|| {
+            let (stop, stopped) = mpsc::channel::<()>();
+            let core = Arc::clone(&self.core);
+            let tick = self.tick;
+            let spawned = std::thread::Builder::new()
+                .name("dd-chunk-expiry".into())
+                .spawn(move || {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                        let expired = lock(&core.chunks).expired(Instant::now());
+                        // A failed send was counted and logged by the client.
+                        let _ = futures::executor::block_on(core.send(expired));
+                    }
+                });
+            if let Err(e) = spawned {
+                // Expiry then happens when the next batch comes, as before the timer.
+                tracing::warn!(error = %e, "cannot start the chunk expiry timer");
+            }
+            ExpiryTimer {
+                stop: Mutex::new(Some(stop)),
+            }
+        });
     }
 }
 
 impl SpanExporter for ChunkExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let ready = lock(&self.chunks).add(batch, Instant::now());
-        self.send(ready).await
+        self.start_timer();
+        let ready = lock(&self.core.chunks).add(batch, Instant::now());
+        self.core.send(ready).await
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        // The spans of chunks whose root never ended go out as partial chunks.
-        let rest = lock(&self.chunks).drain();
-        futures::executor::block_on(self.send(rest))
+    /// Stops the timer and sends the spans of chunks whose root never ended, as partial chunks,
+    /// waiting at most `timeout` for the Agent.
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if let Some(timer) = self.timer.get() {
+            lock(&timer.stop).take();
+        }
+        let rest = lock(&self.core.chunks).drain();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let core = Arc::clone(&self.core);
+        let (done, finished) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("dd-final-flush".into())
+            .spawn(move || {
+                let _ = done.send(futures::executor::block_on(core.send(rest)));
+            });
+        if let Err(e) = spawned {
+            return Err(OTelSdkError::InternalFailure(format!(
+                "cannot start the final flush: {e}"
+            )));
+        }
+        finished
+            .recv_timeout(timeout)
+            .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        // The processor sets it before the first export, so before the timer shares the core.
+        match Arc::get_mut(&mut self.core) {
+            Some(core) => core.inner.set_resource(resource),
+            None => tracing::warn!("the exporter's resource cannot change once it exported"),
+        }
     }
+}
+
+/// Why a payload did not reach the Agent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// No answer: refused, unreachable, timed out.
+    #[error("no answer from the agent")]
+    Send(#[source] reqwest::Error),
+    /// The Agent answered with an error status.
+    #[error("agent answered {status}: {body}")]
+    Status {
+        /// Its status.
+        status: reqwest::StatusCode,
+        /// The start of its answer.
+        body: String,
+    },
 }
 
 /// Where payloads go: the Agent over HTTP ([`HttpTransport`]), or a capture in tests.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
-    /// Posts `body` with `headers` to `url` and returns the answer's body; `Err` describes a
-    /// failure (no answer, or not 2xx).
+    /// Posts `body` with `headers` to `url` and returns the answer's body.
     fn post(
         &self,
         url: &http::Uri,
         headers: &http::HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Vec<u8>, String>;
+    ) -> Result<Vec<u8>, TransportError>;
 }
 
 /// A blocking client with timeouts, over TCP or the Agent's Unix socket.
@@ -310,21 +409,26 @@ impl Transport for HttpTransport {
         url: &http::Uri,
         headers: &http::HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, TransportError> {
         let response = self
             .client
             .post(url.to_string())
             .headers(headers.clone())
             .body(body)
             .send()
-            .map_err(|e| crate::error_chain(&e))?;
+            .map_err(TransportError::Send)?;
         let status = response.status();
         if status.is_success() {
             // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
             return Ok(response.bytes().map(|b| b.to_vec()).unwrap_or_default());
         }
-        let text = response.text().unwrap_or_default();
-        Err(format!("agent answered {status}: {text}"))
+        let body: String = response
+            .text()
+            .unwrap_or_default()
+            .chars()
+            .take(512)
+            .collect();
+        Err(TransportError::Status { status, body })
     }
 }
 
@@ -336,8 +440,6 @@ pub(crate) struct AgentClient {
     transport: Arc<dyn Transport>,
     /// Where the Agent's sampling rates (its answer to each post) go.
     rates: Arc<AgentRateTable>,
-    /// The plan of the batch being exported, set by [`ChunkExporter`] just before.
-    plan: Mutex<Option<BatchPlan>>,
     /// `DD_TRACE_DEBUG`: log every payload sent and every failure.
     debug: bool,
     /// Whether the last send failed, so that an outage is logged once, not per batch.
@@ -355,14 +457,18 @@ struct SharedClient(Arc<AgentClient>);
 impl AgentClient {
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
-        let plan = lock(&self.plan).take();
+        // The plan travels with the export that encoded this payload (see [`PLAN`]).
+        let plan = PLAN
+            .try_with(|plan| plan.borrow_mut().take())
+            .ok()
+            .flatten();
 
         let rewritten = match plan {
             Some(mut plan) => {
                 let mut out = Vec::new();
                 payload::rewrite(&body, &mut plan, &mut out)
                     .map(|spans| (out, spans))
-                    .map_err(|e| (e.to_string(), plan.len()))
+                    .map_err(|e| (crate::error_chain(&e), plan.len()))
             }
             None => Err(("no export plan for this payload".to_string(), 0)),
         };
@@ -385,7 +491,7 @@ impl AgentClient {
                     tracing::info!(url = %parts.uri, spans, "sent spans to the Datadog Agent");
                 }
             }
-            Err(error) => self.report_failure(&parts.uri, spans, &error),
+            Err(error) => self.report_failure(&parts.uri, spans, &crate::error_chain(&error)),
         }
         // A failure was counted and logged above; reporting it to the batch processor as well
         // would log the same outage again on every flush.
@@ -435,6 +541,8 @@ mod tests {
     #[derive(Debug, Default)]
     struct Capture {
         posts: Mutex<Vec<(http::Uri, http::HeaderMap, Vec<u8>)>>,
+        /// How long each post takes (a slow Agent).
+        delay: Option<Duration>,
     }
 
     impl Transport for Capture {
@@ -443,7 +551,10 @@ mod tests {
             url: &http::Uri,
             headers: &http::HeaderMap,
             body: Vec<u8>,
-        ) -> Result<Vec<u8>, String> {
+        ) -> Result<Vec<u8>, TransportError> {
+            if let Some(delay) = self.delay {
+                std::thread::sleep(delay);
+            }
             lock(&self.posts).push((url.clone(), headers.clone(), body));
             Ok(br#"{"rate_by_service":{"service:notes,env:Dev":0.5}}"#.to_vec())
         }
@@ -669,17 +780,63 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         // A plan that does not match the payload (as if the crate's layout had changed).
         let mut plan = BatchPlan::default();
         plan.add_span(42, vec![]);
-        *lock(&exporter.client.plan) = Some(plan);
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
-        futures::executor::block_on(exporter.inner.export(vec![root])).unwrap();
+        let core = &exporter.core;
+        futures::executor::block_on(
+            PLAN.scope(RefCell::new(Some(plan)), core.inner.export(vec![root])),
+        )
+        .unwrap();
         assert!(lock(&capture.posts).is_empty(), "sent as built");
-        assert_eq!(
-            exporter.client.unprocessable_spans.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(core.client.unprocessable_spans.load(Ordering::Relaxed), 1);
         // No plan at all.
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
-        futures::executor::block_on(exporter.inner.export(vec![root])).unwrap();
+        futures::executor::block_on(core.inner.export(vec![root])).unwrap();
         assert!(lock(&capture.posts).is_empty());
+    }
+
+    /// A chunk whose root never ends leaves as a partial chunk after its age, although no other
+    /// span comes (an idle service); the timer, not the next batch, sends it.
+    #[test]
+    fn a_partial_chunk_leaves_after_its_age_on_an_idle_exporter() {
+        let capture = Arc::new(Capture::default());
+        let mut exporter = exporter(capture.clone());
+        lock(&exporter.core.chunks).set_max_age(Duration::from_millis(300));
+        exporter.tick = Duration::from_millis(50);
+        let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
+        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        assert!(
+            lock(&capture.posts).is_empty(),
+            "sent before its root or its age"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&capture.posts).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 1, "the partial chunk was not sent within 5 s");
+        assert!(render(&posts[0].2).contains("span 2 parent 1"));
+    }
+
+    /// Shutdown waits for a slow Agent at most its timeout.
+    #[test]
+    fn shutdown_honours_its_timeout() {
+        let capture = Arc::new(Capture {
+            delay: Some(Duration::from_secs(5)),
+            ..Capture::default()
+        });
+        let exporter = exporter(capture.clone());
+        let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
+        lock(&exporter.core.chunks).add(vec![child], Instant::now());
+        let started = Instant::now();
+        let result = exporter.shutdown_with_timeout(Duration::from_millis(200));
+        assert!(
+            matches!(result, Err(OTelSdkError::Timeout(_))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -28,12 +28,6 @@ impl Glob {
         }
     }
 
-    #[cfg(any(test, feature = "fuzzing"))]
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
     /// Whether `subject` matches the whole pattern, ignoring case.
     ///
     /// The classic two-pointer match with a single backtracking point: linear in practice, at

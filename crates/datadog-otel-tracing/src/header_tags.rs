@@ -50,9 +50,20 @@ fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Why a `DD_TRACE_HEADER_TAGS` value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderTagsError {
+    /// An entry that does not start with a header name (`:tag`, `a b` between commas).
+    #[error("{entry:?} does not start with an HTTP header name")]
+    NotAHeader {
+        /// The entry as written.
+        entry: String,
+    },
+}
+
 impl HeaderTags {
-    /// Parses the variable's value; `Err` holds the message.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    /// Parses the variable's value.
+    pub fn parse(raw: &str) -> Result<Self, HeaderTagsError> {
         let entries: Vec<&str> = if raw.contains(',') {
             raw.split(',').collect()
         } else {
@@ -66,7 +77,9 @@ impl HeaderTags {
             };
             let header = header.to_ascii_lowercase();
             if !valid_header_name(&header) {
-                return Err(format!("{entry:?} does not start with an HTTP header name"));
+                return Err(HeaderTagsError::NotAHeader {
+                    entry: entry.to_string(),
+                });
             }
             let (request_tag, response_tag) = if tag.is_empty() {
                 let n = normalize(&header);
@@ -90,7 +103,9 @@ impl HeaderTags {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         match env.get(VARIABLE) {
             None => Ok(Self::default()),
-            Some(raw) => Self::parse(raw).map_err(|m| ConfigError::new(VARIABLE, m)),
+            Some(raw) => Self::parse(raw).map_err(|e| {
+                ConfigError::with_source(VARIABLE, format!("{raw:?} is not valid"), e)
+            }),
         }
     }
 

@@ -35,16 +35,16 @@ pub enum PayloadError {
     /// The bytes are not the v0.5 layout this pass knows.
     #[error("unexpected payload layout: {0}")]
     Layout(&'static str),
-    /// The msgpack itself is broken.
-    #[error("malformed msgpack: {0}")]
-    Msgpack(String),
+    /// The msgpack itself is broken (the decoder's or encoder's error is the source).
+    #[error("malformed msgpack")]
+    Msgpack(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A span that the plan for this batch does not know.
     #[error("span {0} is not in the export plan")]
     UnknownSpan(u64),
 }
 
-fn mp<E: std::fmt::Display>(e: E) -> PayloadError {
-    PayloadError::Msgpack(e.to_string())
+fn mp<E: std::error::Error + Send + Sync + 'static>(e: E) -> PayloadError {
+    PayloadError::Msgpack(Box::new(e))
 }
 
 /// What the exporter decided per span of a batch, before the crate encoded it.

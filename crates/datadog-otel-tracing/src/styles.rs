@@ -25,25 +25,24 @@ pub enum Style {
     B3,
 }
 
-impl Style {
-    #[cfg(test)]
-    /// The name as configured.
-    pub fn name(self) -> &'static str {
-        match self {
-            Style::Datadog => "datadog",
-            Style::TraceContext => "tracecontext",
-            Style::Baggage => "baggage",
-            Style::B3Multi => "b3multi",
-            Style::B3 => "b3",
-        }
-    }
-}
-
 /// The default styles, in order.
 pub const DEFAULT: &[Style] = &[Style::Datadog, Style::TraceContext, Style::Baggage];
 
-/// Parses a style list; `Err` holds a message for the variable.
-pub fn parse(raw: &str) -> Result<Vec<Style>, String> {
+/// Why a propagation style list is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StyleError {
+    /// A name that is no style.
+    #[error(
+        "unknown propagation style {0:?} (use datadog, tracecontext, baggage, b3multi, b3 or none)"
+    )]
+    Unknown(String),
+    /// `none` beside other styles.
+    #[error("\"none\" cannot be combined with other styles")]
+    NoneWithOthers,
+}
+
+/// Parses a style list.
+pub fn parse(raw: &str) -> Result<Vec<Style>, StyleError> {
     let mut styles = Vec::new();
     let mut none = false;
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -57,19 +56,14 @@ pub fn parse(raw: &str) -> Result<Vec<Style>, String> {
                 none = true;
                 continue;
             }
-            _ => {
-                return Err(format!(
-                    "unknown propagation style {name:?} (use datadog, tracecontext, baggage, \
-                     b3multi, b3 or none)"
-                ))
-            }
+            _ => return Err(StyleError::Unknown(name.to_string())),
         };
         if !styles.contains(&style) {
             styles.push(style);
         }
     }
     if none && !styles.is_empty() {
-        return Err("\"none\" cannot be combined with other styles".into());
+        return Err(StyleError::NoneWithOthers);
     }
     Ok(styles)
 }
@@ -97,7 +91,11 @@ impl PropagationStyles {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let read = |key: &str| -> Result<Option<Vec<Style>>, ConfigError> {
             env.get(key)
-                .map(|raw| parse(raw).map_err(|m| ConfigError::new(key, m)))
+                .map(|raw| {
+                    parse(raw).map_err(|e| {
+                        ConfigError::with_source(key, format!("{raw:?} is not valid"), e)
+                    })
+                })
                 .transpose()
         };
         let otel = read("OTEL_PROPAGATORS")?;
@@ -122,7 +120,10 @@ mod tests {
             Ok(vec![Style::B3, Style::Datadog, Style::B3Multi])
         );
         assert_eq!(parse("none"), Ok(vec![]));
-        assert!(parse("jaeger").unwrap_err().contains("\"jaeger\""));
+        assert!(parse("jaeger")
+            .unwrap_err()
+            .to_string()
+            .contains("\"jaeger\""));
         assert!(parse("none,datadog").is_err());
     }
 

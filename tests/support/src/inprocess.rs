@@ -1,4 +1,6 @@
-//! The services started in-process on free ports (tracing off), and small fakes of the
+//! The services started in-process on free ports (tracing on, as configured by default: their
+//! spans go to whatever subscriber the test process installed, none unless a test does), and
+//! small fakes of the
 //! network around them: a TCP proxy that can cut the database off, and calendar stand-ins that
 //! fail or hang.
 
@@ -61,7 +63,7 @@ impl NotesApp {
 }
 
 /// Starts a notes server with `DATABASE_URL=db_url`, `CALENDAR_URL=calendar_url`, no helper
-/// delay, tracing off, plus `extra` settings.
+/// delay, plus `extra` settings.
 pub async fn spawn_notes(db_url: &str, calendar_url: &str, extra: &[(&str, &str)]) -> NotesApp {
     let mut env = Env::from_pairs([
         ("HOST", "127.0.0.1"),
@@ -69,7 +71,6 @@ pub async fn spawn_notes(db_url: &str, calendar_url: &str, extra: &[(&str, &str)
         ("DATABASE_URL", db_url),
         ("CALENDAR_URL", calendar_url),
         ("NOTES_HELPER_DELAY_SCALE", "0"),
-        ("DD_TRACE_ENABLED", "false"),
         ("WORKERS", "2"),
     ]);
     for (k, v) in extra {
@@ -93,12 +94,15 @@ pub async fn spawn_notes(db_url: &str, calendar_url: &str, extra: &[(&str, &str)
 
 /// Starts a calendar server; returns its base URL.
 pub async fn spawn_calendar() -> String {
-    let env = Env::from_pairs([
-        ("HOST", "127.0.0.1"),
-        ("PORT", "0"),
-        ("DD_TRACE_ENABLED", "false"),
-        ("WORKERS", "1"),
-    ]);
+    spawn_calendar_with(&[]).await
+}
+
+/// Starts a calendar server with `extra` settings; returns its base URL.
+pub async fn spawn_calendar_with(extra: &[(&str, &str)]) -> String {
+    let mut env = Env::from_pairs([("HOST", "127.0.0.1"), ("PORT", "0"), ("WORKERS", "1")]);
+    for (k, v) in extra {
+        env = env.with(*k, *v);
+    }
     let settings = <calendar::Settings as tutorial_common::server::ServiceSettings>::from_env(&env)
         .expect("valid test settings");
     let app = calendar::Application::build(settings)
