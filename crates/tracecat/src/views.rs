@@ -198,15 +198,22 @@ fn pct(value: f64) -> String {
     format!("{:.4}%", value.clamp(0.0, 100.0))
 }
 
-/// The time axis over `total` nanoseconds: tick labels (and, when `grid`, lines) at percentages.
-fn axis(total: i64, grid: bool) -> String {
+/// The time axis of a window `total` nanoseconds long that starts `offset` nanoseconds into the
+/// trace: ticks at round times since the trace's start (so a zoomed axis still reads as the
+/// trace's time), placed at percentages of the width; grid lines too when `grid`.
+fn axis(offset: i64, total: i64, grid: bool) -> String {
     let total = total.max(1);
+    let offset = offset.max(0);
     let step = tick_step(total);
     let mut out = String::from("<div class=\"axis\" aria-hidden=\"true\">");
-    let mut t = 0i64;
-    while t <= total {
-        let at = t as f64 / total as f64 * 100.0;
-        let class = if t == 0 {
+    // The first multiple of `step` at or after `offset`.
+    let mut t = offset.div_euclid(step).saturating_mul(step);
+    if t < offset {
+        t = t.saturating_add(step);
+    }
+    while t <= offset.saturating_add(total) {
+        let at = (t - offset) as f64 / total as f64 * 100.0;
+        let class = if at < 4.0 {
             "tick first"
         } else if at > 94.0 {
             "tick last"
@@ -268,7 +275,7 @@ pub fn flame_html(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String {
         "<div class=\"flame\" id=\"flame\" role=\"group\" aria-label=\"Flame graph\" \
          style=\"height:{}px\">{}",
         24 + rows * 24,
-        axis(shown.duration(), true)
+        axis(shown.start() - trace.start(), shown.duration(), true)
     );
     let bar = |out: &mut String, span: &Span, class: String, left: f64, width: f64, row: usize| {
         let link = href(
@@ -343,14 +350,28 @@ pub fn waterfall_html(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String
     let total = (to - from).max(1);
     let base_depth = sub.first().map_or(0, |r| r.depth);
     let t0 = trace.start();
-    let step = tick_step(total) as f64 / total as f64 * 100.0;
+    // The lanes' grid lines: a background repeated every tick, shifted to the first tick (a
+    // background's percentage position p puts it at p% of the width left over beside it).
+    let step = tick_step(total);
+    let offset = from - trace.start();
+    let first = (step - offset.rem_euclid(step)) % step;
+    let (step_pct, first_frac) = (
+        step as f64 / total as f64 * 100.0,
+        first as f64 / total as f64,
+    );
+    let shift = if step_pct < 100.0 {
+        first_frac / (1.0 - step_pct / 100.0) * 100.0
+    } else {
+        0.0
+    };
     let mut out = format!(
-        "<table class=\"waterfall\" id=\"waterfall\" style=\"--tick:{}\"><colgroup>\
+        "<table class=\"waterfall\" id=\"waterfall\" style=\"--tick:{};--tick-at:{}\"><colgroup>\
          <col class=\"wf-name-col\"><col class=\"wf-dur-col\"><col></colgroup><thead><tr>\
          <th>span</th><th class=\"num\">duration</th><th class=\"lane-head\">{}</th></tr></thead>\
          <tbody>",
-        pct(step),
-        axis(total, false)
+        pct(step_pct),
+        pct(shift),
+        axis(offset, total, false)
     );
     for row in sub {
         let s = row.span;
@@ -474,6 +495,15 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("data-span-id=\"4\""), "{html}");
+        // Its time axis still reads as the trace's time: 10 ns at the left edge, 60 at the right.
+        assert!(
+            html.contains("style=\"left:0.0000%\">10 ns</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("style=\"left:100.0000%\">60 ns</span>"),
+            "{html}"
+        );
         // The error span is selected, marked and named on hover.
         assert!(html.contains("class=\"bar error selected\""), "{html}");
         assert!(

@@ -135,6 +135,7 @@ form.filters{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin:0 0 
 .svc{color:#5f6368}
 tr.selected td{background:#efe7fa}
 tr.error td{color:#a00016}
+tr.outside td{opacity:.55}
 tr.error a{color:#d0021b;font-weight:700}
 .waterfall{table-layout:fixed;border:1px solid #e3e5e8;border-top:none}
 .wf-name-col{width:34%}.wf-dur-col{width:84px}
@@ -142,7 +143,7 @@ tr.error a{color:#d0021b;font-weight:700}
 .wf-name{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font:12px/18px 'DejaVu Sans Mono',Menlo,Consolas,monospace}
 .zoom-in{margin-left:6px;font:11px system-ui,sans-serif}
 .lane-head{position:relative;height:22px;padding:0}
-.lane{position:relative;padding:0;background-image:linear-gradient(to right,#e3e5e8 1px,transparent 1px);background-size:var(--tick) 100%}
+.lane{position:relative;padding:0;background-image:linear-gradient(to right,#e3e5e8 1px,transparent 1px);background-size:var(--tick) 100%;background-position:var(--tick-at) 0}
 .wf-bar{position:absolute;top:4px;height:16px;min-width:2px;border-radius:3px;box-sizing:border-box}
 .wf-bar.error{background:#d0021b !important}
 tr.selected .wf-bar{box-shadow:0 0 0 2px #1d1d1f}
@@ -510,7 +511,7 @@ fn span_list(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String {
         let zoom = focus.zoom.filter(|_| shape.within(s.span_id, focus.zoom));
         let _ = write!(
             body,
-            "<tr class=\"span-row{sel}{err}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
+            "<tr class=\"span-row{sel}{err}{outside}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
              data-depth=\"{depth}\" data-service=\"{svc}\" data-name=\"{op}\"><td class=\"mono\" \
              style=\"padding-left:{indent}px\"><span class=\"swatch\" style=\"background:{colour}\">\
              </span>{mark}<span class=\"svc\">{svc}</span> <a href=\"{link}\">{res}</a></td>\
@@ -522,6 +523,11 @@ fn span_list(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String {
                 ""
             },
             err = if s.error { " error" } else { "" },
+            outside = if focus.zoom.is_some() && zoom.is_none() {
+                " outside"
+            } else {
+                ""
+            },
             id = s.span_id,
             parent = s.parent_id,
             depth = row.depth,
@@ -741,6 +747,9 @@ mod tests {
             None,
         );
         assert!(list.contains("GET /big"));
+        // The start column never wraps onto two lines.
+        assert!(list.contains("<td class=\"mono time\">1970-01-01 00:00:00.000</td>"));
+        assert!(STYLE.contains("td.time{white-space:nowrap}"));
         assert!(list.contains("! error"));
     }
 
