@@ -426,7 +426,8 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     assert!(flame.contains(&link), "{flame}");
 
     // As the trace opens: one heading, the id said once, the root span selected with its tags,
-    // a hint that points where the list is.
+    // a hint that links to the list (beside the tags in a wide window, below them in a narrow
+    // one) rather than saying where it is.
     assert_eq!(page.matches("<h1").count(), 1, "{page}");
     assert_eq!(page.matches(&trace_id.to_string()).count(), 1, "{page}");
     let details = element(&page, "id", "details", "</section>");
@@ -437,7 +438,10 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     );
     assert!(!page.contains("No span selected"), "{page}");
     assert!(!page.contains("a row below"), "{page}");
-    assert!(page.contains("in the list on the right"), "{page}");
+    assert!(
+        page.contains("a span's name in the <a href=\"#spans\">list of spans</a>"),
+        "{page}"
+    );
     assert!(
         span_row(&page, "notes", "actix_web.request").starts_with(" selected"),
         "{page}"

@@ -99,29 +99,30 @@ impl<'a> Shape<'a> {
         self.parents.contains(&id)
     }
 
-    /// The rows of `zoom`'s subtree (all rows without a zoom): a contiguous run in tree order.
-    pub fn subtree(&self, zoom: Option<u64>) -> &[Row<'a>] {
+    /// Where `zoom`'s subtree is in `rows` (all of them without a zoom): tree order puts a span's
+    /// descendants right after it.
+    pub fn range(&self, zoom: Option<u64>) -> std::ops::Range<usize> {
         let Some(&start) = zoom.and_then(|z| self.index.get(&z)) else {
-            return &self.rows;
+            return 0..self.rows.len();
         };
         let depth = self.rows[start].depth;
         let end = self.rows[start + 1..]
             .iter()
             .position(|r| r.depth <= depth)
             .map_or(self.rows.len(), |n| start + 1 + n);
-        &self.rows[start..end]
+        start..end
+    }
+
+    /// The rows of `zoom`'s subtree (all rows without a zoom).
+    pub fn subtree(&self, zoom: Option<u64>) -> &[Row<'a>] {
+        &self.rows[self.range(zoom)]
     }
 
     /// Whether `id` is in `zoom`'s subtree.
     pub fn within(&self, id: u64, zoom: Option<u64>) -> bool {
-        let sub = self.subtree(zoom);
-        match (sub.first(), self.index.get(&id)) {
-            (Some(first), Some(&i)) => {
-                let start = self.index.get(&first.span.span_id).copied().unwrap_or(0);
-                i >= start && i < start + sub.len()
-            }
-            _ => false,
-        }
+        self.index
+            .get(&id)
+            .is_some_and(|i| self.range(zoom).contains(i))
     }
 
     /// The ancestors of `id`, the root first.

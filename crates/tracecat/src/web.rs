@@ -408,9 +408,10 @@ pub fn trace_page(trace: &Trace, state: State, focus: &Focus, agent: &str) -> St
         View::Flame => {
             body.push_str(&flame_html(trace, &shape, &focus));
             body.push_str(
-                "<p class=\"hint\">Select a bar, or a span's name in the list on the right, to see \
-                 its tags; a bar with spans under it also zooms in on them, and the bars above it \
-                 zoom back out. Hover a bar to see what it is.</p><div class=\"cols\">",
+                "<p class=\"hint\">Select a bar, or a span's name in the \
+                 <a href=\"#spans\">list of spans</a>, to see its tags; a bar with spans under it \
+                 also zooms in on them, and the bars above it zoom back out. Hover a bar to see \
+                 what it is.</p><div class=\"cols\">",
             );
             let _ = write!(body, "<section id=\"details\">{details}</section>");
             body.push_str(&span_list(trace, &shape, &focus));
@@ -501,14 +502,15 @@ fn span_list(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String {
         "<section id=\"list\"><table id=\"spans\"><thead><tr><th>span</th><th>operation</th>\
          <th class=\"num\">start</th><th class=\"num\">duration</th></tr></thead><tbody>",
     );
-    for row in &shape.rows {
+    let inside = shape.range(focus.zoom);
+    for (i, row) in shape.rows.iter().enumerate() {
         let s = row.span;
         let colour = colours
             .iter()
             .find(|(name, _)| *name == s.service)
             .map(|(_, c)| *c)
             .unwrap_or("#ccc");
-        let zoom = focus.zoom.filter(|_| shape.within(s.span_id, focus.zoom));
+        let zoom = focus.zoom.filter(|_| inside.contains(&i));
         let _ = write!(
             body,
             "<tr class=\"span-row{sel}{err}{outside}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
@@ -729,6 +731,18 @@ mod tests {
             ..Focus::default()
         };
         let page = trace_page(&trace, watcher.state(&trace), &focus, "http://agent");
+        // Zoomed to the root's subtree (all of it), both views still draw every span.
+        for view in [View::Flame, View::Waterfall] {
+            let zoomed = Focus {
+                view,
+                selected: Some(2),
+                zoom: Some(1),
+            };
+            let page = trace_page(&trace, watcher.state(&trace), &zoomed, "http://agent");
+            let rows =
+                page.matches("<a class=\"bar").count() + page.matches("<tr class=\"wf-row").count();
+            assert_eq!(rows, 10_000);
+        }
         assert_eq!(page.matches("<a class=\"bar").count(), 10_000);
         assert_eq!(page.matches("<tr class=\"span-row").count(), 10_000);
         // The selected span (an error) lists its tags, the error ones highlighted; tags are
