@@ -764,6 +764,9 @@ mod tests {
         // The start column never wraps onto two lines.
         assert!(list.contains("<td class=\"mono time\">1970-01-01 00:00:00.000</td>"));
         assert!(STYLE.contains("td.time{white-space:nowrap}"));
+        // Links, bars and buttons show where the keyboard focus is.
+        assert!(STYLE.contains("a:focus-visible,button:focus-visible"));
+        assert!(STYLE.contains(".bar:focus-visible{outline:3px solid"));
         assert!(list.contains("! error"));
     }
 
