@@ -1,7 +1,8 @@
 //! The trace viewer (`tracecat serve`) in a real browser: the services send the tutorial's
 //! requests to Datadog's test agent, the viewer reads it, and headless Chromium (from Debian)
-//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for the picture in
-//! docs/). A missing Chromium fails with the fix.
+//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for pictures: the one in
+//! docs/, and one per view in `target/viewer-screenshots/`, whose pixels are checked too: the
+//! flame graph fills a wide window). A missing Chromium fails with the fix.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -149,6 +150,158 @@ fn row_attr(html: &str, service: &str, name: &str, attribute: &str) -> String {
         .unwrap_or_else(|| panic!("no {service} {name} row with {attribute} in:\n{html}"))
 }
 
+/// The `<tr class="span-row…">` of the list of spans for `service`/`name`, up to its `</tr>`.
+fn span_row<'a>(html: &'a str, service: &str, name: &str) -> &'a str {
+    html.split("<tr class=\"span-row")
+        .skip(1)
+        .find(|row| {
+            row.contains(&format!("data-service=\"{service}\""))
+                && row.contains(&format!("data-name=\"{name}\""))
+        })
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no {service} {name} row in:\n{html}"))
+}
+
+/// The value of `name="…"` in `tag` (the text of an opening tag), as the DOM dump writes it.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let at = tag.find(&key)? + key.len();
+    Some(tag[at..].split('"').next()?.to_owned())
+}
+
+/// A number in a CSS declaration such as `left:12.5%` of `style`.
+fn css_percent(style: &str, property: &str) -> f64 {
+    style
+        .split(';')
+        .find_map(|d| d.trim().strip_prefix(&format!("{property}:")))
+        .and_then(|v| v.trim().trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no {property} in style {style:?}"))
+}
+
+/// One bar of the flame graph, as the page gives it.
+#[derive(Debug)]
+struct Bar {
+    class: String,
+    span_id: u64,
+    href: String,
+    title: String,
+    left: f64,
+    width: f64,
+    fill: String,
+    text: String,
+}
+
+/// The bars of the flame graph in `page`.
+fn flame_bars(page: &str) -> Vec<Bar> {
+    let flame = element(page, "id", "flame", "<p class=\"legend\"");
+    flame
+        .split("<a class=\"")
+        .skip(1)
+        .map(|piece| {
+            let tag = format!(
+                " class=\"{}",
+                &piece[..piece.find('>').unwrap_or(piece.len())]
+            );
+            let get = |name: &str| {
+                attr(&tag, name).unwrap_or_else(|| panic!("bar without {name}: {tag}"))
+            };
+            let style = get("style");
+            let text = piece[piece.find('>').map_or(0, |i| i + 1)..]
+                .split("</a>")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Bar {
+                class: get("class"),
+                span_id: get("data-span-id").parse().expect("a span id"),
+                href: get("href").replace("&amp;", "&"),
+                title: get("title"),
+                left: css_percent(&style, "left"),
+                width: css_percent(&style, "width"),
+                fill: style
+                    .split("background:")
+                    .nth(1)
+                    .map(|c| c.trim_end_matches(';').to_owned())
+                    .unwrap_or_default(),
+                text,
+            }
+        })
+        .collect()
+}
+
+fn bar(bars: &[Bar], span_id: u64) -> &Bar {
+    bars.iter()
+        .find(|b| b.span_id == span_id && !b.class.contains("ancestor"))
+        .unwrap_or_else(|| panic!("no bar of span {span_id} in {bars:#?}"))
+}
+
+/// Where the screenshots go (printed, to look at them).
+fn screenshot_dir() -> PathBuf {
+    let dir = test_support::workspace_root().join("target/viewer-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+/// Takes a screenshot of `url` at `width`×`height` into `screenshot_dir()/name`; its pixels.
+async fn screenshot(name: &str, url: &str, width: u32, height: u32) -> Picture {
+    let path = screenshot_dir().join(name);
+    let _ = std::fs::remove_file(&path);
+    browser(
+        &[
+            format!("--screenshot={}", path.display()),
+            format!("--window-size={width},{height}"),
+        ],
+        url,
+    )
+    .await;
+    println!("screenshot: {} ({url})", path.display());
+    Picture::read(&path)
+}
+
+/// A screenshot's pixels (RGB).
+struct Picture {
+    width: usize,
+    height: usize,
+    rgb: Vec<[u8; 3]>,
+}
+
+impl Picture {
+    fn read(path: &std::path::Path) -> Picture {
+        let bytes = std::fs::read(path).expect("chromium wrote the screenshot");
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+        let info = reader.next_frame(&mut buf).expect("a frame");
+        let channels = info.color_type.samples();
+        assert!(channels >= 3, "{:?}", info.color_type);
+        let rgb = buf[..info.buffer_size()]
+            .chunks(channels)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Picture {
+            width: info.width as usize,
+            height: info.height as usize,
+            rgb,
+        }
+    }
+
+    /// The most pixels of `colour` (`#rrggbb`) in one row: how wide a bar of that colour is drawn.
+    fn widest(&self, colour: &str) -> usize {
+        let hex = |i: usize| u8::from_str_radix(&colour[i..i + 2], 16).expect("a #rrggbb colour");
+        let want = [hex(1), hex(3), hex(5)];
+        (0..self.height)
+            .map(|y| {
+                self.rgb[y * self.width..(y + 1) * self.width]
+                    .iter()
+                    .filter(|p| p.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 6))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 #[tokio::test]
 async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     let mut agent = TestAgent::start().await;
@@ -262,16 +415,185 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         row_attr(&page, "postgres", "postgres.query", "data-depth"),
         "1"
     );
-    let flame = element(&page, "id", "flame", "</svg>");
+    let flame = element(&page, "id", "flame", "<p class=\"legend\"");
     for service in ["notes", "reqwest", "calendar", "postgres", "notes_helper"] {
         assert!(
             flame.contains(&format!("data-service=\"{service}\"")),
             "{flame}"
         );
     }
-    let link = format!("href=\"?span={calendar_server}\"");
+    let link = format!("href=\"?span={calendar_server}&amp;zoom={calendar_server}\"");
     assert!(flame.contains(&link), "{flame}");
-    assert!(page.contains("No span selected"), "{page}");
+
+    // As the trace opens: one heading, the id said once, the root span selected with its tags,
+    // a hint that links to the list (beside the tags in a wide window, below them in a narrow
+    // one) rather than saying where it is.
+    assert_eq!(page.matches("<h1").count(), 1, "{page}");
+    assert_eq!(page.matches(&trace_id.to_string()).count(), 1, "{page}");
+    let details = element(&page, "id", "details", "</section>");
+    assert!(details.contains("<h2>POST /notes</h2>"), "{details}");
+    assert!(
+        details.contains("<td class=\"mono\">http.route</td><td class=\"mono\">/notes</td>"),
+        "{details}"
+    );
+    assert!(!page.contains("No span selected"), "{page}");
+    assert!(!page.contains("a row below"), "{page}");
+    assert!(
+        page.contains("a span's name in the <a href=\"#spans\">list of spans</a>"),
+        "{page}"
+    );
+    assert!(
+        span_row(&page, "notes", "actix_web.request").starts_with(" selected"),
+        "{page}"
+    );
+    // In the list the span's resource is the link that selects it, not its service.
+    let row = span_row(&page, "calendar", "actix_web.request");
+    assert!(
+        row.contains(&format!(
+            "<a href=\"?span={calendar_server}\">GET /calendar</a>"
+        )),
+        "{row}"
+    );
+    assert!(!row.contains(">calendar</a>"), "{row}");
+
+    // Every bar is a link naming its span on hover (however narrow it is drawn).
+    let bars = flame_bars(&page);
+    assert_eq!(bars.len(), 6, "{bars:#?}");
+    for b in &bars {
+        assert!(
+            b.title.contains(" · ") && b.title.contains("span id: "),
+            "{b:?}"
+        );
+        assert!(b.href.starts_with("?span="), "{b:?}");
+    }
+    assert!(bar(&bars, client)
+        .title
+        .starts_with("reqwest · GET /calendar · "));
+    assert_eq!(
+        (bar(&bars, notes_root).left, bar(&bars, notes_root).width),
+        (0.0, 100.0)
+    );
+    assert!(bar(&bars, notes_root).class.contains("selected"));
+    let unzoomed = bar(&bars, calendar_server).width;
+
+    // The flame graph fills a wide window: the root's bar runs across (nearly) all of it.
+    let trace_url = viewer.url(&format!("/trace/{trace_id}"));
+    let shot = screenshot("1-flame.png", &trace_url, 1920, 1000).await;
+    let root_fill = &bar(&bars, notes_root).fill;
+    assert!(
+        shot.widest(root_fill) > shot.width * 9 / 10,
+        "the root's bar ({root_fill}) is {} px wide in a {} px window",
+        shot.widest(root_fill),
+        shot.width
+    );
+
+    // One click on the client span's bar zooms to the calendar call: it fills the width, the
+    // calendar's spans under it, the notes root above it (dimmed) to zoom back out.
+    let zoomed_url = format!("{trace_url}{}", bar(&bars, client).href);
+    let page = dom(&zoomed_url).await;
+    let bars = flame_bars(&page);
+    let shown: Vec<u64> = bars
+        .iter()
+        .filter(|b| !b.class.contains("ancestor"))
+        .map(|b| b.span_id)
+        .collect();
+    let get_date = span_of("calendar", "calendar.get_date");
+    assert_eq!(shown, vec![client, calendar_server, get_date], "{bars:#?}");
+    assert_eq!(
+        (bar(&bars, client).left, bar(&bars, client).width),
+        (0.0, 100.0)
+    );
+    assert!(bar(&bars, client).class.contains("selected"));
+    assert!(
+        bar(&bars, calendar_server).width > unzoomed * 1.5,
+        "{} against {unzoomed} before zooming",
+        bar(&bars, calendar_server).width
+    );
+    assert!(bar(&bars, calendar_server)
+        .text
+        .contains("calendar · GET /calendar"));
+    let ancestor = bars
+        .iter()
+        .find(|b| b.class.contains("ancestor"))
+        .unwrap_or_else(|| panic!("no ancestor bar: {bars:#?}"));
+    assert_eq!(ancestor.span_id, notes_root);
+    assert_eq!(ancestor.href, format!("?span={notes_root}"));
+    let zoom = element(&page, "id", "zoom", "</span>");
+    assert!(
+        zoom.contains("Zoomed in") && zoom.contains("reqwest GET /calendar"),
+        "{zoom}"
+    );
+    let details = element(&page, "id", "details", "</section>");
+    assert!(details.contains("<h2>GET /calendar</h2>"), "{details}");
+    let shot = screenshot("2-flame-zoomed.png", &zoomed_url, 1920, 1000).await;
+    let client_fill = &bar(&bars, client).fill;
+    assert!(
+        shot.widest(client_fill) > shot.width * 9 / 10,
+        "the zoomed client bar is {} px wide",
+        shot.widest(client_fill)
+    );
+    // And back: Zoom out shows the whole trace again, the client span still selected.
+    let out = attr(element(&page, "id", "zoom-out", ">"), "href")
+        .expect("a zoom-out link")
+        .replace("&amp;", "&");
+    assert_eq!(out, format!("?span={client}"));
+    let page = dom(&format!("{trace_url}{out}")).await;
+    let bars = flame_bars(&page);
+    assert_eq!(bars.len(), 6, "{bars:#?}");
+    assert!(bar(&bars, client).class.contains("selected"));
+    assert!(element(&page, "id", "zoom", "</span>").contains("whole trace"));
+
+    // The waterfall: a tab beside the flame graph; one row per span in tree order, indented by
+    // depth, each bar placed on the one time axis; the client's row zooms to the calendar call.
+    let tab = attr(element(&page, "id", "tab-waterfall", ">"), "href").expect("a tab link");
+    assert_eq!(
+        tab.replace("&amp;", "&"),
+        format!("?view=waterfall&span={client}")
+    );
+    let waterfall_url = format!("{trace_url}?view=waterfall");
+    let page = dom(&waterfall_url).await;
+    assert!(
+        element(&page, "id", "tab-waterfall", ">").contains("aria-current=\"page\""),
+        "{page}"
+    );
+    let table = element(&page, "id", "waterfall", "</table>");
+    let rows: Vec<&str> = table.split("<tr class=\"wf-row").skip(1).collect();
+    assert_eq!(rows.len(), 6, "{table}");
+    assert!(
+        rows[0].contains(&format!("data-span-id=\"{notes_root}\"")),
+        "{table}"
+    );
+    let wf_row = |id: u64| {
+        rows.iter()
+            .find(|r| r.contains(&format!("data-span-id=\"{id}\"")))
+            .unwrap_or_else(|| panic!("no waterfall row for {id}: {table}"))
+    };
+    assert!(
+        wf_row(calendar_server).contains("data-depth=\"2\""),
+        "{table}"
+    );
+    assert!(
+        wf_row(calendar_server).contains(&format!(
+            "<a href=\"?view=waterfall&amp;span={calendar_server}\">GET /calendar</a>"
+        )),
+        "{table}"
+    );
+    let lane_left = |id: u64| {
+        let row = wf_row(id);
+        let bar = &row[row.find("class=\"wf-bar").expect("a bar")..];
+        css_percent(&attr(bar, "style").expect("a style"), "left")
+    };
+    assert_eq!(lane_left(notes_root), 0.0);
+    assert!(lane_left(client) < lane_left(calendar_server), "{table}");
+    assert!(lane_left(calendar_server) <= lane_left(get_date), "{table}");
+    screenshot("3-waterfall.png", &waterfall_url, 1600, 900).await;
+    let zoom_in = format!("href=\"?view=waterfall&amp;span={client}&amp;zoom={client}\"");
+    assert!(wf_row(client).contains(&zoom_in), "{table}");
+    let zoomed_url = format!("{trace_url}?view=waterfall&span={client}&zoom={client}");
+    let page = dom(&zoomed_url).await;
+    let table = element(&page, "id", "waterfall", "</table>");
+    assert_eq!(table.matches("<tr class=\"wf-row").count(), 3, "{table}");
+    screenshot("4-waterfall-zoomed.png", &zoomed_url, 1600, 900).await;
 
     // Selecting the calendar server span (following its bar's link) shows all its tags.
     let selected_url = viewer.url(&format!("/trace/{trace_id}?span={calendar_server}"));
@@ -293,7 +615,9 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         );
     }
     assert!(
-        element(&page, "id", "flame", "</svg>").contains("class=\"selected\""),
+        bar(&flame_bars(&page), calendar_server)
+            .class
+            .contains("selected"),
         "{page}"
     );
 
@@ -308,6 +632,7 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         &selected_url,
     )
     .await;
+    println!("screenshot: {} ({selected_url})", shot.display());
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
@@ -327,6 +652,59 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     assert_eq!(status, 200, "{body}");
     let one: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(one["spans"].as_array().map(Vec::len), Some(6), "{body}");
+
+    // With the calendar down, POST /notes?add_date=y fails: both views mark its error spans red
+    // with an error mark, and the root's error message leads its tags.
+    drop(calendar);
+    let reply = send(
+        &reqwest::Client::new(),
+        "POST",
+        &format!("{base}/notes?desc=down&add_date=y"),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let failed = |t: &Vec<Value>| {
+        t.iter()
+            .any(|s| s["service"] == "reqwest" && s["error"] == 1)
+    };
+    let traces = agent
+        .wait_for_traces(|ts| ts.iter().any(failed), WAIT)
+        .await;
+    let failed_id = traces
+        .iter()
+        .find(|t| failed(t))
+        .and_then(|t| t[0]["trace_id"].as_u64())
+        .expect("the failed trace's id");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed_url = viewer.url(&format!("/trace/{failed_id}"));
+    let page = dom(&failed_url).await;
+    let bars = flame_bars(&page);
+    let errors: Vec<&Bar> = bars.iter().filter(|b| b.class.contains("error")).collect();
+    assert_eq!(errors.len(), 2, "{bars:#?}");
+    for b in &errors {
+        assert!(b.text.starts_with("<b class=\"mark\""), "{b:?}");
+        assert!(b.title.contains("\nerror: "), "{b:?}");
+    }
+    assert!(page.contains("2 error span(s)"), "{page}");
+    let details = element(&page, "id", "details", "</section>");
+    assert!(details.contains("class=\"error-message\""), "{details}");
+    screenshot("5-errors-flame.png", &failed_url, 1600, 900).await;
+    let failed_url = format!("{failed_url}?view=waterfall");
+    let page = dom(&failed_url).await;
+    let table = element(&page, "id", "waterfall", "</table>");
+    assert_eq!(
+        table.matches("<tr class=\"wf-row error").count(),
+        2,
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("class=\"wf-bar error\"").count(),
+        2,
+        "{table}"
+    );
+    assert_eq!(table.matches("<b class=\"mark\"").count(), 2, "{table}");
+    screenshot("6-errors-waterfall.png", &failed_url, 1600, 900).await;
 
     // Bad and unknown ids.
     let Reply { status, body, .. } = get(&viewer.url("/trace/123")).await;
@@ -358,5 +736,5 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    drop((notes, calendar));
+    drop(notes);
 }

@@ -52,8 +52,9 @@ Output (the tree always goes to stdout unless --quiet):
   -h, --help       this text
   -V, --version    the version
 
-tracecat serve: the trace viewer in the browser (list, flame graphs, span tags,
-and the same as JSON under /api/traces), reading the agent on every page:
+tracecat serve: the trace viewer in the browser (list, flame graph and waterfall
+with zoom, span tags, and the same as JSON under /api/traces), reading the agent
+on every page:
   --agent URL          the test agent (default http://localhost:8126)
   --listen ADDR:PORT   where to serve (default 127.0.0.1:8127; 0.0.0.0:8127 in
                        a container)

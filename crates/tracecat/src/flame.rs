@@ -272,7 +272,7 @@ pub fn fit_label(span: &Span, max: usize) -> String {
 }
 
 /// Tick spacing for `total` nanoseconds: 1, 2 or 5 times a power of ten, about 8 ticks.
-fn tick_step(total: i64) -> i64 {
+pub fn tick_step(total: i64) -> i64 {
     let target = (total.max(1) as f64) / 8.0;
     let mut step: i64 = 1;
     loop {
@@ -290,7 +290,7 @@ fn tick_step(total: i64) -> i64 {
 }
 
 /// A tick's label in the unit that suits the whole trace.
-fn tick_label(nanos: i64, total: i64) -> String {
+pub fn tick_label(nanos: i64, total: i64) -> String {
     let (div, unit) = if total >= 2_000_000_000 {
         (1e9, "s")
     } else if total >= 2_000_000 {

@@ -6,7 +6,8 @@
 //! - [`tree`]: the text tree;
 //! - [`flame`]: the flame graph as SVG; [`raster`]: SVG to PNG;
 //! - [`arrival`]: telling complete traces from those still arriving;
-//! - [`web`]: the viewer's pages and JSON; [`serve`]: its server (`tracecat serve`);
+//! - [`web`]: the viewer's pages and JSON, [`views`]: its flame graph and waterfall in HTML;
+//!   [`serve`]: its server (`tracecat serve`);
 //! - [`cli`]: the command line.
 
 pub mod arrival;
@@ -17,6 +18,7 @@ pub mod raster;
 pub mod serve;
 pub mod source;
 pub mod tree;
+pub mod views;
 pub mod web;
 
 pub use model::{Selector, Span, Trace};

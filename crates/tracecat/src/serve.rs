@@ -7,6 +7,7 @@
 use crate::arrival::{State, Watcher};
 use crate::model::{parse_trace_id, Trace, TraceId};
 use crate::source;
+use crate::views::{Focus, View};
 use crate::web::{self, ListQuery};
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -184,13 +185,17 @@ async fn trace_page(
     if raw == "last" {
         return last(&viewer).await;
     }
-    let selected = params(&request)
-        .get("span")
-        .and_then(|s| s.trim().parse::<u64>().ok());
+    let params = params(&request);
+    let id = |key: &str| params.get(key).and_then(|s| s.trim().parse::<u64>().ok());
+    let focus = Focus {
+        view: View::from_param(params.get("view").map(String::as_str)),
+        selected: id("span"),
+        zoom: id("zoom"),
+    };
     match find(&viewer, &raw).await {
         Found::Trace(trace, state) => html(
             StatusCode::OK,
-            web::trace_page(&trace, state, selected, &viewer.agent),
+            web::trace_page(&trace, state, &focus, &viewer.agent),
         ),
         Found::BadId(e) => html(
             StatusCode::BAD_REQUEST,

@@ -1,13 +1,15 @@
 //! The viewer's pages and JSON, built from traces (no I/O here: [`crate::serve`] fetches).
 //!
-//! Plain HTML with the flame graph of [`crate::flame`] inline as SVG; selecting a span is a link
-//! (`?span=ID`), so every page works without a script. The one script refreshes the list while
-//! requests come in (without losing what is being typed into the filters).
+//! Plain HTML with the flame graph or the waterfall of [`crate::views`]; selecting a span, zooming
+//! and switching views are links (`?span=ID&zoom=ID&view=waterfall`), so every page works without
+//! a script. The list's script refreshes it while requests come in (without losing what is being
+//! typed into the filters); the trace page's helps the keyboard (Escape zooms out).
 
 use crate::arrival::{State, Watcher};
-use crate::flame::{render_svg, service_colours, Style};
+use crate::flame::service_colours;
 use crate::model::{Filter, Span, Trace};
 use crate::tree::{format_duration, rows};
+use crate::views::{flame_html, href, span_title, waterfall_html, Focus, Shape, View, ERROR_MARK};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -79,25 +81,86 @@ header{background:#632ca6;color:#fff;padding:10px 20px;display:flex;gap:16px;ali
 header a{color:#fff;text-decoration:none;font-weight:600}
 header .agent{opacity:.8;font-size:12px;margin-left:auto}
 main{padding:16px 20px}
-h1{font-size:18px;margin:4px 0 8px}
+h1{font-size:18px;margin:4px 0 4px}
+h2{font-size:16px;margin:0 0 2px;overflow-wrap:anywhere}
+a{color:#3b1d8f}
+a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible{outline:3px solid #632ca6;outline-offset:2px}
 table{border-collapse:collapse;background:#fff;width:100%}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e5e8;vertical-align:top}
-th{background:#eef0f3;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:#eef0f3;font-weight:600;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.time{white-space:nowrap}
 tr.arriving td{color:#8a8f98}
 .err{color:#d0021b;font-weight:700}
+.mark{display:inline-block;min-width:15px;height:15px;line-height:15px;margin-right:4px;border-radius:50%;background:#d0021b;color:#fff;font:bold 11px/15px system-ui,sans-serif;text-align:center;vertical-align:1px}
 .tag-error td{background:#fde8ea;color:#a00016}
 .notice{background:#fff;border-left:4px solid #632ca6;padding:10px 14px;margin:10px 0}
 .notice.bad{border-color:#d0021b}
 code,pre,.mono{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;font-size:12px}
+.meta{margin:0 0 10px;color:#5f6368}
 form.filters{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin:0 0 12px}
-.flame{background:#fff;overflow-x:auto;border:1px solid #e3e5e8}
-.flame svg a:hover rect{stroke:#1d1d1f;stroke-width:1.5}
-.cols{display:flex;gap:16px;align-items:flex-start;margin-top:14px}
-.cols>section{flex:1;min-width:0}
+.toolbar{display:flex;gap:6px;align-items:center;flex-wrap:wrap;margin:8px 0 0;border-bottom:2px solid #632ca6}
+.tab{padding:6px 14px;border:1px solid #d6d9de;border-bottom:none;border-radius:6px 6px 0 0;background:#eef0f3;color:#1d1d1f;text-decoration:none;font-weight:600}
+.tab[aria-current]{background:#632ca6;color:#fff;border-color:#632ca6}
+.zoom{margin-left:12px;padding:4px 0;color:#3c4043}
+.button{display:inline-block;padding:2px 10px;border:1px solid #632ca6;border-radius:4px;background:#fff;color:#632ca6;text-decoration:none;font-weight:600;font-size:13px}
+.button:hover{background:#efe7fa}
+.flame{position:relative;background:#fff;border:1px solid #e3e5e8;border-top:none;padding:0;margin:0 0 4px;box-sizing:content-box}
+.flame .axis{position:absolute;left:0;right:0;top:0;bottom:0}
+.axis .tick{position:absolute;top:3px;transform:translateX(-50%);font:11px 'DejaVu Sans Mono',monospace;color:#5f6368;white-space:nowrap}
+.axis .tick.first{transform:none;padding-left:3px}
+.axis .tick.last{transform:translateX(-100%);padding-right:3px}
+.axis .grid{position:absolute;top:20px;bottom:0;width:1px;background:#e3e5e8}
+.bar{position:absolute;height:22px;box-sizing:border-box;min-width:2px;padding:0 4px;border:1px solid #fff;border-radius:3px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font:12px/20px 'DejaVu Sans Mono',Menlo,Consolas,monospace;color:#1d1d1f;text-decoration:none}
+.bar:hover{filter:brightness(.92)}
+.bar.ancestor{opacity:.5}
+.bar.error{border:2px solid #d0021b;line-height:18px;color:#a00016;font-weight:700}
+.bar.selected{box-shadow:0 0 0 3px #1d1d1f;z-index:1}
+.bar:focus-visible{outline:3px solid #632ca6;outline-offset:2px;z-index:2}
+.bar .mark{margin-right:4px}
+.legend{display:flex;gap:14px;flex-wrap:wrap;margin:4px 0 6px;font-size:13px}
+.hint{color:#3c4043;margin:6px 0 10px}
+.cols{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
+#details{flex:1 1 380px;min-width:0;background:#fff;border:1px solid #e3e5e8;padding:10px 12px}
+#details.wide{max-width:1100px}
+#details .sub{margin:0 0 6px;color:#5f6368}
+#details .none{margin:0;color:#5f6368}
+#list{flex:1 1 480px;min-width:0}
+.error-message{background:#fde8ea;color:#a00016;border-left:4px solid #d0021b;padding:6px 10px;margin:6px 0}
+.actions{margin:6px 0 8px}
 #details table td:first-child{white-space:nowrap;width:30%}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
+.tags td{overflow-wrap:anywhere}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
+.error-swatch{background:#fff;border:2px solid #d0021b;box-sizing:border-box}
+.svc{color:#5f6368}
 tr.selected td{background:#efe7fa}
+tr.error td{color:#a00016}
+tr.outside td{opacity:.55}
+tr.error a{color:#d0021b;font-weight:700}
+.waterfall{table-layout:fixed;border:1px solid #e3e5e8;border-top:none}
+.wf-name-col{width:34%}.wf-dur-col{width:84px}
+.waterfall td{padding:3px 8px}
+.wf-name{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font:12px/18px 'DejaVu Sans Mono',Menlo,Consolas,monospace}
+.zoom-in{margin-left:6px;font:11px system-ui,sans-serif}
+.lane-head{position:relative;height:22px;padding:0}
+.lane{position:relative;padding:0;background-image:linear-gradient(to right,#e3e5e8 1px,transparent 1px);background-size:var(--tick) 100%;background-position:var(--tick-at) 0}
+.wf-bar{position:absolute;top:4px;height:16px;min-width:2px;border-radius:3px;box-sizing:border-box}
+.wf-bar.error{background:#d0021b !important}
+tr.selected .wf-bar{box-shadow:0 0 0 2px #1d1d1f}
+";
+
+/// The script of the trace page, for the keyboard: Escape zooms out; after following a link that
+/// selected a span, the focus returns to that span's link (so Tab goes on from there).
+const TRACE_SCRIPT: &str = "
+document.addEventListener('keydown',function(e){
+  if(e.key==='Escape'){var z=document.getElementById('zoom-out');if(z)location.href=z.href;}
+});
+document.addEventListener('DOMContentLoaded',function(){
+  var id=new URLSearchParams(location.search).get('span');if(!id)return;
+  var a=document.querySelector('.selected[data-span-id=\"'+CSS.escape(id)+'\"]');
+  if(a&&a.tagName!=='A')a=a.querySelector('a');
+  if(a)a.focus({preventScroll:true});
+});
 ";
 
 /// The script of the list page: reload its rows every 2 s, not while a filter is being edited.
@@ -250,7 +313,7 @@ pub fn list_page(
                 let errors = t.error_count();
                 let _ = write!(
                     body,
-                    "<tr class=\"trace{}\" data-trace-id=\"{id}\"><td class=\"mono\">{}</td>\
+                    "<tr class=\"trace{}\" data-trace-id=\"{id}\"><td class=\"mono time\">{}</td>\
                      <td>{}</td><td><a href=\"/trace/{id}\">{}</a></td><td class=\"num\">{}</td>\
                      <td class=\"num\">{}</td><td>{}</td><td>{}{}</td></tr>",
                     if arriving { " arriving" } else { "" },
@@ -297,14 +360,26 @@ fn root_label(trace: &Trace) -> String {
     }
 }
 
-/// The page of one trace: its flame graph, the selected span's tags, the spans as a list.
-pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &str) -> String {
-    let selected = selected.filter(|id| trace.spans.iter().any(|s| s.span_id == *id));
+/// The page of one trace: one heading, the flame graph or the waterfall (`focus.view`) of the
+/// whole trace or of one span's subtree (`focus.zoom`), the selected span's tags (the root's
+/// when none is chosen) and, beside the flame graph, the spans as a list.
+pub fn trace_page(trace: &Trace, state: State, focus: &Focus, agent: &str) -> String {
+    let shape = Shape::new(trace);
+    let zoom = focus.zoom.filter(|id| shape.span(*id).is_some());
+    let selected = focus
+        .selected
+        .filter(|id| shape.span(*id).is_some())
+        .or_else(|| shape.rows.first().map(|r| r.span.span_id));
+    let focus = Focus {
+        view: focus.view,
+        selected,
+        zoom,
+    };
     let mut body = String::new();
     let _ = write!(body, "<h1 id=\"title\">{}</h1>", esc(&root_label(trace)));
     let _ = write!(
         body,
-        "<p class=\"mono\">trace {}{} · {} spans · services: {}{}</p>",
+        "<p class=\"mono meta\">trace {}{} · {} spans · services: {}{}</p>",
         trace.trace_id,
         trace
             .trace_id_128()
@@ -314,7 +389,7 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
         esc(&trace.services().join(", ")),
         match trace.error_count() {
             0 => String::new(),
-            n => format!(" · <span class=\"err\">{n} error span(s)</span>"),
+            n => format!(" · <span class=\"err\">{ERROR_MARK} {n} error span(s)</span>"),
         }
     );
     if state == State::Arriving {
@@ -323,49 +398,135 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
              page reloads until it is complete.</div>",
         );
     }
-    let svg = render_svg(
-        trace,
-        &Style {
-            width: 1200,
-            span_link: Some("?span=".to_owned()),
-            selected,
-        },
-    );
-    let _ = write!(
-        body,
-        "<div class=\"flame\" id=\"flame\">{svg}</div>\
-         <p>Select a bar (or a row below) to see its tags.</p><div class=\"cols\">"
-    );
-    // The selected span's details.
-    body.push_str("<section id=\"details\">");
-    match selected.and_then(|id| trace.spans.iter().find(|s| s.span_id == id)) {
-        Some(span) => body.push_str(&span_details(trace, span)),
-        None => body.push_str("<p>No span selected.</p>"),
+    body.push_str(&toolbar(&shape, &focus));
+    let selected_span = selected.and_then(|id| shape.span(id));
+    let details = match selected_span {
+        Some(span) => span_details(trace, &shape, &focus, span),
+        None => "<p class=\"none\">No span selected.</p>".to_owned(),
+    };
+    match focus.view {
+        View::Flame => {
+            body.push_str(&flame_html(trace, &shape, &focus));
+            body.push_str(
+                "<p class=\"hint\">Select a bar, or a span's name in the \
+                 <a href=\"#spans\">list of spans</a>, to see its tags; a bar with spans under it \
+                 also zooms in on them, and the bars above it zoom back out. Hover a bar to see \
+                 what it is.</p><div class=\"cols\">",
+            );
+            let _ = write!(body, "<section id=\"details\">{details}</section>");
+            body.push_str(&span_list(trace, &shape, &focus));
+            body.push_str("</div>");
+        }
+        View::Waterfall => {
+            body.push_str(&waterfall_html(trace, &shape, &focus));
+            body.push_str(
+                "<p class=\"hint\">Select a span's name to see its tags below; <i>zoom in</i> \
+                 shows only a span and the spans under it. Hover a bar to see what it is.</p>",
+            );
+            let _ = write!(
+                body,
+                "<section id=\"details\" class=\"wide\">{details}</section>"
+            );
+        }
     }
-    body.push_str("</section>");
-    // The spans as a list, in tree order.
+    let mut head = format!("<script>{TRACE_SCRIPT}</script>");
+    if state == State::Arriving {
+        head.push_str("<meta http-equiv=\"refresh\" content=\"1\">");
+    }
+    page(&root_label(trace), agent, &body, &head)
+}
+
+/// The tabs of the two views and where the drawing is zoomed (each ancestor a link back out).
+fn toolbar(shape: &Shape<'_>, focus: &Focus) -> String {
+    let mut out = String::from("<nav class=\"toolbar\" aria-label=\"Trace views\">");
+    for (view, name) in [(View::Flame, "Flame graph"), (View::Waterfall, "Waterfall")] {
+        let current = if view == focus.view {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<a class=\"tab\" id=\"tab-{}\" href=\"{}\"{current}>{name}</a>",
+            if view == View::Flame {
+                "flame"
+            } else {
+                "waterfall"
+            },
+            href(view, focus.selected, focus.zoom)
+        );
+    }
+    out.push_str("<span class=\"zoom\" id=\"zoom\">");
+    match focus.zoom.and_then(|z| shape.span(z)) {
+        None => out.push_str("Showing the whole trace"),
+        Some(span) => {
+            let _ = write!(
+                out,
+                "Zoomed in: <a href=\"{}\">whole trace</a>",
+                href(focus.view, focus.selected, None)
+            );
+            for a in shape.ancestors(span.span_id) {
+                let _ = write!(
+                    out,
+                    " › <a href=\"{}\">{}</a>",
+                    href(
+                        focus.view,
+                        focus.selected,
+                        shape.zoom_for(a.span_id, Some(a.span_id))
+                    ),
+                    esc(&format!("{} {}", a.service, span_title(a)))
+                );
+            }
+            let parent = shape
+                .ancestors(span.span_id)
+                .last()
+                .and_then(|p| shape.zoom_for(p.span_id, Some(p.span_id)));
+            let _ = write!(
+                out,
+                " › <b>{}</b> <a class=\"button\" id=\"zoom-out\" href=\"{}\" \
+                 title=\"Zoom out (Escape)\">Zoom out</a>",
+                esc(&format!("{} {}", span.service, span_title(span))),
+                href(focus.view, focus.selected, parent)
+            );
+        }
+    }
+    out.push_str("</span></nav>");
+    out
+}
+
+/// The spans as a list in tree order, each name a link selecting it.
+fn span_list(trace: &Trace, shape: &Shape<'_>, focus: &Focus) -> String {
     let colours = service_colours(trace);
     let t0 = trace.start();
-    body.push_str(
-        "<section><table id=\"spans\"><thead><tr><th>span</th><th>operation</th>\
-         <th>start</th><th>duration</th></tr></thead><tbody>",
+    let mut body = String::from(
+        "<section id=\"list\"><table id=\"spans\"><thead><tr><th>span</th><th>operation</th>\
+         <th class=\"num\">start</th><th class=\"num\">duration</th></tr></thead><tbody>",
     );
-    for row in rows(trace) {
+    let inside = shape.range(focus.zoom);
+    for (i, row) in shape.rows.iter().enumerate() {
         let s = row.span;
         let colour = colours
             .iter()
             .find(|(name, _)| *name == s.service)
             .map(|(_, c)| *c)
             .unwrap_or("#ccc");
+        let zoom = focus.zoom.filter(|_| inside.contains(&i));
         let _ = write!(
             body,
-            "<tr class=\"span-row{}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
-             data-depth=\"{depth}\" data-service=\"{svc}\" data-name=\"{op}\"><td class=\"mono\">\
-             {indent}<span class=\"swatch\" style=\"background:{colour}\"></span>\
-             <a href=\"?span={id}\">{svc}</a> {res}{err}</td><td class=\"mono\">{op}</td>\
-             <td class=\"num\">+{start}</td><td class=\"num\">{dur}</td></tr>",
-            if selected == Some(s.span_id) {
+            "<tr class=\"span-row{sel}{err}{outside}\" data-span-id=\"{id}\" data-parent-id=\"{parent}\" \
+             data-depth=\"{depth}\" data-service=\"{svc}\" data-name=\"{op}\"><td class=\"mono\" \
+             style=\"padding-left:{indent}px\"><span class=\"swatch\" style=\"background:{colour}\">\
+             </span>{mark}<span class=\"svc\">{svc}</span> <a href=\"{link}\">{res}</a></td>\
+             <td class=\"mono\">{op}</td><td class=\"num\">+{start}</td><td class=\"num\">{dur}</td>\
+             </tr>",
+            sel = if focus.selected == Some(s.span_id) {
                 " selected"
+            } else {
+                ""
+            },
+            err = if s.error { " error" } else { "" },
+            outside = if focus.zoom.is_some() && zoom.is_none() {
+                " outside"
             } else {
                 ""
             },
@@ -373,35 +534,49 @@ pub fn trace_page(trace: &Trace, state: State, selected: Option<u64>, agent: &st
             parent = s.parent_id,
             depth = row.depth,
             svc = esc(&s.service),
-            indent = "&nbsp;&nbsp;".repeat(row.depth.min(40)),
-            res = esc(&s.resource),
-            err = if s.error {
-                " <span class=\"err\">! error</span>"
-            } else {
-                ""
-            },
+            indent = 8 + 14 * row.depth.min(40),
+            mark = if s.error { ERROR_MARK } else { "" },
+            link = href(View::Flame, Some(s.span_id), zoom),
+            res = esc(span_title(s)),
             op = esc(&s.name),
             start = format_duration(s.start - t0),
             dur = format_duration(s.duration),
         );
     }
-    body.push_str("</tbody></table></section></div>");
-    let head = if state == State::Arriving {
-        "<meta http-equiv=\"refresh\" content=\"1\">"
-    } else {
-        ""
-    };
-    page(&root_label(trace), agent, &body, head)
+    body.push_str("</tbody></table></section>");
+    body
 }
 
-fn span_details(trace: &Trace, span: &Span) -> String {
+fn span_details(trace: &Trace, shape: &Shape<'_>, focus: &Focus, span: &Span) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<h2>{} · {}</h2><table class=\"tags\"><tbody>",
+        "<h2>{}{}</h2><p class=\"sub\">{} · {} · {}</p>",
+        if span.error { ERROR_MARK } else { "" },
+        esc(span_title(span)),
         esc(&span.service),
-        esc(&span.resource)
+        esc(&span.name),
+        format_duration(span.duration)
     );
+    if span.error {
+        let _ = write!(
+            out,
+            "<p class=\"error-message\">Error: {}</p>",
+            esc(span.error_message().unwrap_or("(no message)"))
+        );
+    }
+    let mut actions = Vec::new();
+    let into = shape.zoom_for(span.span_id, focus.zoom);
+    if shape.has_children(span.span_id) && into != focus.zoom {
+        actions.push(format!(
+            "<a class=\"button\" id=\"zoom-in\" href=\"{}\">Zoom in on this span</a>",
+            href(focus.view, Some(span.span_id), into)
+        ));
+    }
+    if !actions.is_empty() {
+        let _ = write!(out, "<p class=\"actions\">{}</p>", actions.join(" "));
+    }
+    out.push_str("<table class=\"tags\"><tbody>");
     let mut row = |key: &str, value: &str, error: bool| {
         let _ = write!(
             out,
@@ -551,8 +726,24 @@ mod tests {
         let trace = big_trace();
         assert_eq!(trace.spans.len(), 10_000);
         let watcher = Watcher::new(Duration::from_secs(1));
-        let page = trace_page(&trace, watcher.state(&trace), Some(2), "http://agent");
-        assert_eq!(page.matches("<g class=\"span\"").count(), 10_000);
+        let focus = Focus {
+            selected: Some(2),
+            ..Focus::default()
+        };
+        let page = trace_page(&trace, watcher.state(&trace), &focus, "http://agent");
+        // Zoomed to the root's subtree (all of it), both views still draw every span.
+        for view in [View::Flame, View::Waterfall] {
+            let zoomed = Focus {
+                view,
+                selected: Some(2),
+                zoom: Some(1),
+            };
+            let page = trace_page(&trace, watcher.state(&trace), &zoomed, "http://agent");
+            let rows =
+                page.matches("<a class=\"bar").count() + page.matches("<tr class=\"wf-row").count();
+            assert_eq!(rows, 10_000);
+        }
+        assert_eq!(page.matches("<a class=\"bar").count(), 10_000);
         assert_eq!(page.matches("<tr class=\"span-row").count(), 10_000);
         // The selected span (an error) lists its tags, the error ones highlighted; tags are
         // escaped, never markup.
@@ -570,6 +761,12 @@ mod tests {
             None,
         );
         assert!(list.contains("GET /big"));
+        // The start column never wraps onto two lines.
+        assert!(list.contains("<td class=\"mono time\">1970-01-01 00:00:00.000</td>"));
+        assert!(STYLE.contains("td.time{white-space:nowrap}"));
+        // Links, bars and buttons show where the keyboard focus is.
+        assert!(STYLE.contains("a:focus-visible,button:focus-visible"));
+        assert!(STYLE.contains(".bar:focus-visible{outline:3px solid"));
         assert!(list.contains("! error"));
     }
 
