@@ -366,13 +366,22 @@ pub(crate) enum TransportError {
 
 /// Where payloads go: the Agent over HTTP ([`HttpTransport`]), or a capture in tests.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
-    /// Posts `body` with `headers` to `url` and returns the answer's body.
+    /// Posts `body` with `headers` to `url` and returns the Agent's (2xx) answer.
     fn post(
         &self,
         url: &http::Uri,
         headers: &http::HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError>;
+    ) -> Result<Answer, TransportError>;
+}
+
+/// The Agent's answer to a post.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// Its HTTP status (2xx).
+    pub status: u16,
+    /// Its body: the sampling rates by service.
+    pub body: Vec<u8>,
 }
 
 /// A blocking client with timeouts, over TCP or the Agent's Unix socket.
@@ -409,7 +418,7 @@ impl Transport for HttpTransport {
         url: &http::Uri,
         headers: &http::HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Vec<u8>, TransportError> {
+    ) -> Result<Answer, TransportError> {
         let response = self
             .client
             .post(url.to_string())
@@ -420,7 +429,11 @@ impl Transport for HttpTransport {
         let status = response.status();
         if status.is_success() {
             // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
-            return Ok(response.bytes().map(|b| b.to_vec()).unwrap_or_default());
+            let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
+            return Ok(Answer {
+                status: status.as_u16(),
+                body,
+            });
         }
         let body: String = response
             .text()
@@ -482,13 +495,14 @@ impl AgentClient {
         match self.transport.post(&parts.uri, &parts.headers, body) {
             Ok(answer) => {
                 // A malformed answer changes nothing and is logged once (by the table).
-                let _ = self.rates.update(&answer);
+                let _ = self.rates.update(&answer.body);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     let lost_spans_total = self.lost_spans.load(Ordering::Relaxed);
                     tracing::info!(url = %parts.uri, lost_spans_total, "the Datadog Agent accepts traces again");
                 }
                 if self.debug {
-                    tracing::info!(url = %parts.uri, spans, "sent spans to the Datadog Agent");
+                    let status = answer.status;
+                    tracing::info!(url = %parts.uri, spans, status, "sent spans to the Datadog Agent");
                 }
             }
             Err(error) => self.report_failure(&parts.uri, spans, &crate::error_chain(&error)),
@@ -551,12 +565,15 @@ mod tests {
             url: &http::Uri,
             headers: &http::HeaderMap,
             body: Vec<u8>,
-        ) -> Result<Vec<u8>, TransportError> {
+        ) -> Result<Answer, TransportError> {
             if let Some(delay) = self.delay {
                 std::thread::sleep(delay);
             }
             lock(&self.posts).push((url.clone(), headers.clone(), body));
-            Ok(br#"{"rate_by_service":{"service:notes,env:Dev":0.5}}"#.to_vec())
+            Ok(Answer {
+                status: 200,
+                body: br#"{"rate_by_service":{"service:notes,env:Dev":0.5}}"#.to_vec(),
+            })
         }
     }
 
