@@ -38,7 +38,6 @@ pub struct Config {
     pub(crate) enabled: bool,
     /// `DD_TRACE_SAMPLE_RATE`, as given; the sampler uses it as the catch-all rule at the end of
     /// [`settings::DatadogSettings::rules`].
-    #[cfg_attr(not(feature = "datadog-sdk"), allow(dead_code))]
     pub(crate) sample_rate: Option<f64>,
     /// `DD_TRACE_DEBUG`: log every payload sent to the agent and every export error.
     pub(crate) debug: bool,
@@ -121,6 +120,52 @@ impl Config {
     /// The Agent's base URL (`http://localhost` when it is reached over a Unix socket).
     pub fn agent_url(&self) -> &str {
         &self.agent_url
+    }
+
+    /// The effective settings, by the Datadog variable they come from (what Datadog's tracers
+    /// report in their start-up log and configuration telemetry): `DD_SERVICE`, `DD_ENV`,
+    /// `DD_VERSION`, `DD_TAGS`, `DD_TRACE_AGENT_URL`, `DD_TRACE_ENABLED`, `DD_TRACE_SAMPLE_RATE`,
+    /// `DD_TRACE_RATE_LIMIT`, `DD_TRACE_PROPAGATION_STYLE_EXTRACT` / `_INJECT`,
+    /// `DD_TRACE_DEBUG`; unset optional ones are left out.
+    pub fn effective(&self) -> std::collections::BTreeMap<&'static str, String> {
+        let styles = |styles: &[crate::styles::Style]| {
+            styles
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("DD_SERVICE", self.service.clone());
+        if let Some(env) = &self.env {
+            out.insert("DD_ENV", env.clone());
+        }
+        if let Some(version) = &self.version {
+            out.insert("DD_VERSION", version.clone());
+        }
+        let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        out.insert("DD_TAGS", tags.join(","));
+        let agent = match &self.agent_socket {
+            Some(socket) => format!("unix://{}", socket.display()),
+            None => self.agent_url.clone(),
+        };
+        out.insert("DD_TRACE_AGENT_URL", agent);
+        out.insert("DD_TRACE_ENABLED", self.enabled.to_string());
+        if let Some(rate) = self.sample_rate {
+            out.insert("DD_TRACE_SAMPLE_RATE", rate.to_string());
+        }
+        out.insert("DD_TRACE_RATE_LIMIT", self.datadog.rate_limit.to_string());
+        let propagation = &self.datadog.propagation;
+        out.insert(
+            "DD_TRACE_PROPAGATION_STYLE_EXTRACT",
+            styles(&propagation.extract),
+        );
+        out.insert(
+            "DD_TRACE_PROPAGATION_STYLE_INJECT",
+            styles(&propagation.inject),
+        );
+        out.insert("DD_TRACE_DEBUG", self.debug.to_string());
+        out
     }
 
     /// Sets the service (`DD_SERVICE`).

@@ -7,8 +7,11 @@ use crate::config::Config;
 use crate::datadog::ExporterError;
 use crate::env::ConfigError;
 use crate::{agent_rates, datadog, logs, propagation, sampler};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -30,10 +33,30 @@ pub enum InitError {
     Exporter(#[from] ExporterError),
 }
 
-/// Why the spans could not all be flushed at shutdown.
+/// Why the spans could not all be flushed (at shutdown, or by [`TracingGuard::flush`]).
 #[derive(Debug, thiserror::Error)]
-#[error("spans could not all be flushed at shutdown")]
+#[error("spans could not all be flushed")]
 pub struct ShutdownError(#[source] opentelemetry_sdk::error::OTelSdkError);
+
+/// The propagator of a pipeline, shared by the pipeline's own inject and extract and the
+/// global one that [`Pipeline::install`] sets.
+pub(crate) type SharedPropagator = Arc<dyn TextMapPropagator + Send + Sync>;
+
+/// A [`SharedPropagator`] as one `opentelemetry::global` takes.
+#[derive(Debug)]
+struct GlobalPropagator(SharedPropagator);
+
+impl TextMapPropagator for GlobalPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector);
+    }
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.0.fields()
+    }
+}
 
 /// A built pipeline, not installed yet: a `tracing` subscriber (JSON logs, and spans through
 /// `tracing-opentelemetry` to the Datadog Agent) and the propagator of the configured styles.
@@ -43,12 +66,7 @@ pub struct ShutdownError(#[source] opentelemetry_sdk::error::OTelSdkError);
 pub struct Pipeline {
     dispatch: Dispatch,
     guard: TracingGuard,
-    /// Installs the propagator as the global one (incoming and outgoing calls read it).
-    install_propagator: Option<InstallPropagator>,
 }
-
-/// Installs a pipeline's propagator as the global one.
-pub(crate) type InstallPropagator = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,14 +78,64 @@ impl std::fmt::Debug for Pipeline {
 
 /// Flushes and stops the span export: call [`TracingGuard::shutdown`] once the server stopped.
 /// Dropping it stops the export too, with the SDK's own timeout.
-#[derive(Debug)]
+///
+/// It also gives the pipeline to code that makes spans without `tracing`: its OpenTelemetry
+/// tracer ([`TracingGuard::tracer`], spans with this crate's sampling and export), and its
+/// propagator ([`TracingGuard::inject`], [`TracingGuard::extract`]) for any carrier.
 #[must_use = "dropping the guard stops the span export"]
 pub struct TracingGuard {
     /// The tracer provider (`None` when tracing is off).
     provider: Option<SdkTracerProvider>,
+    /// The configured propagation styles (`None` when tracing is off).
+    propagator: Option<SharedPropagator>,
+}
+
+impl std::fmt::Debug for TracingGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingGuard")
+            .field("tracing", &self.provider.is_some())
+            .finish()
+    }
 }
 
 impl TracingGuard {
+    /// The pipeline's OpenTelemetry tracer (`None` when tracing is off): spans started with
+    /// it are sampled, chunked and exported like the `tracing` spans, and follow the same
+    /// fields ([`crate::spans`]). Use it where spans must outlive a scope or be driven by
+    /// hand (a test harness, a bridge from another tracing API).
+    pub fn tracer(&self) -> Option<SdkTracer> {
+        self.provider
+            .as_ref()
+            .map(|p| p.tracer("datadog-otel-tracing"))
+    }
+
+    /// Writes the trace context of `cx` into `carrier` with the configured styles
+    /// (`DD_TRACE_PROPAGATION_STYLE_INJECT`); nothing when tracing is off.
+    pub fn inject(&self, cx: &Context, carrier: &mut dyn Injector) {
+        if let Some(propagator) = &self.propagator {
+            propagator.inject_context(cx, carrier);
+        }
+    }
+
+    /// Reads a trace context from `carrier` with the configured styles
+    /// (`DD_TRACE_PROPAGATION_STYLE_EXTRACT`): the parent of a span that continues the trace,
+    /// or an empty context when there is none (or tracing is off).
+    pub fn extract(&self, carrier: &dyn Extractor) -> Context {
+        match &self.propagator {
+            Some(propagator) => propagator.extract(carrier),
+            None => Context::new(),
+        }
+    }
+
+    /// Sends the spans that ended so far (whole chunks; a chunk whose root is still open stays
+    /// until it ends or ages) and waits for the send (bounded by `DD_TRACE_AGENT_TIMEOUT`).
+    pub fn flush(&self) -> Result<(), ShutdownError> {
+        match &self.provider {
+            Some(provider) => provider.force_flush().map_err(ShutdownError),
+            None => Ok(()),
+        }
+    }
+
     /// Sends the spans still queued (partial chunks included) and stops the export, taking at
     /// most about `timeout`: an unreachable Agent cannot hang shutdown.
     pub fn shutdown(self, timeout: Duration) -> Result<(), ShutdownError> {
@@ -98,17 +166,19 @@ impl Pipeline {
             let subscriber = tracing_subscriber::registry().with(log_layer.with_filter(filter));
             return Ok(Self {
                 dispatch: Dispatch::new(subscriber),
-                guard: TracingGuard { provider: None },
-                install_propagator: None,
+                guard: TracingGuard {
+                    provider: None,
+                    propagator: None,
+                },
             });
         }
 
         // The seam: the one place where the export path is chosen.
         #[cfg(not(feature = "datadog-sdk"))]
-        let (provider, install_propagator) = project_provider(config)?;
+        let (provider, propagator) = project_provider(config)?;
         // Datadog's own SDK instead (`crate::sdk`).
         #[cfg(feature = "datadog-sdk")]
-        let (provider, install_propagator) = crate::sdk::provider(config);
+        let (provider, propagator) = crate::sdk::provider(config);
         let tracer = provider.tracer("datadog-otel-tracing");
 
         let otel_layer = tracing_opentelemetry::layer()
@@ -131,8 +201,8 @@ impl Pipeline {
             dispatch: Dispatch::new(subscriber),
             guard: TracingGuard {
                 provider: Some(provider),
+                propagator: Some(propagator),
             },
-            install_propagator: Some(install_propagator),
         })
     }
 
@@ -146,8 +216,10 @@ impl Pipeline {
     /// global subscriber is installed already.
     pub fn install(self) -> Result<TracingGuard, InitError> {
         self.dispatch.try_init().map_err(InitError::Subscriber)?;
-        if let Some(install) = self.install_propagator {
-            install();
+        if let Some(propagator) = &self.guard.propagator {
+            opentelemetry::global::set_text_map_propagator(GlobalPropagator(Arc::clone(
+                propagator,
+            )));
         }
         Ok(self.guard)
     }
@@ -157,7 +229,7 @@ impl Pipeline {
 /// the project's sampler, and its Datadog + W3C propagator.
 // With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
 #[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
-fn project_provider(config: &Config) -> Result<(SdkTracerProvider, InstallPropagator), InitError> {
+fn project_provider(config: &Config) -> Result<(SdkTracerProvider, SharedPropagator), InitError> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
@@ -190,8 +262,5 @@ fn project_provider(config: &Config) -> Result<(SdkTracerProvider, InstallPropag
         .build();
     let propagator =
         propagation::DatadogW3cPropagator::with_styles(config.datadog.propagation.clone());
-    let install = Box::new(move || {
-        opentelemetry::global::set_text_map_propagator(propagator);
-    });
-    Ok((provider, install))
+    Ok((provider, Arc::new(propagator)))
 }

@@ -55,18 +55,15 @@ fn sdk_config(config: &TracingConfig) -> Config {
     builder.build()
 }
 
-/// Builds the SDK's tracer provider and installs its propagator as the global one (incoming
-/// requests and outgoing calls use the global propagator).
+/// Builds the SDK's tracer provider and its propagator (installed as the global one by
+/// `Pipeline::install`).
 pub(crate) fn provider(
     config: &TracingConfig,
-) -> (SdkTracerProvider, crate::pipeline::InstallPropagator) {
+) -> (SdkTracerProvider, crate::pipeline::SharedPropagator) {
     let (provider, propagator) = datadog_opentelemetry::tracing()
         .with_config(sdk_config(config))
         .init_local();
-    let install = Box::new(move || {
-        opentelemetry::global::set_text_map_propagator(propagator);
-    });
-    (provider, install)
+    (provider, std::sync::Arc::new(propagator))
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub const SERVICE_NAME: &str = "service.name";
 /// after the span started (`tracing-opentelemetry` cannot rename a started span), but sampling
 /// rules on `resource` see only what the span starts with.
 pub const RESOURCE_NAME: &str = "resource.name";
+/// Span attribute holding the Datadog span type (`web`, `http`, `sql`, `custom`).
+pub const SPAN_TYPE: &str = "span.type";
 /// Operation name of spans that do not set one.
 pub const DEFAULT_OPERATION: &str = "internal";
 /// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.

@@ -25,6 +25,19 @@ pub enum Style {
     B3,
 }
 
+impl Style {
+    /// The name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            Style::Datadog => "datadog",
+            Style::TraceContext => "tracecontext",
+            Style::Baggage => "baggage",
+            Style::B3Multi => "b3multi",
+            Style::B3 => "b3",
+        }
+    }
+}
+
 /// The default styles, in order.
 pub const DEFAULT: &[Style] = &[Style::Datadog, Style::TraceContext, Style::Baggage];
 
