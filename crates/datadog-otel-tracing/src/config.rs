@@ -45,6 +45,9 @@ pub struct Config {
     pub(crate) agent_timeout: Duration,
     /// `DD_TRACE_SPAN_QUEUE_SIZE` (default 8192): spans waiting for export; more are dropped.
     pub(crate) queue_size: usize,
+    /// `DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED` (default true): new trace ids are 128-bit
+    /// (the upper half travels as `_dd.p.tid`), else 64-bit.
+    pub(crate) trace_id_128: bool,
     /// `DD_TRACE_FLUSH_INTERVAL_MS` (default 1000): how often spans are sent.
     pub(crate) flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
@@ -77,6 +80,7 @@ impl Config {
             debug: env.flag("DD_TRACE_DEBUG", false)?,
             agent_timeout: Duration::from_secs_f64(timeout_secs),
             queue_size,
+            trace_id_128: env.flag("DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED", true)?,
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
             log_filter: env.string("RUST_LOG", "info"),
             datadog: settings::DatadogSettings::from_env(env)?,

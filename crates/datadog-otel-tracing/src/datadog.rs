@@ -8,7 +8,7 @@
 //!    ([`crate::chunks`]): a chunk goes out once its local root has ended, whole.
 //! 2. For each chunk it reads the trace's facts once ([`TraceFacts`]) and prepares each span:
 //!    numeric attributes are taken out (they become metrics, still numbers), `span.kind`, the
-//!    error message, `_dd.base_service` and `_dd.origin` are added, and the chunk root alone gets
+//!    error message, `_dd.base_service` and `_dd.origin` are added, and the chunk root (sent first) alone gets
 //!    the chunk-level tags (`_dd.p.*`, `language`) and metrics (the sampling priority). What the
 //!    crate cannot write itself (metrics) goes into a [`BatchPlan`], keyed by span id.
 //! 3. The crate maps the spans to the v0.5 payload: the closures take the Datadog operation name
@@ -26,9 +26,12 @@
 use crate::agent_rates::AgentRateTable;
 use crate::chunks::{is_local_root, Chunk, ChunkBuffer};
 use crate::config::Config;
-use crate::facts::TraceFacts;
+use crate::facts::{SamplingPriority, TraceFacts};
 use crate::payload::{self, BatchPlan};
-use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
+use crate::sampler::{AGENT_PSR, LIMIT_PSR, RULE_PSR};
+use crate::spans::{
+    DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
+};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
@@ -152,6 +155,32 @@ pub(crate) fn resource(config: &Config) -> Resource {
         .build()
 }
 
+/// The rates the sampler writes on a local root (`_dd.rule_psr`, `_dd.limit_psr`,
+/// `_dd.agent_psr`), removed when the trace was kept or dropped by hand.
+const SAMPLER_RATES: [&str; 3] = [RULE_PSR, LIMIT_PSR, AGENT_PSR];
+
+/// A keep or drop by hand on any span of a chunk ([`MANUAL_KEEP`], [`MANUAL_DROP`]; a drop
+/// wins): its priority, the marks removed from the spans (they are instructions, not tags).
+fn take_manual_decision(spans: &mut [SpanData]) -> Option<SamplingPriority> {
+    let mut decision = None;
+    let is_mark = |key: &str| key == MANUAL_DROP || key == MANUAL_KEEP;
+    for span in spans {
+        if !span.attributes.iter().any(|kv| is_mark(kv.key.as_str())) {
+            continue;
+        }
+        span.attributes.retain(|kv| {
+            let key = kv.key.as_str();
+            if key == MANUAL_DROP {
+                decision = Some(SamplingPriority::USER_REJECT);
+            } else if key == MANUAL_KEEP && decision.is_none() {
+                decision = Some(SamplingPriority::USER_KEEP);
+            }
+            !is_mark(key)
+        });
+    }
+    decision
+}
+
 /// The exporter given to the batch processor: assembles chunks, prepares their spans, and
 /// hands them to `opentelemetry-datadog` (see the module docs). A timer thread, started with
 /// the first export, sends the chunks whose root did not end within [`CHUNK_MAX_AGE`] even
@@ -211,13 +240,26 @@ impl Core {
             let Some(head_span) = chunk.spans.get(head) else {
                 continue;
             };
-            let facts = TraceFacts::of(&head_span.span_context);
+            let mut facts = TraceFacts::of(&head_span.span_context);
+            let mut spans = chunk.spans;
+            let manual = take_manual_decision(&mut spans);
+            if let Some(priority) = manual {
+                facts.decide_manually(priority);
+            }
             // Shared by every span of the chunk (reference-counted, not copied).
             let origin = facts
                 .origin
                 .as_deref()
                 .map(|o| Value::from(Arc::<str>::from(o)));
-            for (position, mut span) in chunk.spans.into_iter().enumerate() {
+            // The span carrying the chunk-level facts goes first in the payload: the Agent and
+            // Datadog's tools read trace-level tags from the chunk's first span.
+            spans[..=head].rotate_right(1);
+            for (position, mut span) in spans.into_iter().enumerate() {
+                if manual.is_some() {
+                    // A manual decision replaces the sampler's: its rates go too.
+                    span.attributes
+                        .retain(|kv| !SAMPLER_RATES.contains(&kv.key.as_str()));
+                }
                 let mut metrics: Vec<(u32, f64)> = Vec::new();
                 for kv in &span.attributes {
                     let value = match kv.value {
@@ -253,7 +295,7 @@ impl Core {
                     span.attributes
                         .push(KeyValue::new("_dd.origin", origin.clone()));
                 }
-                if position == head {
+                if position == 0 {
                     span.attributes.extend(facts.chunk_tags());
                     for (key, value) in facts.chunk_metrics() {
                         metrics.push((plan.intern(key), value));
@@ -765,6 +807,52 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(headers["x-datadog-trace-count"], "1");
         assert_eq!(headers["content-type"], "application/msgpack");
         assert_eq!(render(body), GOLDEN);
+    }
+
+    /// A keep or drop by hand on any span decides the chunk: priority 2 / -1, decision maker
+    /// `-4`, the sampler's rates gone; the root, which carries the chunk's facts, goes first.
+    #[test]
+    fn a_manual_decision_replaces_the_samplers() {
+        for (mark, priority) in [(MANUAL_KEEP, "2"), (MANUAL_DROP, "-1")] {
+            let capture = Arc::new(Capture::default());
+            let exporter = exporter(capture.clone());
+            let child = span(
+                2,
+                1,
+                false,
+                "dd=s:0;t.dm:-1",
+                "work",
+                vec![KeyValue::new(mark, "true")],
+            );
+            let root = span(
+                1,
+                0,
+                false,
+                "dd=s:0;t.dm:-1",
+                "GET /",
+                vec![KeyValue::new(AGENT_PSR, 0.5)],
+            );
+            futures::executor::block_on(exporter.export(vec![child, root])).unwrap();
+            let posts = lock(&capture.posts);
+            let text = render(&posts[0].2);
+            let first = text
+                .lines()
+                .find(|l| l.starts_with("trace"))
+                .unwrap_or_default();
+            assert!(
+                first.contains("span 1 parent 0"),
+                "the root is not first:\n{text}"
+            );
+            for line in [
+                "meta _dd.p.dm=-4".to_string(),
+                format!("metric _sampling_priority_v1={priority}"),
+            ] {
+                assert!(text.contains(&line), "{line} missing in:\n{text}");
+            }
+            for absent in ["_dd.agent_psr", "manual."] {
+                assert!(!text.contains(absent), "{absent} in:\n{text}");
+            }
+        }
     }
 
     #[test]

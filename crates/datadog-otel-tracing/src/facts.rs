@@ -66,6 +66,15 @@ impl TraceFacts {
         }
     }
 
+    /// A keep or drop by hand: its priority, decision maker `-4` (manual).
+    pub fn decide_manually(&mut self, priority: SamplingPriority) {
+        self.priority = priority;
+        match self.propagated.iter_mut().find(|(k, _)| k == "dm") {
+            Some((_, dm)) => *dm = "-4".to_string(),
+            None => self.propagated.push(("dm".to_string(), "-4".to_string())),
+        }
+    }
+
     /// The string tags written once, on the chunk root: `_dd.p.*` (with `_dd.p.tid` when the
     /// trace id has 128 bits) and `language`.
     pub fn chunk_tags(&self) -> Vec<KeyValue> {

@@ -257,7 +257,7 @@ fn project_provider(config: &Config) -> Result<(SdkTracerProvider, SharedPropaga
             },
             agent_rates,
         ))
-        .with_id_generator(sampler::DatadogIdGenerator::default())
+        .with_id_generator(sampler::DatadogIdGenerator::new(config.trace_id_128))
         .with_resource(datadog::resource(config))
         .build();
     let propagator =

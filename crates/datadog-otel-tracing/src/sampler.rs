@@ -273,10 +273,28 @@ impl ShouldSample for DatadogSampler {
     }
 }
 
-/// 128-bit trace ids whose upper 32 bits are the Unix time in seconds.
-#[derive(Debug, Default)]
+/// Trace ids as Datadog's tracers make them: 128 bits whose upper 32 are the Unix time in
+/// seconds (`DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED`, the default), else 64 random bits.
+#[derive(Debug)]
 pub struct DatadogIdGenerator {
     random: RandomIdGenerator,
+    full_128: bool,
+}
+
+impl Default for DatadogIdGenerator {
+    fn default() -> Self {
+        Self::new(true)
+    }
+}
+
+impl DatadogIdGenerator {
+    /// 128-bit trace ids when `full_128`, else 64-bit ones.
+    pub fn new(full_128: bool) -> Self {
+        Self {
+            random: RandomIdGenerator::default(),
+            full_128,
+        }
+    }
 }
 
 impl IdGenerator for DatadogIdGenerator {
@@ -287,6 +305,9 @@ impl IdGenerator for DatadogIdGenerator {
             .unwrap_or(0) as u32;
         let random = u128::from_be_bytes(self.random.new_trace_id().to_bytes()) as u64;
         let random = if random == 0 { 1 } else { random };
+        if !self.full_128 {
+            return TraceId::from(u128::from(random));
+        }
         TraceId::from((u128::from(secs) << 96) | u128::from(random))
     }
 
@@ -431,6 +452,8 @@ mod tests {
 
     #[test]
     fn trace_ids_start_with_the_time() {
+        let short = u128::from_be_bytes(DatadogIdGenerator::new(false).new_trace_id().to_bytes());
+        assert!(short != 0 && short <= u128::from(u64::MAX), "{short:x}");
         let id = DatadogIdGenerator::default().new_trace_id();
         let secs = (u128::from_be_bytes(id.to_bytes()) >> 96) as u64;
         let now = SystemTime::now()

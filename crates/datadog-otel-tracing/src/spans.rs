@@ -37,6 +37,11 @@ pub const SERVICE_NAME: &str = "service.name";
 pub const RESOURCE_NAME: &str = "resource.name";
 /// Span attribute holding the Datadog span type (`web`, `http`, `sql`, `custom`).
 pub const SPAN_TYPE: &str = "span.type";
+/// Set (to anything) on any span of a trace to keep it: priority 2, decision maker `-4`, as
+/// Datadog's `manual.keep` tag does. Applied to the chunk when it is sent.
+pub const MANUAL_KEEP: &str = "manual.keep";
+/// Set on any span of a trace to drop it: priority -1, decision maker `-4` (wins over a keep).
+pub const MANUAL_DROP: &str = "manual.drop";
 /// Operation name of spans that do not set one.
 pub const DEFAULT_OPERATION: &str = "internal";
 /// Marks a span as failed the way Datadog shows it: `error=1`, `error.type`, `error.message`.

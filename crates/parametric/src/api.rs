@@ -4,7 +4,9 @@
 
 use actix_web::web::{self, Data, Json};
 use actix_web::{App, HttpResponse, HttpServer};
-use datadog_otel_tracing::spans::{OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE};
+use datadog_otel_tracing::spans::{
+    MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
+};
 use datadog_otel_tracing::{Config, TracingGuard};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{
@@ -297,7 +299,7 @@ async fn span_error(state: Data<State>, body: Json<Json_>) -> HttpResponse {
 }
 
 async fn span_manual(state: Data<State>, body: Json<Json_>, keep: bool) -> HttpResponse {
-    let tag = if keep { "manual.keep" } else { "manual.drop" };
+    let tag = if keep { MANUAL_KEEP } else { MANUAL_DROP };
     state.with_span(id(&body, "span_id"), |s| {
         s.set_attribute(KeyValue::new(tag, "true"))
     });
