@@ -77,6 +77,8 @@ struct Decision {
     priority: i32,
     /// `_dd.p.dm`.
     maker: &'static str,
+    /// `_dd.p.ksr`: the rate applied (a rule's or the Agent's), as Datadog writes it.
+    ksr: Option<String>,
     /// Tags for the local root (`_dd.rule_psr`, …).
     tags: Vec<KeyValue>,
 }
@@ -168,6 +170,7 @@ impl DatadogSampler {
                 return Decision {
                     priority: priority.0,
                     maker: "-3",
+                    ksr: Some(knuth_rate(rule.sample_rate)),
                     tags,
                 };
             }
@@ -179,14 +182,27 @@ impl DatadogSampler {
                     false => SamplingPriority::AUTO_REJECT.0,
                 },
                 maker: "-1",
+                ksr: Some(knuth_rate(rate)),
                 tags: vec![KeyValue::new(AGENT_PSR, rate)],
             },
             None => Decision {
                 priority: SamplingPriority::AUTO_KEEP.0,
                 maker: "-0",
+                ksr: None,
                 tags: Vec::new(),
             },
         }
+    }
+}
+
+/// A sampling rate as `_dd.p.ksr` carries it: at most six decimals, trailing zeros (and a
+/// trailing point) removed: `1`, `0.5`, `0.000001`, `0` for anything below half a millionth.
+fn knuth_rate(rate: f64) -> String {
+    let text = format!("{:.6}", rate.clamp(0.0, 1.0));
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    match text {
+        "" => "0".to_string(),
+        t => t.to_string(),
     }
 }
 
@@ -197,14 +213,18 @@ fn result(
     priority: i32,
     state: &TraceState,
     mut dd: DdState,
-    maker: Option<&str>,
+    decided: Option<(&str, Option<String>)>,
     mut attributes: Vec<KeyValue>,
     local_root: bool,
 ) -> SamplingResult {
     dd.priority = Some(priority);
-    if let Some(maker) = maker {
+    if let Some((maker, ksr)) = decided {
         if dd.tag("dm").is_none() {
             dd.set_tag("dm", maker);
+        }
+        // An upstream rate is propagated unchanged.
+        if let (Some(ksr), None) = (ksr, dd.tag("ksr")) {
+            dd.set_tag("ksr", &ksr);
         }
     }
     if local_root {
@@ -248,7 +268,7 @@ impl ShouldSample for DatadogSampler {
                     // A caller that left the decision to us (Datadog headers without priority).
                     None if remote && parent.is_sampled() => {
                         let d = self.decide(trace_id, name, attributes);
-                        result(d.priority, state, dd, Some(d.maker), d.tags, true)
+                        result(d.priority, state, dd, Some((d.maker, d.ksr)), d.tags, true)
                     }
                     None => result(
                         dd.priority_or(parent.is_sampled()),
@@ -266,7 +286,7 @@ impl ShouldSample for DatadogSampler {
             d.priority,
             &TraceState::default(),
             DdState::default(),
-            Some(d.maker),
+            Some((d.maker, d.ksr)),
             d.tags,
             true,
         )
@@ -319,6 +339,21 @@ impl IdGenerator for DatadogIdGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knuth_rates_are_written_as_datadog_writes_them() {
+        for (rate, text) in [
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (0.000001, "0.000001"),
+            (0.0000001, "0"),
+            (0.00000051, "0.000001"),
+            (0.0, "0"),
+            (0.1, "0.1"),
+        ] {
+            assert_eq!(knuth_rate(rate), text, "{rate}");
+        }
+    }
     use opentelemetry::trace::{SpanContext, TraceFlags};
 
     fn remote(state: &str, sampled: bool) -> Context {
@@ -390,10 +425,10 @@ mod tests {
         assert_eq!(r.decision, SamplingDecision::RecordAndSample);
         assert_eq!(r.trace_state.get("dd"), Some("s:1;t.dm:-0"));
         let r = decide(&sampler(None, Some(0.0), 100.0), None);
-        assert_eq!(r.trace_state.get("dd"), Some("s:-1;t.dm:-3"));
+        assert_eq!(r.trace_state.get("dd"), Some("s:-1;t.dm:-3;t.ksr:0"));
         assert_eq!(attr(&r, RULE_PSR).as_deref(), Some("0"));
         let r = decide(&sampler(None, Some(1.0), 100.0), None);
-        assert_eq!(r.trace_state.get("dd"), Some("s:2;t.dm:-3"));
+        assert_eq!(r.trace_state.get("dd"), Some("s:2;t.dm:-3;t.ksr:1"));
         assert_eq!(attr(&r, LIMIT_PSR).as_deref(), Some("1"));
         assert!(attr(&r, "runtime-id").is_some());
         assert!(attr(&r, "process_id").is_some());
@@ -409,12 +444,13 @@ mod tests {
         let dd = |r: SamplingResult| r.trace_state.get("dd").map(str::to_string);
         assert_eq!(
             dd(decide_on(&s, None, "GET /health")).as_deref(),
-            Some("s:-1;t.dm:-3")
+            Some("s:-1;t.dm:-3;t.ksr:0")
         );
-        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3"));
-        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3"));
+        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3;t.ksr:1"));
+        assert_eq!(dd(decide(&s, None)).as_deref(), Some("s:2;t.dm:-3;t.ksr:1"));
         let limited = decide(&s, None);
-        assert_eq!(limited.trace_state.get("dd"), Some("s:-1;t.dm:-3"));
+        // The rule's rate (1) was applied; the limit dropped the trace.
+        assert_eq!(limited.trace_state.get("dd"), Some("s:-1;t.dm:-3;t.ksr:1"));
         let psr: f64 = attr(&limited, LIMIT_PSR).unwrap().parse().unwrap();
         assert!((psr - 2.0 / 3.0).abs() < 1e-9, "{psr}");
     }
@@ -434,12 +470,15 @@ mod tests {
             .update(br#"{"rate_by_service":{"service:notes,env:dev":0,"service:,env:":1}}"#)
             .unwrap();
         let r = decide(&s, None);
-        assert_eq!(r.trace_state.get("dd"), Some("s:0;t.dm:-1"));
+        assert_eq!(r.trace_state.get("dd"), Some("s:0;t.dm:-1;t.ksr:0"));
         assert_eq!(attr(&r, AGENT_PSR).as_deref(), Some("0"));
         table
             .update(br#"{"rate_by_service":{"service:,env:":1}}"#)
             .unwrap();
-        assert_eq!(decide(&s, None).trace_state.get("dd"), Some("s:1;t.dm:-1"));
+        assert_eq!(
+            decide(&s, None).trace_state.get("dd"),
+            Some("s:1;t.dm:-1;t.ksr:1")
+        );
     }
 
     #[test]
