@@ -2,6 +2,10 @@
 //! limit, propagation styles, baggage bounds, no secrets in `http.url`, header tags, the Agent
 //! over a Unix socket, and start-up refusing bad values. The real notes binary exports to
 //! Datadog's test agent; a stand-in calendar records the headers notes sends it.
+//!
+//! The services run with client-side stats off (`DD_TRACE_STATS_COMPUTATION_ENABLED=false`):
+//! the test agent allows dropping priority-0 traces locally, and these tests look at the
+//! decisions the dropped traces carry. `tests/stats.rs` tests the stats and the drop.
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -21,6 +25,7 @@ async fn notes(agent: &str, calendar: &str, extra: &[(&str, &str)]) -> ServicePr
         ("DD_ENV", "dev"),
         ("DD_VERSION", "0.1.0"),
         ("DD_TRACE_FLUSH_INTERVAL_MS", "100"),
+        ("DD_TRACE_STATS_COMPUTATION_ENABLED", "false"),
         ("HOST", "127.0.0.1"),
         ("DATABASE_URL", db.as_str()),
         ("CALENDAR_URL", calendar),
@@ -362,6 +367,7 @@ async fn a_rule_on_resource_sees_the_405_resource_of_an_unrouted_method() {
         &[
             ("DD_TRACE_AGENT_URL", agent.url().as_str()),
             ("DD_TRACE_FLUSH_INTERVAL_MS", "100"),
+            ("DD_TRACE_STATS_COMPUTATION_ENABLED", "false"),
             ("HOST", "127.0.0.1"),
             ("DD_TRACE_SAMPLING_RULES", rules),
         ],

@@ -35,6 +35,9 @@ fn telemetry_env(agent: &str) -> Vec<(&str, &str)> {
         ("DD_ENV", "Dev"),
         ("DD_VERSION", "0.1.0-RC1"),
         ("DD_TRACE_FLUSH_INTERVAL_MS", "100"),
+        // Every trace sent, dropped decisions too (the test agent would let the services drop
+        // priority-0 traces locally once they compute stats; tests/stats.rs covers that).
+        ("DD_TRACE_STATS_COMPUTATION_ENABLED", "false"),
         ("HOST", "127.0.0.1"),
     ]
 }

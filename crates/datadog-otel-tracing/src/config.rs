@@ -48,6 +48,10 @@ pub struct Config {
     /// `DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED` (default true): new trace ids are 128-bit
     /// (the upper half travels as `_dd.p.tid`), else 64-bit.
     pub(crate) trace_id_128: bool,
+    /// `DD_TRACE_STATS_COMPUTATION_ENABLED` (unset: on when the Agent's `/info` lists
+    /// `/v0.6/stats`): client-side stats, and the local drop of priority-0 chunks when the
+    /// Agent allows it.
+    pub(crate) stats_computation: Option<bool>,
     /// `DD_TRACE_FLUSH_INTERVAL_MS` (default 1000): how often spans are sent.
     pub(crate) flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
@@ -81,6 +85,10 @@ impl Config {
             agent_timeout: Duration::from_secs_f64(timeout_secs),
             queue_size,
             trace_id_128: env.flag("DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED", true)?,
+            stats_computation: match env.get("DD_TRACE_STATS_COMPUTATION_ENABLED") {
+                Some(_) => Some(env.flag("DD_TRACE_STATS_COMPUTATION_ENABLED", false)?),
+                None => None,
+            },
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
             log_filter: env.string("RUST_LOG", "info"),
             datadog: settings::DatadogSettings::from_env(env)?,

@@ -23,6 +23,7 @@
 // The crate is deprecated upstream (final version); this module is where that is accepted.
 #![allow(deprecated)]
 
+use crate::agent_info::AgentInfo;
 use crate::agent_rates::AgentRateTable;
 use crate::chunks::{is_local_root, Chunk, ChunkBuffer};
 use crate::config::Config;
@@ -32,6 +33,7 @@ use crate::sampler::{AGENT_PSR, LIMIT_PSR, RULE_PSR};
 use crate::spans::{
     DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
 };
+use crate::stats::{ChunkFacts, Concentrator};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
@@ -42,7 +44,7 @@ use opentelemetry_sdk::Resource;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long the spans of a chunk wait for its root before going out as a partial chunk.
 const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
@@ -56,6 +58,9 @@ tokio::task_local! {
     /// so exports may overlap (the batch processor's and the expiry timer's).
     static PLAN: RefCell<Option<BatchPlan>>;
 }
+
+/// How often the Agent's `/info` is asked again.
+const INFO_REFRESH: Duration = Duration::from_secs(60);
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
     span.attributes.iter().find_map(|kv| match &kv.value {
@@ -80,6 +85,9 @@ pub enum ExporterError {
     /// The thread building that client panicked.
     #[error("cannot build the agent HTTP client: its thread panicked")]
     AgentClientPanicked,
+    /// The Agent's URL does not make the stats endpoints' URLs.
+    #[error("cannot build the Agent's stats URLs: {0}")]
+    AgentUrl(String),
     /// `opentelemetry-datadog` refused its settings (its error says why).
     #[error("cannot build the Datadog exporter")]
     Exporter(#[source] opentelemetry_datadog::Error),
@@ -95,15 +103,153 @@ pub(crate) fn exporter(
     build_exporter(config, Arc::new(transport), rates)
 }
 
+/// Client-side stats ([`crate::stats`]) and the local drop of priority-0 chunks, as the
+/// Agent's `/info` allows them: the concentrator the exporter feeds, and the sends to
+/// `/v0.6/stats`. Shared by the exporter, its timer and the pipeline's guard (its `flush`).
+#[derive(Debug)]
+pub(crate) struct Stats {
+    /// `DD_TRACE_STATS_COMPUTATION_ENABLED` (`None`: on when the Agent takes stats).
+    setting: Option<bool>,
+    info: AgentInfo,
+    concentrator: Mutex<Concentrator>,
+    transport: Arc<dyn Transport>,
+    info_url: http::Uri,
+    stats_url: http::Uri,
+    env: String,
+    version: String,
+    service: String,
+    sequence: AtomicU64,
+    debug: bool,
+    /// Stops the `/info` refresh thread when dropped (at shutdown).
+    stop_refresh: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Stats {
+    fn new(config: &Config, transport: Arc<dyn Transport>) -> Result<Self, ExporterError> {
+        let url = |path: &str| {
+            format!("{}{path}", config.agent_url)
+                .parse::<http::Uri>()
+                .map_err(|e| ExporterError::AgentUrl(e.to_string()))
+        };
+        Ok(Self {
+            setting: config.stats_computation,
+            info: AgentInfo::default(),
+            concentrator: Mutex::new(Concentrator::default()),
+            transport,
+            info_url: url("/info")?,
+            stats_url: url("/v0.6/stats")?,
+            env: config.env.clone().unwrap_or_default(),
+            version: config.version.clone().unwrap_or_default(),
+            service: config.service.clone(),
+            sequence: AtomicU64::new(0),
+            debug: config.debug,
+            stop_refresh: Mutex::new(None),
+        })
+    }
+
+    /// Whether stats are computed now (set, or unset and the Agent takes them).
+    pub(crate) fn enabled(&self) -> bool {
+        self.setting != Some(false) && self.info.takes_stats()
+    }
+
+    /// Whether priority-0 chunks are dropped here (stats on and the Agent allows it).
+    fn drops_p0s(&self) -> bool {
+        self.enabled() && self.info.drops_p0s()
+    }
+
+    /// Asks the Agent's `/info`; no answer means no stats (and every trace sent).
+    fn refresh(&self) {
+        match self.transport.get(&self.info_url) {
+            Ok(answer) => {
+                self.info.update(&answer.body);
+                lock(&self.concentrator).set_peer_tags(self.info.peer_tags());
+            }
+            Err(_) => self.info.clear(),
+        }
+    }
+
+    /// Starts the thread that asks `/info` now and every [`INFO_REFRESH`] (unless stats are
+    /// switched off, then nothing is asked).
+    fn start_refresh(self: &Arc<Self>) {
+        if self.setting == Some(false) {
+            return;
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
+        let stats = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("dd-agent-info".into())
+            .spawn(move || loop {
+                stats.refresh();
+                if !matches!(
+                    stopped.recv_timeout(INFO_REFRESH),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    break;
+                }
+            });
+        match spawned {
+            Ok(_) => *lock(&self.stop_refresh) = Some(stop),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the Agent's /info: no client-side stats")
+            }
+        }
+    }
+
+    /// Sends the closed buckets (every bucket with `force`); the lock is not held while sending.
+    pub(crate) fn flush(&self, force: bool) {
+        let buckets = lock(&self.concentrator).take(SystemTime::now(), force);
+        if buckets.is_empty() {
+            return;
+        }
+        let header = crate::stats::Header {
+            env: &self.env,
+            version: &self.version,
+            service: &self.service,
+            runtime_id: crate::sampler::runtime_id(),
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let body = crate::stats::encode(&header, buckets);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/msgpack"),
+        );
+        headers.insert("Datadog-Meta-Lang", http::HeaderValue::from_static("rust"));
+        headers.insert(
+            "Datadog-Meta-Tracer-Version",
+            http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+        );
+        match self.transport.post(&self.stats_url, &headers, body) {
+            Ok(answer) if self.debug => {
+                let status = answer.status;
+                tracing::info!(url = %self.stats_url, status, "sent stats to the Datadog Agent");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(url = %self.stats_url, error = %crate::error_chain(&e), "cannot send stats to the Datadog Agent");
+            }
+        }
+    }
+
+    /// Stops the `/info` refresh.
+    fn stop(&self) {
+        lock(&self.stop_refresh).take();
+    }
+}
+
 /// [`exporter`] with any [`Transport`] (the golden test captures the payloads).
 pub(crate) fn build_exporter(
     config: &Config,
     transport: Arc<dyn Transport>,
     rates: Arc<AgentRateTable>,
 ) -> Result<ChunkExporter, ExporterError> {
+    let stats = Arc::new(Stats::new(config, Arc::clone(&transport))?);
+    stats.start_refresh();
     let client = Arc::new(AgentClient {
         transport,
         rates,
+        dropped_traces: AtomicU64::new(0),
+        dropped_spans: AtomicU64::new(0),
         debug: config.debug,
         failing: AtomicBool::new(false),
         lost_spans: AtomicU64::new(0),
@@ -137,6 +283,7 @@ pub(crate) fn build_exporter(
             client,
             chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
             service: Arc::from(config.service.as_str()),
+            stats,
         }),
         timer: OnceLock::new(),
         tick: EXPIRY_TICK,
@@ -201,12 +348,13 @@ struct Core {
     /// through [`AgentClient`].
     inner: DatadogExporter,
     /// The client `inner` posts through, for its counters (read by the tests).
-    #[cfg_attr(not(test), allow(dead_code))]
     client: Arc<AgentClient>,
     /// Spans of chunks whose root has not ended yet.
     chunks: Mutex<ChunkBuffer>,
     /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
     service: Arc<str>,
+    /// Client-side stats and the local P0 drop.
+    stats: Arc<Stats>,
 }
 
 /// The expiry timer's thread; it stops when `stop` is dropped.
@@ -230,6 +378,10 @@ impl Core {
     fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
         let mut plan = BatchPlan::default();
         let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.len()).sum());
+        let drop_p0s = self.stats.drops_p0s();
+        // Held for this batch's additions only, never across a send.
+        let mut concentrator = self.stats.enabled().then(|| lock(&self.stats.concentrator));
+        let (mut dropped_traces, mut dropped_spans) = (0u64, 0u64);
         for chunk in chunks {
             // The chunk root carries the chunk-level facts; a partial chunk, its first span.
             let head = if chunk.complete {
@@ -245,6 +397,25 @@ impl Core {
             let manual = take_manual_decision(&mut spans);
             if let Some(priority) = manual {
                 facts.decide_manually(priority);
+            }
+            if let Some(concentrator) = concentrator.as_mut() {
+                let chunk_facts = ChunkFacts {
+                    service: &self.service,
+                    origin: facts.origin.as_deref(),
+                };
+                concentrator.add_chunk(&spans, chunk_facts);
+            }
+            // Counted in the stats, not needed by the Agent: a dropped chunk (priority <= 0)
+            // without an error costs no mapping, encoding or HTTP.
+            if drop_p0s
+                && !facts.priority.is_keep()
+                && !spans
+                    .iter()
+                    .any(|s| matches!(s.status, Status::Error { .. }))
+            {
+                dropped_traces += 1;
+                dropped_spans += spans.len() as u64;
+                continue;
             }
             // Shared by every span of the chunk (reference-counted, not copied).
             let origin = facts
@@ -306,6 +477,11 @@ impl Core {
                 out.push(span);
             }
         }
+        drop(concentrator);
+        plan.computed_stats = self.stats.enabled();
+        if dropped_traces > 0 {
+            self.client.count_dropped(dropped_traces, dropped_spans);
+        }
         (out, plan)
     }
 
@@ -315,12 +491,21 @@ impl Core {
             return Ok(());
         }
         let (spans, plan) = self.prepare(chunks);
+        if spans.is_empty() {
+            // Every chunk was dropped here; the counts go with the next payload.
+            return Ok(());
+        }
         PLAN.scope(RefCell::new(Some(plan)), self.inner.export(spans))
             .await
     }
 }
 
 impl ChunkExporter {
+    /// The stats this exporter feeds (for the pipeline's flush).
+    pub(crate) fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.core.stats)
+    }
+
     /// Starts the expiry timer once: every `tick`, the chunks that waited too long are sent.
     fn start_timer(&self) {
         self.timer.get_or_init(|| {
@@ -334,6 +519,7 @@ impl ChunkExporter {
                         let expired = lock(&core.chunks).expired(Instant::now());
                         // A failed send was counted and logged by the client.
                         let _ = futures::executor::block_on(core.send(expired));
+                        core.stats.flush(false);
                     }
                 });
             if let Err(e) = spawned {
@@ -360,16 +546,16 @@ impl SpanExporter for ChunkExporter {
         if let Some(timer) = self.timer.get() {
             lock(&timer.stop).take();
         }
+        self.core.stats.stop();
         let rest = lock(&self.core.chunks).drain();
-        if rest.is_empty() {
-            return Ok(());
-        }
         let core = Arc::clone(&self.core);
         let (done, finished) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("dd-final-flush".into())
             .spawn(move || {
-                let _ = done.send(futures::executor::block_on(core.send(rest)));
+                let sent = futures::executor::block_on(core.send(rest));
+                core.stats.flush(true);
+                let _ = done.send(sent);
             });
         if let Err(e) = spawned {
             return Err(OTelSdkError::InternalFailure(format!(
@@ -415,6 +601,9 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
         headers: &http::HeaderMap,
         body: Vec<u8>,
     ) -> Result<Answer, TransportError>;
+
+    /// Gets `url` (the Agent's `/info`) and returns its (2xx) answer.
+    fn get(&self, url: &http::Uri) -> Result<Answer, TransportError>;
 }
 
 /// The Agent's answer to a post.
@@ -454,23 +643,15 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
-    fn post(
-        &self,
-        url: &http::Uri,
-        headers: &http::HeaderMap,
-        body: Vec<u8>,
+impl HttpTransport {
+    /// The answer of a sent request: its body when 2xx, else an error with its start.
+    fn answer(
+        sent: Result<reqwest::blocking::Response, reqwest::Error>,
     ) -> Result<Answer, TransportError> {
-        let response = self
-            .client
-            .post(url.to_string())
-            .headers(headers.clone())
-            .body(body)
-            .send()
-            .map_err(TransportError::Send)?;
+        let response = sent.map_err(TransportError::Send)?;
         let status = response.status();
         if status.is_success() {
-            // The answer holds the Agent's sampling rates; an unreadable one counts as empty.
+            // An unreadable body counts as empty.
             let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
             return Ok(Answer {
                 status: status.as_u16(),
@@ -487,6 +668,27 @@ impl Transport for HttpTransport {
     }
 }
 
+impl Transport for HttpTransport {
+    fn get(&self, url: &http::Uri) -> Result<Answer, TransportError> {
+        Self::answer(self.client.get(url.to_string()).send())
+    }
+
+    fn post(
+        &self,
+        url: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Answer, TransportError> {
+        Self::answer(
+            self.client
+                .post(url.to_string())
+                .headers(headers.clone())
+                .body(body)
+                .send(),
+        )
+    }
+}
+
 /// The HTTP client given to `opentelemetry-datadog`: applies the batch's plan to the payload,
 /// then posts it.
 #[derive(Debug)]
@@ -495,6 +697,9 @@ pub(crate) struct AgentClient {
     transport: Arc<dyn Transport>,
     /// Where the Agent's sampling rates (its answer to each post) go.
     rates: Arc<AgentRateTable>,
+    /// Chunks (and their spans) dropped here since the last payload, for its headers.
+    dropped_traces: AtomicU64,
+    dropped_spans: AtomicU64,
     /// `DD_TRACE_DEBUG`: log every payload sent and every failure.
     debug: bool,
     /// Whether the last send failed, so that an outage is logged once, not per batch.
@@ -510,8 +715,37 @@ pub(crate) struct AgentClient {
 struct SharedClient(Arc<AgentClient>);
 
 impl AgentClient {
+    /// Counts chunks dropped here; the next payload's headers report them.
+    fn count_dropped(&self, traces: u64, spans: u64) {
+        self.dropped_traces.fetch_add(traces, Ordering::Relaxed);
+        self.dropped_spans.fetch_add(spans, Ordering::Relaxed);
+    }
+
+    /// The headers of a payload whose spans went through the stats: the Agent then computes
+    /// none itself, and weighs its rates with the chunks dropped here.
+    fn add_stats_headers(&self, headers: &mut http::HeaderMap) {
+        headers.insert(
+            "Datadog-Client-Computed-Stats",
+            http::HeaderValue::from_static("yes"),
+        );
+        headers.insert(
+            "Datadog-Client-Computed-Top-Level",
+            http::HeaderValue::from_static("yes"),
+        );
+        let traces = self.dropped_traces.swap(0, Ordering::Relaxed);
+        let spans = self.dropped_spans.swap(0, Ordering::Relaxed);
+        headers.insert(
+            "Datadog-Client-Dropped-P0-Traces",
+            http::HeaderValue::from(traces),
+        );
+        headers.insert(
+            "Datadog-Client-Dropped-P0-Spans",
+            http::HeaderValue::from(spans),
+        );
+    }
+
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         // The plan travels with the export that encoded this payload (see [`PLAN`]).
         let plan = PLAN
             .try_with(|plan| plan.borrow_mut().take())
@@ -521,19 +755,23 @@ impl AgentClient {
         let rewritten = match plan {
             Some(mut plan) => {
                 let mut out = Vec::new();
+                let computed_stats = plan.computed_stats;
                 payload::rewrite(&body, &mut plan, &mut out)
-                    .map(|spans| (out, spans))
+                    .map(|spans| ((out, spans), computed_stats))
                     .map_err(|e| (crate::error_chain(&e), plan.len()))
             }
             None => Err(("no export plan for this payload".to_string(), 0)),
         };
-        let (body, spans) = match rewritten {
+        let ((body, spans), computed_stats) = match rewritten {
             Ok(rewritten) => rewritten,
             Err((error, spans)) => {
                 self.drop_unprocessable(spans, &error);
                 return Ok(Response::new(Bytes::new()));
             }
         };
+        if computed_stats {
+            self.add_stats_headers(&mut parts.headers);
+        }
         match self.transport.post(&parts.uri, &parts.headers, body) {
             Ok(answer) => {
                 // A malformed answer changes nothing and is logged once (by the table).
@@ -599,9 +837,24 @@ mod tests {
         posts: Mutex<Vec<(http::Uri, http::HeaderMap, Vec<u8>)>>,
         /// How long each post takes (a slow Agent).
         delay: Option<Duration>,
+        /// What `/info` answers (`None`: 404, an old Agent).
+        info: Option<String>,
     }
 
     impl Transport for Capture {
+        fn get(&self, _url: &http::Uri) -> Result<Answer, TransportError> {
+            match &self.info {
+                Some(info) => Ok(Answer {
+                    status: 200,
+                    body: info.as_bytes().to_vec(),
+                }),
+                None => Err(TransportError::Status {
+                    status: reqwest::StatusCode::NOT_FOUND,
+                    body: String::new(),
+                }),
+            }
+        }
+
         fn post(
             &self,
             url: &http::Uri,
@@ -807,6 +1060,67 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(headers["x-datadog-trace-count"], "1");
         assert_eq!(headers["content-type"], "application/msgpack");
         assert_eq!(render(body), GOLDEN);
+    }
+
+    /// With an Agent that takes stats and allows it, every chunk is counted in the stats and
+    /// a priority-0 chunk without an error is not sent; the payload says so in its headers.
+    #[test]
+    fn p0_chunks_are_counted_then_dropped_when_the_agent_allows_it() {
+        let capture = Arc::new(Capture {
+            info: Some(
+                r#"{"endpoints":["/v0.4/traces","/v0.6/stats"],"client_drop_p0s":true}"#.into(),
+            ),
+            ..Capture::default()
+        });
+        let exporter = exporter(capture.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !exporter.core.stats.enabled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(exporter.core.stats.enabled(), "/info was not read");
+        let dropped = span(1, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
+        let kept = span(2, 0, false, "dd=s:1;t.dm:-1", "GET /", vec![]);
+        let mut failed = span(3, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
+        failed.status = Status::error("boom");
+        let mut batch = vec![dropped, kept, failed];
+        for (i, s) in batch.iter_mut().enumerate() {
+            // Three traces.
+            s.span_context = SpanContext::new(
+                TraceId::from(TRACE + i as u128),
+                s.span_context.span_id(),
+                s.span_context.trace_flags(),
+                false,
+                s.span_context.trace_state().clone(),
+            );
+        }
+        futures::executor::block_on(exporter.export(batch)).unwrap();
+        {
+            let posts = lock(&capture.posts);
+            assert_eq!(posts.len(), 1);
+            let (_, headers, body) = &posts[0];
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(header("Datadog-Client-Computed-Stats"), Some("yes"));
+            assert_eq!(header("Datadog-Client-Dropped-P0-Traces"), Some("1"));
+            assert_eq!(header("Datadog-Client-Dropped-P0-Spans"), Some("1"));
+            let text = render(body);
+            assert!(
+                text.contains("span 2 parent 0") && text.contains("span 3 parent 0"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("span 1 parent 0"),
+                "the P0 chunk was sent:\n{text}"
+            );
+        }
+        exporter.core.stats.flush(true);
+        let posts = lock(&capture.posts);
+        let (url, _, body) = posts.last().expect("a stats payload");
+        assert_eq!(url.path(), "/v0.6/stats");
+        let value = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+        let entry = &value["Stats"][0]["Stats"][0];
+        assert_eq!(entry["Hits"].as_u64(), Some(3), "{value}");
+        assert_eq!(entry["Errors"].as_u64(), Some(1), "{value}");
+        assert_eq!(entry["TopLevelHits"].as_u64(), Some(3), "{value}");
     }
 
     /// A keep or drop by hand on any span decides the chunk: priority 2 / -1, decision maker

@@ -42,6 +42,7 @@
 //! `spans`, `web`, `propagation`).
 #![deny(missing_docs)]
 
+mod agent_info;
 mod agent_rates;
 mod b3;
 mod baggage;
@@ -64,6 +65,7 @@ mod sampler;
 mod sdk;
 mod settings;
 pub mod spans;
+mod stats;
 mod styles;
 mod web;
 

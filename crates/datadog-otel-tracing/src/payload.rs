@@ -50,6 +50,9 @@ fn mp<E: std::error::Error + Send + Sync + 'static>(e: E) -> PayloadError {
 /// What the exporter decided per span of a batch, before the crate encoded it.
 #[derive(Debug, Default)]
 pub struct BatchPlan {
+    /// Whether the batch's spans went through the client-side stats (the payload's headers say
+    /// so).
+    pub computed_stats: bool,
     /// Metric names, appended to the payload's string table in this order.
     names: Vec<String>,
     /// Per span (sorted by span id once [`BatchPlan::seal`]ed): its metrics, as

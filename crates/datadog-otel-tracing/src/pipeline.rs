@@ -88,6 +88,8 @@ pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
     /// The configured propagation styles (`None` when tracing is off).
     propagator: Option<SharedPropagator>,
+    /// Client-side stats (`None`: tracing off, or Datadog's SDK exports).
+    stats: Option<Arc<datadog::Stats>>,
 }
 
 impl std::fmt::Debug for TracingGuard {
@@ -129,11 +131,15 @@ impl TracingGuard {
 
     /// Sends the spans that ended so far (whole chunks; a chunk whose root is still open stays
     /// until it ends or ages) and waits for the send (bounded by `DD_TRACE_AGENT_TIMEOUT`).
+    /// Client-side stats go too, every bucket, closed or not.
     pub fn flush(&self) -> Result<(), ShutdownError> {
-        match &self.provider {
-            Some(provider) => provider.force_flush().map_err(ShutdownError),
-            None => Ok(()),
+        if let Some(provider) = &self.provider {
+            provider.force_flush().map_err(ShutdownError)?;
         }
+        if let Some(stats) = &self.stats {
+            stats.flush(true);
+        }
+        Ok(())
     }
 
     /// Sends the spans still queued (partial chunks included) and stops the export, taking at
@@ -169,16 +175,19 @@ impl Pipeline {
                 guard: TracingGuard {
                     provider: None,
                     propagator: None,
+                    stats: None,
                 },
             });
         }
 
         // The seam: the one place where the export path is chosen.
         #[cfg(not(feature = "datadog-sdk"))]
-        let (provider, propagator) = project_provider(config)?;
+        let (provider, propagator, stats) = project_provider(config)?;
         // Datadog's own SDK instead (`crate::sdk`).
         #[cfg(feature = "datadog-sdk")]
         let (provider, propagator) = crate::sdk::provider(config);
+        #[cfg(feature = "datadog-sdk")]
+        let stats = None;
         let tracer = provider.tracer("datadog-otel-tracing");
 
         let otel_layer = tracing_opentelemetry::layer()
@@ -202,6 +211,7 @@ impl Pipeline {
             guard: TracingGuard {
                 provider: Some(provider),
                 propagator: Some(propagator),
+                stats,
             },
         })
     }
@@ -229,11 +239,21 @@ impl Pipeline {
 /// the project's sampler, and its Datadog + W3C propagator.
 // With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
 #[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
-fn project_provider(config: &Config) -> Result<(SdkTracerProvider, SharedPropagator), InitError> {
+fn project_provider(
+    config: &Config,
+) -> Result<
+    (
+        SdkTracerProvider,
+        SharedPropagator,
+        Option<Arc<datadog::Stats>>,
+    ),
+    InitError,
+> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
     let exporter = datadog::exporter(config, agent_rates.clone())?;
+    let stats = exporter.stats();
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -262,5 +282,5 @@ fn project_provider(config: &Config) -> Result<(SdkTracerProvider, SharedPropaga
         .build();
     let propagator =
         propagation::DatadogW3cPropagator::with_styles(config.datadog.propagation.clone());
-    Ok((provider, Arc::new(propagator)))
+    Ok((provider, Arc::new(propagator), Some(stats)))
 }

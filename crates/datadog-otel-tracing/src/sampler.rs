@@ -84,7 +84,7 @@ struct Decision {
 }
 
 /// One id per process, as Datadog's `runtime-id`: a random UUID (version 4) in hex.
-fn runtime_id() -> &'static str {
+pub(crate) fn runtime_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let mut v = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());

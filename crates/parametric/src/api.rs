@@ -535,7 +535,7 @@ pub async fn serve(state: State, port: u16) -> std::io::Result<()> {
             .route("/trace/span/inject_headers", web::post().to(span_inject))
             .route("/trace/span/extract_headers", web::post().to(span_extract))
             .route("/trace/span/flush", web::post().to(flush))
-            .route("/trace/stats/flush", web::post().to(ok_handler))
+            .route("/trace/stats/flush", web::post().to(flush))
             .route("/trace/config", web::get().to(config))
             .route("/trace/agent/ensure_agent_info", web::get().to(agent_info))
             .route("/trace/otel/start_span", web::post().to(otel_start))
@@ -572,8 +572,4 @@ pub async fn serve(state: State, port: u16) -> std::io::Result<()> {
     // Ended by a signal: send what is left.
     let _ = state.guard.flush();
     Ok(())
-}
-
-async fn ok_handler() -> HttpResponse {
-    ok()
 }

@@ -378,6 +378,33 @@ impl TestAgent {
         assert_eq!(status, 200, "/test/session/start failed: {body}");
     }
 
+    /// Starts the agent's default session (the one requests without a token, the services',
+    /// belong to) with the sampling rates it answers trace posts with: `rates` maps
+    /// `service:<service>,env:<env>` keys to rates.
+    pub async fn start_session_with_rates(&self, rates: &[(&str, f64)]) {
+        let map: serde_json::Map<String, Value> = rates
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        let json = Value::Object(map).to_string();
+        let mut url = reqwest::Url::parse(&format!("{}/test/session/start", self.url()))
+            .expect("the agent's URL parses");
+        url.query_pairs_mut()
+            .append_pair("agent_sample_rate_by_service", &json);
+        let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        let (status, body) = self.get(&path).await;
+        assert_eq!(status, 200, "/test/session/start failed: {body}");
+    }
+
+    /// The stats payloads (`/v0.6/stats`) of the default session, as the agent decoded them:
+    /// `{"Env", "Version", "Stats": [{"Start", "Duration", "Stats": [{"Service", "Name",
+    /// "Resource", "HTTPStatusCode", "Hits", "TopLevelHits", "Errors", "Duration", …}]}]}`.
+    pub async fn stats(&self) -> Vec<Value> {
+        let value = self.get_json("/test/session/stats").await;
+        serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("unexpected stats shape ({e}): {value}"))
+    }
+
     /// The traces of session `token` (see [`TestAgent::traces`] for their form).
     pub async fn session_traces(&self, token: &str) -> Vec<Vec<Value>> {
         let value = self

@@ -1,0 +1,495 @@
+//! Client-side trace stats, as Datadog's tracers compute them (reference: the system-tests'
+//! `test_library_tracestats.py`, libdatadog's stats concentrator): hits, top-level hits,
+//! errors, total duration and the ok/error latency distributions (DDSketch, Datadog's own
+//! `libdd-ddsketch`) per aggregation key, in 10 s buckets aligned on span end time, sent to the
+//! Agent's `/v0.6/stats` once a bucket has closed, and all at shutdown.
+//!
+//! The exporter feeds every span of every chunk here before anything is dropped, so the Agent's
+//! APM metrics count every request even when it never receives the P0 traces.
+//!
+//! Eligible spans: top-level (no local parent, or a parent of another service), measured
+//! (`_dd.measured`), or of kind server, client, producer or consumer. The key: service,
+//! operation name, resource, type, HTTP status code, synthetics, span kind, peer tags (client,
+//! producer and consumer spans, the tags the Agent lists), trace root, HTTP method and
+//! endpoint.
+
+use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE};
+use libdd_ddsketch::DDSketch;
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::Value;
+use opentelemetry_sdk::trace::SpanData;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The bucket width.
+#[cfg(test)]
+pub const BUCKET: std::time::Duration = std::time::Duration::from_secs(10);
+const BUCKET_NS: u64 = 10_000_000_000;
+
+/// At most this many keys per bucket; more spans go to one overflow entry (as the suite's
+/// cardinality cases expect of Datadog's tracers).
+const MAX_KEYS_PER_BUCKET: usize = 2048;
+
+/// One aggregation key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    service: String,
+    name: String,
+    resource: String,
+    span_type: String,
+    http_status: u32,
+    synthetics: bool,
+    span_kind: &'static str,
+    peer_tags: Vec<String>,
+    /// 1: the trace's root, 2: not.
+    is_trace_root: u8,
+    http_method: String,
+    http_endpoint: String,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    hits: u64,
+    top_level_hits: u64,
+    errors: u64,
+    duration: u64,
+    ok: DDSketch,
+    error: DDSketch,
+}
+
+/// The stats of closed (or, at shutdown, all) buckets: what one `/v0.6/stats` payload carries.
+#[derive(Debug, Default)]
+pub struct Concentrator {
+    buckets: BTreeMap<u64, HashMap<Key, Group>>,
+    /// The tags the Agent aggregates client spans on (`peer_tags` of its `/info`).
+    peer_tag_keys: Vec<String>,
+}
+
+fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+fn text(span: &SpanData, key: &str) -> Option<String> {
+    attr(span, key).map(|v| v.as_str().into_owned())
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn kind_name(span: &SpanData) -> &'static str {
+    match span.span_kind {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}
+
+/// What the stats need of one chunk beyond its spans.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkFacts<'a> {
+    /// The process's service (spans without `service.name` belong to it).
+    pub service: &'a str,
+    /// The chunk's origin (`synthetics…` marks synthetics requests).
+    pub origin: Option<&'a str>,
+}
+
+impl Concentrator {
+    /// Sets the peer tags the Agent aggregates on.
+    pub fn set_peer_tags(&mut self, keys: Vec<String>) {
+        self.peer_tag_keys = keys;
+    }
+
+    /// Counts the eligible spans of one chunk.
+    pub fn add_chunk(&mut self, spans: &[SpanData], facts: ChunkFacts<'_>) {
+        let service_of = |span: &SpanData| text(span, SERVICE_NAME);
+        // The services of the chunk's spans, to tell top-level spans (parent of another
+        // service) from their children.
+        let services: HashMap<SpanId, Option<String>> = spans
+            .iter()
+            .map(|s| (s.span_context.span_id(), service_of(s)))
+            .collect();
+        let synthetics = facts.origin.is_some_and(|o| o.starts_with("synthetics"));
+        for span in spans {
+            let own = services
+                .get(&span.span_context.span_id())
+                .cloned()
+                .flatten();
+            let local_parent =
+                span.parent_span_id != SpanId::INVALID && !span.parent_span_is_remote;
+            let top_level = !local_parent
+                || services
+                    .get(&span.parent_span_id)
+                    .is_none_or(|parent| *parent != own);
+            let measured = attr(span, "_dd.measured").is_some_and(|v| match v {
+                Value::I64(n) => *n == 1,
+                Value::F64(f) => *f == 1.0,
+                Value::Bool(b) => *b,
+                Value::String(s) => s.as_str() == "1",
+                _ => false,
+            });
+            let kind = kind_name(span);
+            let kind_eligible = matches!(kind, "server" | "client" | "producer" | "consumer");
+            if !(top_level || measured || kind_eligible) {
+                continue;
+            }
+            self.add_span(span, own, facts.service, top_level, synthetics, kind);
+        }
+    }
+
+    fn add_span(
+        &mut self,
+        span: &SpanData,
+        service: Option<String>,
+        default_service: &str,
+        top_level: bool,
+        synthetics: bool,
+        span_kind: &'static str,
+    ) {
+        let end = nanos(span.end_time);
+        let duration = end.saturating_sub(nanos(span.start_time));
+        let http_status = attr(span, "http.status_code")
+            .and_then(|v| match v {
+                Value::I64(n) => u32::try_from(*n).ok(),
+                other => other.as_str().parse().ok(),
+            })
+            .unwrap_or(0);
+        let peer_tags = if matches!(span_kind, "client" | "producer" | "consumer") {
+            self.peer_tag_keys
+                .iter()
+                .filter_map(|k| text(span, k).map(|v| format!("{k}:{v}")))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let key = Key {
+            service: service.unwrap_or_else(|| default_service.to_string()),
+            name: text(span, OPERATION_NAME).unwrap_or_else(|| DEFAULT_OPERATION.to_string()),
+            resource: text(span, RESOURCE_NAME).unwrap_or_else(|| span.name.to_string()),
+            span_type: text(span, SPAN_TYPE).unwrap_or_default(),
+            http_status,
+            synthetics,
+            span_kind,
+            peer_tags,
+            is_trace_root: if span.parent_span_id == SpanId::INVALID {
+                1
+            } else {
+                2
+            },
+            http_method: text(span, "http.method").unwrap_or_default(),
+            http_endpoint: text(span, "http.route")
+                .or_else(|| text(span, "http.endpoint"))
+                .unwrap_or_default(),
+        };
+        let bucket = self.buckets.entry(end - end % BUCKET_NS).or_default();
+        let key = if bucket.len() >= MAX_KEYS_PER_BUCKET && !bucket.contains_key(&key) {
+            Key {
+                service: key.service,
+                name: key.name,
+                resource: "_dd.cardinality_limit".to_string(),
+                span_type: String::new(),
+                http_status: 0,
+                synthetics: false,
+                span_kind: "",
+                peer_tags: Vec::new(),
+                is_trace_root: 2,
+                http_method: String::new(),
+                http_endpoint: String::new(),
+            }
+        } else {
+            key
+        };
+        let group = bucket.entry(key).or_default();
+        group.hits += 1;
+        group.duration += duration;
+        if top_level {
+            group.top_level_hits += 1;
+        }
+        // A sketch refuses only negative or non-finite points: a duration is neither.
+        if matches!(span.status, Status::Error { .. }) {
+            group.errors += 1;
+            let _ = group.error.add(duration as f64);
+        } else {
+            let _ = group.ok.add(duration as f64);
+        }
+    }
+
+    /// Whether no span waits.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Takes the buckets closed at `now` (all with `force`, at shutdown and on flush).
+    pub fn take(&mut self, now: SystemTime, force: bool) -> Vec<Bucket> {
+        let open_from = nanos(now) - nanos(now) % BUCKET_NS;
+        let closed: Vec<u64> = self
+            .buckets
+            .keys()
+            .copied()
+            .filter(|start| force || *start < open_from)
+            .collect();
+        closed
+            .into_iter()
+            .filter_map(|start| {
+                self.buckets.remove(&start).map(|groups| Bucket {
+                    start,
+                    groups: groups.into_iter().collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One closed bucket.
+#[derive(Debug)]
+pub struct Bucket {
+    start: u64,
+    groups: Vec<(Key, Group)>,
+}
+
+/// The payload's header fields.
+#[derive(Debug, Clone)]
+pub struct Header<'a> {
+    /// `DD_ENV` (empty when unset).
+    pub env: &'a str,
+    /// `DD_VERSION`.
+    pub version: &'a str,
+    /// `DD_SERVICE`.
+    pub service: &'a str,
+    /// The process's runtime id.
+    pub runtime_id: &'a str,
+    /// The payload's number, from 1.
+    pub sequence: u64,
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_str(out, s);
+}
+
+fn write_uint(out: &mut Vec<u8>, key: &str, value: u64) {
+    write_str(out, key);
+    let _ = rmp::encode::write_uint(out, value);
+}
+
+fn write_field(out: &mut Vec<u8>, key: &str, value: &str) {
+    write_str(out, key);
+    write_str(out, value);
+}
+
+/// The msgpack body of `PUT /v0.6/stats` for `buckets`.
+pub fn encode(header: &Header<'_>, buckets: Vec<Bucket>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let _ = rmp::encode::write_map_len(&mut out, 9);
+    write_field(&mut out, "Hostname", "");
+    write_field(&mut out, "Env", header.env);
+    write_field(&mut out, "Version", header.version);
+    write_field(&mut out, "Lang", "rust");
+    write_field(&mut out, "TracerVersion", env!("CARGO_PKG_VERSION"));
+    write_field(&mut out, "RuntimeID", header.runtime_id);
+    write_uint(&mut out, "Sequence", header.sequence);
+    write_field(&mut out, "Service", header.service);
+    write_str(&mut out, "Stats");
+    let _ = rmp::encode::write_array_len(&mut out, buckets.len() as u32);
+    for bucket in buckets {
+        let _ = rmp::encode::write_map_len(&mut out, 3);
+        write_uint(&mut out, "Start", bucket.start);
+        write_uint(&mut out, "Duration", BUCKET_NS);
+        write_str(&mut out, "Stats");
+        let _ = rmp::encode::write_array_len(&mut out, bucket.groups.len() as u32);
+        for (key, group) in bucket.groups {
+            let _ = rmp::encode::write_map_len(&mut out, 18);
+            write_field(&mut out, "Service", &key.service);
+            write_field(&mut out, "Name", &key.name);
+            write_field(&mut out, "Resource", &key.resource);
+            write_field(&mut out, "Type", &key.span_type);
+            write_uint(&mut out, "HTTPStatusCode", u64::from(key.http_status));
+            write_str(&mut out, "Synthetics");
+            let _ = rmp::encode::write_bool(&mut out, key.synthetics);
+            write_uint(&mut out, "Hits", group.hits);
+            write_uint(&mut out, "TopLevelHits", group.top_level_hits);
+            write_uint(&mut out, "Errors", group.errors);
+            write_uint(&mut out, "Duration", group.duration);
+            for (name, sketch) in [("OkSummary", group.ok), ("ErrorSummary", group.error)] {
+                write_str(&mut out, name);
+                let bytes = sketch.encode_to_vec();
+                let _ = rmp::encode::write_bin(&mut out, &bytes);
+            }
+            write_field(&mut out, "SpanKind", key.span_kind);
+            write_str(&mut out, "PeerTags");
+            let _ = rmp::encode::write_array_len(&mut out, key.peer_tags.len() as u32);
+            for tag in &key.peer_tags {
+                write_str(&mut out, tag);
+            }
+            write_uint(&mut out, "IsTraceRoot", u64::from(key.is_trace_root));
+            write_field(&mut out, "HTTPMethod", &key.http_method);
+            write_field(&mut out, "HTTPEndpoint", &key.http_endpoint);
+            write_field(&mut out, "GRPCStatusCode", "");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    pub(crate) fn span(
+        id: u64,
+        parent: u64,
+        name: &str,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+        error: bool,
+        end: SystemTime,
+    ) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: Cow::Owned(name.to_string()),
+            start_time: end - Duration::from_millis(5),
+            end_time: end,
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: if error {
+                Status::error("boom")
+            } else {
+                Status::Unset
+            },
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn facts() -> ChunkFacts<'static> {
+        ChunkFacts {
+            service: "web",
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn top_level_measured_and_kinds_are_counted_others_not() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_005);
+        let mut c = Concentrator::default();
+        let spans = vec![
+            span(1, 0, "GET /users", SpanKind::Server, vec![], false, now),
+            // Same service as its parent, internal: not eligible.
+            span(2, 1, "work", SpanKind::Internal, vec![], false, now),
+            // Measured.
+            span(
+                3,
+                1,
+                "op",
+                SpanKind::Internal,
+                vec![KeyValue::new("_dd.measured", 1i64)],
+                false,
+                now,
+            ),
+            // Another service: top-level.
+            span(
+                4,
+                1,
+                "SELECT 1",
+                SpanKind::Internal,
+                vec![KeyValue::new(SERVICE_NAME, "postgres")],
+                true,
+                now,
+            ),
+        ];
+        c.add_chunk(&spans, facts());
+        let buckets = c.take(now, true);
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(buckets[0].start, 1_700_000_000 * 1_000_000_000);
+        let mut groups: Vec<(String, u64, u64, u64)> = buckets[0]
+            .groups
+            .iter()
+            .map(|(k, g)| (k.resource.clone(), g.hits, g.top_level_hits, g.errors))
+            .collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            vec![
+                ("GET /users".to_string(), 1, 1, 0),
+                ("SELECT 1".to_string(), 1, 1, 1),
+                ("op".to_string(), 1, 0, 0),
+            ]
+        );
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn open_buckets_wait_and_the_payload_decodes() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_005);
+        let mut c = Concentrator::default();
+        let attrs = vec![
+            KeyValue::new("http.status_code", "200"),
+            KeyValue::new("http.method", "GET"),
+            KeyValue::new("http.route", "/users/{id}"),
+            KeyValue::new(SPAN_TYPE, "web"),
+        ];
+        c.add_chunk(
+            &[span(
+                1,
+                0,
+                "GET /users/{id}",
+                SpanKind::Server,
+                attrs,
+                false,
+                now,
+            )],
+            facts(),
+        );
+        assert!(c.take(now, false).is_empty(), "the bucket is still open");
+        let later = now + BUCKET;
+        let buckets = c.take(later, false);
+        let header = Header {
+            env: "prod",
+            version: "1.0",
+            service: "web",
+            runtime_id: "r",
+            sequence: 1,
+        };
+        let body = encode(&header, buckets);
+        let value = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+        let text = value.to_string();
+        for part in [
+            "\"Env\": \"prod\"",
+            "\"HTTPStatusCode\": 200",
+            "\"HTTPMethod\": \"GET\"",
+            "\"HTTPEndpoint\": \"/users/{id}\"",
+            "\"Type\": \"web\"",
+            "\"Hits\": 1",
+            "\"IsTraceRoot\": 1",
+        ] {
+            assert!(text.contains(part), "{part} missing in {text}");
+        }
+        let ok = value["Stats"][0]["Stats"][0]["OkSummary"]
+            .as_slice()
+            .unwrap();
+        let sketch = DDSketch::from_encoded(ok).unwrap();
+        assert_eq!(sketch.count(), 1.0);
+    }
+}
