@@ -163,7 +163,7 @@ pub fn rewrite(
         classes
             .get(index as usize)
             .copied()
-            .ok_or(PayloadError::Layout("a string index past the table"))
+            .ok_or_else(|| PayloadError::Layout("a string index past the table"))
     };
 
     let traces = rmp::decode::read_array_len(rd).map_err(mp)?;
@@ -197,7 +197,7 @@ pub fn rewrite(
 
             let planned = plan
                 .metrics_of(span_id)
-                .ok_or(PayloadError::UnknownSpan(span_id))?;
+                .ok_or_else(|| PayloadError::UnknownSpan(span_id))?;
 
             meta.clear();
             let mut other_service = false;

@@ -26,6 +26,9 @@ pub struct State {
     tracer: Option<SdkTracer>,
     /// Spans started and not yet finished.
     live: Mutex<HashMap<u64, Span>>,
+    /// The order they started in: the last one still open is the current span (a started span
+    /// is active until it ends, as the suite's apps make it).
+    started: Mutex<Vec<(u64, u128)>>,
     /// The contexts of finished spans and of extracted headers, to parent later spans on.
     contexts: Mutex<HashMap<u64, SpanContext>>,
 }
@@ -43,6 +46,7 @@ impl State {
             guard,
             tracer,
             live: Mutex::new(HashMap::new()),
+            started: Mutex::new(Vec::new()),
             contexts: Mutex::new(HashMap::new()),
         }
     }
@@ -80,6 +84,7 @@ impl State {
         let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
         let trace_id = u128::from_be_bytes(sc.trace_id().to_bytes());
         lock(&self.live).insert(span_id, span);
+        lock(&self.started).push((span_id, trace_id));
         Some((span_id, trace_id))
     }
 
@@ -97,6 +102,7 @@ impl State {
         let Some(mut span) = lock(&self.live).remove(&id) else {
             return;
         };
+        lock(&self.started).retain(|(span_id, _)| *span_id != id);
         lock(&self.contexts).insert(id, span.span_context().clone());
         match end {
             Some(end) => span.end_with_timestamp(end),
@@ -357,9 +363,10 @@ async fn flush(state: Data<State>) -> HttpResponse {
     }
 }
 
-async fn current(_state: Data<State>) -> HttpResponse {
-    // Spans are driven by id here; no span is current between requests.
-    ok()
+/// The current span: the last started one still open (`0`s when none).
+async fn current(state: Data<State>) -> HttpResponse {
+    let (span_id, trace_id) = lock(&state.started).last().copied().unwrap_or((0, 0));
+    ids(span_id, trace_id)
 }
 
 async fn config(state: Data<State>) -> HttpResponse {
