@@ -738,3 +738,85 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     }
     drop(notes);
 }
+
+/// The "Services" table beside the trace list: requests, errors and latency per service and
+/// resource from the stats the services send (here when they stop; else every 10 s), as a
+/// learner reads it in the browser, and the page updates as more stats arrive.
+#[tokio::test]
+async fn the_viewer_shows_the_services_stats_in_a_browser() {
+    let agent = TestAgent::start().await;
+    let agent_url = agent.url();
+    let viewer = Viewer::start(&agent_url).await;
+    let page = dom(&viewer.url("/")).await;
+    assert!(page.contains("No stats yet"), "{page}");
+
+    let common = [
+        ("DD_TRACE_AGENT_URL", agent_url.as_str()),
+        ("DD_TRACE_FLUSH_INTERVAL_MS", "200"),
+        ("HOST", "127.0.0.1"),
+    ];
+    let (mut calendar, mut notes) = test_support::calendar_and_notes(&common, &[]).await;
+    let base = notes.base_url();
+    assert_statuses(
+        &base,
+        &[
+            ("POST", "/notes?desc=hello", 201),
+            ("GET", "/notes?id=1", 200),
+            ("GET", "/notes?id=1", 200),
+            ("GET", "/notes?id=7", 404),
+            ("POST", "/notes?desc=hello_again&add_date=y", 201),
+        ],
+    )
+    .await;
+    // Calendar down: the next add_date request fails, an error in the table.
+    calendar.signal(libc::SIGTERM);
+    calendar.wait_exit(WAIT).await;
+    let reply = send(
+        &reqwest::Client::new(),
+        "POST",
+        &format!("{base}/notes?desc=late&add_date=y"),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    // Stopping sends the last stats.
+    notes.signal(libc::SIGTERM);
+    notes.wait_exit(WAIT).await;
+
+    let deadline = Instant::now() + WAIT;
+    let page = loop {
+        let page = dom(&viewer.url("/")).await;
+        if page.contains("<td>POST /notes</td>") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let table = element(&page, "class", "stats-table", "</table>");
+    let row = |service: &str, resource: &str| -> Vec<String> {
+        let start = format!("<tr><td>{service}</td><td>{resource}</td>");
+        let Some(at) = table.find(&start) else {
+            panic!("no row for {service} {resource} in the table:\n{table}");
+        };
+        let end = table[at..].find("</tr>").map_or(table.len(), |e| at + e);
+        table[at..end]
+            .split("<td")
+            .skip(1)
+            .map(|cell| {
+                let text = cell.split_once('>').map_or("", |(_, t)| t);
+                text.trim_end_matches("</td>").to_string()
+            })
+            .collect()
+    };
+    // requests and errors; the latencies are durations.
+    let post = row("notes", "POST /notes");
+    assert_eq!(&post[2..4], ["3", "1"], "POST /notes: {post:?}");
+    let get_note = row("notes", "GET /notes");
+    assert_eq!(&get_note[2..4], ["3", "0"], "GET /notes: {get_note:?}");
+    for cell in &get_note[4..7] {
+        assert!(cell.ends_with('s'), "a latency: {cell:?} in {get_note:?}");
+    }
+    let calendar_row = row("calendar", "GET /calendar");
+    assert_eq!(&calendar_row[2..4], ["1", "0"], "{calendar_row:?}");
+    let picture = screenshot("services-stats.png", &viewer.url("/"), 1400, 900).await;
+    assert!(picture.width >= 1400, "the screenshot was taken");
+}

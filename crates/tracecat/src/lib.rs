@@ -6,6 +6,8 @@
 //! - [`tree`]: the text tree;
 //! - [`flame`]: the flame graph as SVG; [`raster`]: SVG to PNG;
 //! - [`arrival`]: telling complete traces from those still arriving;
+//! - [`stats`]: the services' client-side stats the test agent received (requests, errors,
+//!   latency per service and resource);
 //! - [`web`]: the viewer's pages and JSON, [`views`]: its flame graph and waterfall in HTML;
 //!   [`serve`]: its server (`tracecat serve`);
 //! - [`cli`]: the command line.
@@ -17,6 +19,7 @@ pub mod model;
 pub mod raster;
 pub mod serve;
 pub mod source;
+pub mod stats;
 pub mod tree;
 pub mod views;
 pub mod web;

@@ -50,6 +50,16 @@ impl Viewer {
         Ok(traces)
     }
 
+    /// The "Services" table: the stats the agent received, or why there are none.
+    async fn stats_table(&self) -> String {
+        let agent = self.agent.clone();
+        match aweb::block(move || crate::stats::from_agent(&agent)).await {
+            Ok(Ok(stats)) => crate::stats::table(Ok(&stats)),
+            Ok(Err(e)) => crate::stats::table(Err(&format!("{e:#}"))),
+            Err(e) => crate::stats::table(Err(&format!("the agent could not be read: {e}"))),
+        }
+    }
+
     fn watcher(&self) -> std::sync::MutexGuard<'_, Watcher> {
         // A panic while holding the lock leaves the watcher usable: it only holds counts.
         self.watcher
@@ -102,15 +112,16 @@ fn params(request: &HttpRequest) -> HashMap<String, String> {
 async fn list(request: HttpRequest, viewer: Shared) -> HttpResponse {
     let query = list_query(&params(&request));
     let traces = viewer.traces().await;
+    let stats = viewer.stats_table().await;
     let watcher = viewer.watcher();
     match &traces {
         Ok(t) => html(
             StatusCode::OK,
-            web::list_page(Ok(t), &watcher, &query, &viewer.agent, None),
+            web::list_page(Ok(t), &watcher, &query, &viewer.agent, None, &stats),
         ),
         Err(e) => html(
             StatusCode::SERVICE_UNAVAILABLE,
-            web::list_page(Err(e), &watcher, &query, &viewer.agent, None),
+            web::list_page(Err(e), &watcher, &query, &viewer.agent, None, &stats),
         ),
     }
 }
@@ -133,6 +144,7 @@ async fn search(request: HttpRequest, viewer: Shared) -> HttpResponse {
                     &ListQuery::default(),
                     &viewer.agent,
                     Some(&message),
+                    "",
                 ),
             );
         }
@@ -245,6 +257,38 @@ async fn last(viewer: &Viewer) -> HttpResponse {
     }
 }
 
+/// `/api/stats`: the services' stats per service and resource, as the list page shows them.
+async fn api_stats(viewer: Shared) -> HttpResponse {
+    let agent = viewer.agent.clone();
+    match aweb::block(move || crate::stats::from_agent(&agent)).await {
+        Ok(Ok(stats)) => {
+            let rows: Vec<_> = stats
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "service": s.service,
+                        "resource": s.resource,
+                        "requests": s.hits,
+                        "errors": s.errors,
+                        "p50_ns": s.quantiles.map(|q| q[0]),
+                        "p95_ns": s.quantiles.map(|q| q[1]),
+                        "p99_ns": s.quantiles.map(|q| q[2]),
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, serde_json::json!({ "stats": rows }))
+        }
+        Ok(Err(e)) => json(
+            StatusCode::BAD_GATEWAY,
+            serde_json::json!({ "error": format!("{e:#}") }),
+        ),
+        Err(e) => json(
+            StatusCode::BAD_GATEWAY,
+            serde_json::json!({ "error": format!("the agent could not be read: {e}") }),
+        ),
+    }
+}
+
 async fn api_traces(request: HttpRequest, viewer: Shared) -> HttpResponse {
     let query = list_query(&params(&request));
     match viewer.traces().await {
@@ -307,6 +351,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
                 .route("/search", aweb::get().to(search))
                 .route("/trace/{id}", aweb::get().to(trace_page))
                 .route("/api/traces", aweb::get().to(api_traces))
+                .route("/api/stats", aweb::get().to(api_stats))
                 .route("/api/traces/{id}", aweb::get().to(api_trace))
                 .default_service(aweb::to(not_found))
         })

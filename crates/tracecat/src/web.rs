@@ -86,6 +86,11 @@ h2{font-size:16px;margin:0 0 2px;overflow-wrap:anywhere}
 a{color:#3b1d8f}
 a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible{outline:3px solid #632ca6;outline-offset:2px}
 table{border-collapse:collapse;background:#fff;width:100%}
+.stats{margin:8px 0 14px}
+.stats h2{font-size:15px;margin:6px 0}
+.stats-table td.num,.stats-table th{text-align:right}
+.stats-table td:first-child,.stats-table td:nth-child(2),.stats-table th:first-child,.stats-table th:nth-child(2){text-align:left}
+.stats-table td.error{color:#a00016;font-weight:700}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e5e8;vertical-align:top}
 th{background:#eef0f3;font-weight:600;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -198,9 +203,12 @@ pub fn list_page(
     query: &ListQuery,
     agent: &str,
     search_error: Option<&str>,
+    stats: &str,
 ) -> String {
     let mut body = String::new();
     body.push_str("<h1>Traces</h1>");
+    // The services' stats (requests, errors, latency), beside the list.
+    body.push_str(stats);
     let services: Vec<String> = match traces {
         Ok(traces) => {
             let mut all: Vec<String> = traces
@@ -759,6 +767,7 @@ mod tests {
             &ListQuery::default(),
             "http://agent",
             None,
+            "",
         );
         assert!(list.contains("GET /big"));
         // The start column never wraps onto two lines.
@@ -776,7 +785,7 @@ mod tests {
         let watcher = Watcher::new(Duration::from_secs(1));
         let traces = std::slice::from_ref(&trace);
         let only = |q: ListQuery| {
-            list_page(Ok(traces), &watcher, &q, "a", None)
+            list_page(Ok(traces), &watcher, &q, "a", None, "")
                 .matches("<tr class=\"trace")
                 .count()
         };
@@ -797,9 +806,16 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(only(errors), 1);
-        let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None);
+        let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None, "");
         assert!(empty.contains(&esc(FIRST_REQUEST_HINT)));
-        let down = list_page(Err("refused"), &watcher, &ListQuery::default(), "a", None);
+        let down = list_page(
+            Err("refused"),
+            &watcher,
+            &ListQuery::default(),
+            "a",
+            None,
+            "",
+        );
         assert!(down.contains("id=\"agent-down\"") && down.contains("refused"));
     }
 }
