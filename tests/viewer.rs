@@ -34,7 +34,12 @@ fn chromium() -> PathBuf {
 
 /// Runs headless Chromium on `url` with `args` (`--dump-dom`, `--screenshot=…`); its stdout.
 async fn browser(args: &[String], url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("viewer-chromium-{}", std::process::id()));
+    // A profile of its own per run: the tests of this file run Chromium concurrently, and a
+    // profile directory admits one browser at a time.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile =
+        std::env::temp_dir().join(format!("viewer-chromium-{}-{run}", std::process::id()));
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new(chromium())
@@ -59,6 +64,7 @@ async fn browser(args: &[String], url: &str) -> String {
     .await
     .expect("chromium did not finish within 90 s")
     .expect("chromium could not be run");
+    let _ = std::fs::remove_dir_all(&profile);
     assert!(
         out.status.success(),
         "chromium failed on {url}: {}",
