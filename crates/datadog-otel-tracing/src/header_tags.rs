@@ -109,6 +109,7 @@ impl HeaderTags {
         }
     }
 
+    #[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
     /// Whether no header is configured.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -120,6 +121,7 @@ impl HeaderTags {
         &self.entries
     }
 
+    #[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
     /// The tags for the headers `values` finds: `(tag, value)` for each configured header
     /// present. `values` returns a header's values joined with `,` (`None`: absent).
     pub fn tags_with(
@@ -141,6 +143,7 @@ impl HeaderTags {
             .collect()
     }
 
+    #[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
     /// The tags for an `http` header map (reqwest's).
     pub fn tags(&self, headers: &http::HeaderMap, response: bool) -> Vec<(String, String)> {
         self.tags_with(response, |name| {
@@ -149,6 +152,7 @@ impl HeaderTags {
     }
 }
 
+#[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
 /// A header's values joined with `,`, as one tag value (`None` when it has none).
 pub fn join<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     let values: Vec<&str> = values.collect();

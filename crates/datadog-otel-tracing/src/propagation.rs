@@ -487,6 +487,7 @@ pub const HEADERS: [&str; 13] = [
     baggage::HEADER,
 ];
 
+#[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
 /// Whether a carrier with these (lowercase) header names holds any of [`HEADERS`]: without
 /// one, extraction by any style (this project's or Datadog's SDK) finds nothing, and the server
 /// span can skip it. One pass over the names a request has (usually a handful), rather than a

@@ -36,6 +36,7 @@ struct Settings {
     untraced_paths: Vec<String>,
 }
 
+#[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
 /// Datadog's defaults, for requests of an application that registered no settings.
 static DEFAULTS: LazyLock<HttpTracing> = LazyLock::new(HttpTracing::default);
 
@@ -76,10 +77,12 @@ impl HttpTracing {
         self.inner.obfuscator.redact_url(url)
     }
 
+    #[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
     pub(crate) fn header_tags(&self) -> &HeaderTags {
         &self.inner.header_tags
     }
 
+    #[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
     /// The settings of an application that registered none.
     pub(crate) fn defaults() -> &'static HttpTracing {
         &DEFAULTS
