@@ -538,8 +538,9 @@ fn span_node(
     }
 }
 
-/// A span's tooltip: its whole label, operation, timing, id and error message.
-fn tooltip(span: &Span, t0: i64) -> String {
+/// A span's tooltip: its whole label, operation, timing, id and error message (the viewer's
+/// bars show the same on hover).
+pub fn tooltip(span: &Span, t0: i64) -> String {
     let mut tip = format!(
         "{}\noperation: {}\nstart: +{} · duration: {}\nspan id: {}",
         label(span),

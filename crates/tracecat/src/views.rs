@@ -7,7 +7,7 @@
 //! it as full-width bars that zoom back out. Every bar carries a `title` naming its span, so a bar
 //! too narrow for its label still says what it is on hover.
 
-use crate::flame::{label, layout, service_colours, tick_label, tick_step, PALETTE};
+use crate::flame::{label, layout, service_colours, tick_label, tick_step, tooltip, PALETTE};
 use crate::model::{Span, Trace};
 use crate::tree::{format_duration, rows, Row};
 use crate::web::esc;
@@ -164,23 +164,9 @@ pub fn span_title(span: &Span) -> &str {
     }
 }
 
-/// The hover text of a bar: the whole label, operation, timing, id, error message.
+/// The hover text of a bar (a `title` attribute): the flame graph picture's tooltip.
 fn hover(span: &Span, t0: i64) -> String {
-    let mut tip = format!(
-        "{}\noperation: {}\nstart: +{} · duration: {}\nspan id: {}",
-        label(span),
-        span.name,
-        format_duration(span.start - t0),
-        format_duration(span.duration),
-        span.span_id
-    );
-    if span.error {
-        tip.push_str(&format!(
-            "\nerror: {}",
-            span.error_message().unwrap_or("(no message)")
-        ));
-    }
-    esc(&tip).replace('\n', "&#10;")
+    esc(&tooltip(span, t0)).replace('\n', "&#10;")
 }
 
 /// The fill of a service.
