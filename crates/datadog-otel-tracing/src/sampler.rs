@@ -198,6 +198,22 @@ impl DatadogSampler {
 /// A sampling rate as `_dd.p.ksr` carries it: at most six decimals, trailing zeros (and a
 /// trailing point) removed: `1`, `0.5`, `0.000001`, `0` for anything below half a millionth.
 fn knuth_rate(rate: f64) -> String {
+    // Rates repeat (a rule's, the Agent's): the last one is formatted once per thread (the
+    // formatting costs more than the rest of the decision).
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != rate.to_bits() {
+            *last = (rate.to_bits(), format_knuth_rate(rate));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_knuth_rate(rate: f64) -> String {
     let text = format!("{:.6}", rate.clamp(0.0, 1.0));
     let text = text.trim_end_matches('0').trim_end_matches('.');
     match text {

@@ -18,6 +18,7 @@ use libdd_ddsketch::DDSketch;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,7 +32,7 @@ const BUCKET_NS: u64 = 10_000_000_000;
 const MAX_KEYS_PER_BUCKET: usize = 2048;
 
 /// One aggregation key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     service: String,
     name: String,
@@ -47,6 +48,80 @@ struct Key {
     http_endpoint: String,
 }
 
+/// A key as a span gives it, borrowed: looked up without building the owned [`Key`] (the
+/// common case: the key was seen before in the bucket).
+#[derive(Debug)]
+struct KeyRef<'a> {
+    service: &'a str,
+    name: &'a str,
+    resource: Cow<'a, str>,
+    span_type: Cow<'a, str>,
+    http_status: u32,
+    synthetics: bool,
+    span_kind: &'static str,
+    peer_tags: Vec<String>,
+    is_trace_root: u8,
+    http_method: Cow<'a, str>,
+    http_endpoint: Cow<'a, str>,
+}
+
+impl KeyRef<'_> {
+    /// FNV-1a over the fields: cheap, and the buckets' maps compare the whole key anyway.
+    fn hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            // A separator, so that ("ab", "c") and ("a", "bc") differ.
+            h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        eat(self.service.as_bytes());
+        eat(self.name.as_bytes());
+        eat(self.resource.as_bytes());
+        eat(self.span_type.as_bytes());
+        eat(&self.http_status.to_le_bytes());
+        eat(&[u8::from(self.synthetics), self.is_trace_root]);
+        eat(self.span_kind.as_bytes());
+        for tag in &self.peer_tags {
+            eat(tag.as_bytes());
+        }
+        eat(self.http_method.as_bytes());
+        eat(self.http_endpoint.as_bytes());
+        h
+    }
+
+    fn matches(&self, key: &Key) -> bool {
+        self.service == key.service
+            && self.name == key.name
+            && *self.resource == key.resource
+            && *self.span_type == key.span_type
+            && self.http_status == key.http_status
+            && self.synthetics == key.synthetics
+            && self.span_kind == key.span_kind
+            && self.peer_tags == key.peer_tags
+            && self.is_trace_root == key.is_trace_root
+            && *self.http_method == key.http_method
+            && *self.http_endpoint == key.http_endpoint
+    }
+
+    fn to_key(&self) -> Key {
+        Key {
+            service: self.service.to_string(),
+            name: self.name.to_string(),
+            resource: self.resource.to_string(),
+            span_type: self.span_type.to_string(),
+            http_status: self.http_status,
+            synthetics: self.synthetics,
+            span_kind: self.span_kind,
+            peer_tags: self.peer_tags.clone(),
+            is_trace_root: self.is_trace_root,
+            http_method: self.http_method.to_string(),
+            http_endpoint: self.http_endpoint.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     hits: u64,
@@ -57,10 +132,62 @@ struct Group {
     error: DDSketch,
 }
 
+/// One bucket's groups, by the hash of their key.
+#[derive(Debug, Default)]
+struct Groups {
+    by_hash: HashMap<u64, Vec<(Key, Group)>>,
+    len: usize,
+}
+
+impl Groups {
+    /// The group of `key`, made when new; past the cardinality bound a new key goes to one
+    /// overflow group of its service and operation.
+    fn group(&mut self, key: KeyRef<'_>) -> &mut Group {
+        let hash = key.hash();
+        let known = self
+            .by_hash
+            .get(&hash)
+            .and_then(|entries| entries.iter().position(|(k, _)| key.matches(k)));
+        if let Some(i) = known {
+            return &mut self.by_hash.get_mut(&hash).expect("just found")[i].1;
+        }
+        if self.len >= MAX_KEYS_PER_BUCKET {
+            let overflow = KeyRef {
+                service: key.service,
+                name: key.name,
+                resource: Cow::Borrowed("_dd.cardinality_limit"),
+                span_type: Cow::Borrowed(""),
+                http_status: 0,
+                synthetics: false,
+                span_kind: "",
+                peer_tags: Vec::new(),
+                is_trace_root: 2,
+                http_method: Cow::Borrowed(""),
+                http_endpoint: Cow::Borrowed(""),
+            };
+            let overflow_hash = overflow.hash();
+            let entries = self.by_hash.entry(overflow_hash).or_default();
+            let i = match entries.iter().position(|(k, _)| overflow.matches(k)) {
+                Some(i) => i,
+                None => {
+                    entries.push((overflow.to_key(), Group::default()));
+                    entries.len() - 1
+                }
+            };
+            return &mut entries[i].1;
+        }
+        self.len += 1;
+        let entries = self.by_hash.entry(hash).or_default();
+        entries.push((key.to_key(), Group::default()));
+        let last = entries.len() - 1;
+        &mut entries[last].1
+    }
+}
+
 /// The stats of closed (or, at shutdown, all) buckets: what one `/v0.6/stats` payload carries.
 #[derive(Debug, Default)]
 pub struct Concentrator {
-    buckets: BTreeMap<u64, HashMap<Key, Group>>,
+    buckets: BTreeMap<u64, Groups>,
     /// The tags the Agent aggregates client spans on (`peer_tags` of its `/info`).
     peer_tag_keys: Vec<String>,
 }
@@ -72,8 +199,16 @@ fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         .map(|kv| &kv.value)
 }
 
-fn text(span: &SpanData, key: &str) -> Option<String> {
-    attr(span, key).map(|v| v.as_str().into_owned())
+fn text<'a>(span: &'a SpanData, key: &str) -> Option<Cow<'a, str>> {
+    attr(span, key).map(Value::as_str)
+}
+
+/// A string attribute, borrowed (the services' fields are strings).
+fn str_attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
+    match attr(span, key)? {
+        Value::String(s) => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -109,25 +244,33 @@ impl Concentrator {
 
     /// Counts the eligible spans of one chunk.
     pub fn add_chunk(&mut self, spans: &[SpanData], facts: ChunkFacts<'_>) {
-        let service_of = |span: &SpanData| text(span, SERVICE_NAME);
-        // The services of the chunk's spans, to tell top-level spans (parent of another
-        // service) from their children.
-        let services: HashMap<SpanId, Option<String>> = spans
-            .iter()
-            .map(|s| (s.span_context.span_id(), service_of(s)))
-            .collect();
+        fn service_of(span: &SpanData) -> Option<&str> {
+            str_attr(span, SERVICE_NAME)
+        }
+        // The service of a span of the chunk by id, to tell top-level spans (parent of another
+        // service) from their children; chunks are small, a map only pays for large ones.
+        let map: Option<HashMap<SpanId, Option<&str>>> = (spans.len() > 16).then(|| {
+            spans
+                .iter()
+                .map(|s| (s.span_context.span_id(), service_of(s)))
+                .collect()
+        });
+        let service_by_id = |id: SpanId| -> Option<Option<&str>> {
+            match &map {
+                Some(map) => map.get(&id).copied(),
+                None => spans
+                    .iter()
+                    .find(|s| s.span_context.span_id() == id)
+                    .map(service_of),
+            }
+        };
         let synthetics = facts.origin.is_some_and(|o| o.starts_with("synthetics"));
         for span in spans {
-            let own = services
-                .get(&span.span_context.span_id())
-                .cloned()
-                .flatten();
+            let own = service_of(span);
             let local_parent =
                 span.parent_span_id != SpanId::INVALID && !span.parent_span_is_remote;
             let top_level = !local_parent
-                || services
-                    .get(&span.parent_span_id)
-                    .is_none_or(|parent| *parent != own);
+                || service_by_id(span.parent_span_id).is_none_or(|parent| parent != own);
             let measured = attr(span, "_dd.measured").is_some_and(|v| match v {
                 Value::I64(n) => *n == 1,
                 Value::F64(f) => *f == 1.0,
@@ -140,15 +283,15 @@ impl Concentrator {
             if !(top_level || measured || kind_eligible) {
                 continue;
             }
-            self.add_span(span, own, facts.service, top_level, synthetics, kind);
+            let service = own.unwrap_or(facts.service);
+            self.add_span(span, service, top_level, synthetics, kind);
         }
     }
 
     fn add_span(
         &mut self,
         span: &SpanData,
-        service: Option<String>,
-        default_service: &str,
+        service: &str,
         top_level: bool,
         synthetics: bool,
         span_kind: &'static str,
@@ -169,10 +312,10 @@ impl Concentrator {
         } else {
             Vec::new()
         };
-        let key = Key {
-            service: service.unwrap_or_else(|| default_service.to_string()),
-            name: text(span, OPERATION_NAME).unwrap_or_else(|| DEFAULT_OPERATION.to_string()),
-            resource: text(span, RESOURCE_NAME).unwrap_or_else(|| span.name.to_string()),
+        let key = KeyRef {
+            service,
+            name: str_attr(span, OPERATION_NAME).unwrap_or(DEFAULT_OPERATION),
+            resource: text(span, RESOURCE_NAME).unwrap_or(Cow::Borrowed(span.name.as_ref())),
             span_type: text(span, SPAN_TYPE).unwrap_or_default(),
             http_status,
             synthetics,
@@ -188,25 +331,11 @@ impl Concentrator {
                 .or_else(|| text(span, "http.endpoint"))
                 .unwrap_or_default(),
         };
-        let bucket = self.buckets.entry(end - end % BUCKET_NS).or_default();
-        let key = if bucket.len() >= MAX_KEYS_PER_BUCKET && !bucket.contains_key(&key) {
-            Key {
-                service: key.service,
-                name: key.name,
-                resource: "_dd.cardinality_limit".to_string(),
-                span_type: String::new(),
-                http_status: 0,
-                synthetics: false,
-                span_kind: "",
-                peer_tags: Vec::new(),
-                is_trace_root: 2,
-                http_method: String::new(),
-                http_endpoint: String::new(),
-            }
-        } else {
-            key
-        };
-        let group = bucket.entry(key).or_default();
+        let group = self
+            .buckets
+            .entry(end - end % BUCKET_NS)
+            .or_default()
+            .group(key);
         group.hits += 1;
         group.duration += duration;
         if top_level {
@@ -241,7 +370,7 @@ impl Concentrator {
             .filter_map(|start| {
                 self.buckets.remove(&start).map(|groups| Bucket {
                     start,
-                    groups: groups.into_iter().collect(),
+                    groups: groups.by_hash.into_values().flatten().collect(),
                 })
             })
             .collect()
@@ -344,7 +473,6 @@ mod tests {
     use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
     use opentelemetry::KeyValue;
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-    use std::borrow::Cow;
     use std::time::Duration;
 
     pub(crate) fn span(
