@@ -48,6 +48,8 @@ pub struct TraceFacts {
     pub trace_id_high: u64,
     /// The last Datadog parent of an extracted W3C context (`_dd.parent_id`).
     pub parent_id: Option<String>,
+    /// Extracted baggage members tagged as `baggage.<key>` (`DD_TRACE_BAGGAGE_TAG_KEYS`).
+    pub baggage_tags: Vec<(String, String)>,
 }
 
 /// Tag naming the language of the tracer, on each chunk root.
@@ -66,6 +68,7 @@ impl TraceFacts {
             propagated: dd.tags,
             trace_id_high: (id >> 64) as u64,
             parent_id: dd.parent_id,
+            baggage_tags: dd.baggage_tags,
         }
     }
 
@@ -79,8 +82,8 @@ impl TraceFacts {
     }
 
     /// The string tags written once, on the chunk root: `_dd.p.*` (with `_dd.p.tid` when the
-    /// trace id has 128 bits), `_dd.parent_id` (after a W3C extraction that carried it) and
-    /// `language`.
+    /// trace id has 128 bits), `_dd.parent_id` (after a W3C extraction that carried it),
+    /// `baggage.<key>` (extracted baggage, `DD_TRACE_BAGGAGE_TAG_KEYS`) and `language`.
     pub fn chunk_tags(&self) -> Vec<KeyValue> {
         let mut tags = Vec::with_capacity(self.propagated.len() + 2);
         for (name, value) in &self.propagated {
@@ -99,6 +102,9 @@ impl TraceFacts {
         }
         if let Some(parent) = &self.parent_id {
             tags.push(KeyValue::new("_dd.parent_id", parent.clone()));
+        }
+        for (key, value) in &self.baggage_tags {
+            tags.push(KeyValue::new(format!("baggage.{key}"), value.clone()));
         }
         tags.push(KeyValue::new(LANGUAGE.0, LANGUAGE.1));
         tags

@@ -15,6 +15,8 @@
 //! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
 
 use crate::b3::{self, B3Context};
+#[cfg(test)]
+use crate::baggage::BaggageTagKeys;
 use crate::baggage::{self, Baggage};
 use crate::styles::{PropagationStyles, Style};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -71,6 +73,9 @@ pub struct DdState {
     /// The last Datadog parent (`_dd.parent_id` on the local root): the `p:` of an extracted
     /// W3C `tracestate`, or the Datadog parent when the W3C parent replaced it.
     pub(crate) parent_id: Option<String>,
+    /// Extracted baggage members to tag on the local root span (`baggage.<key>`,
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`); in-process only, never sent in a header.
+    pub(crate) baggage_tags: Vec<(String, String)>,
 }
 
 /// Propagated tag names and values kept, as Datadog's tracers validate `x-datadog-tags`:
@@ -185,6 +190,10 @@ impl DdState {
                     part.strip_prefix("t.").and_then(|t| t.split_once(':'))
                 {
                     out.set_tag(&unescape(name), &unescape(value));
+                } else if let Some((key, value)) =
+                    part.strip_prefix("b.").and_then(|b| b.split_once(':'))
+                {
+                    out.baggage_tags.push((unescape(key), unescape(value)));
                 }
             }
         }
@@ -239,7 +248,8 @@ impl DdState {
     }
 
     /// Writes this state into a span's trace state (the in-process form), keeping the other
-    /// vendors' members. Tags that do not fit in one member (256 characters) are left out.
+    /// vendors' members. Fields that do not fit in one member (256 characters) are left out,
+    /// baggage tags first.
     pub fn write_into(&self, state: &TraceState) -> TraceState {
         use std::fmt::Write as _;
         // One string, written in place (`s:1;o:…;t.dm:-0`).
@@ -270,6 +280,10 @@ impl DdState {
         }
         for (name, tag) in &self.tags {
             field(&mut value, "t.", Some(name), tag);
+        }
+        // Last: the first left out when the member is full.
+        for (key, tag) in &self.baggage_tags {
+            field(&mut value, "b.", Some(key), tag);
         }
         if value.is_empty() {
             return state.delete("dd").unwrap_or_else(|_| state.clone());
@@ -661,16 +675,40 @@ impl TextMapPropagator for DatadogW3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let found = resolve(&self.styles, extractor);
+        let mut found = resolve(&self.styles, extractor);
+        let baggage = self
+            .styles
+            .extract
+            .contains(&Style::Baggage)
+            .then(|| extractor.get(baggage::HEADER).map(Baggage::parse))
+            .flatten()
+            .filter(|b| !b.is_empty());
+        // The members to tag travel with the context to the local root span (the exporter
+        // writes them as `baggage.<key>`, see `TraceFacts::chunk_tags`).
+        if let (Some(sc), Some(items)) = (&found, &baggage) {
+            let mut dd = DdState::from_trace_state(sc.trace_state());
+            dd.baggage_tags = self
+                .styles
+                .baggage_tag_keys
+                .select(items)
+                .cloned()
+                .collect();
+            if !dd.baggage_tags.is_empty() {
+                found = Some(SpanContext::new(
+                    sc.trace_id(),
+                    sc.span_id(),
+                    sc.trace_flags(),
+                    true,
+                    dd.write_into(sc.trace_state()),
+                ));
+            }
+        }
         let mut cx = match found {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
-        if self.styles.extract.contains(&Style::Baggage) {
-            let items = extractor.get(baggage::HEADER).map(Baggage::parse);
-            if let Some(items) = items.filter(|b| !b.is_empty()) {
-                cx = cx.with_value(items);
-            }
+        if let Some(items) = baggage {
+            cx = cx.with_value(items);
         }
         cx
     }
@@ -741,7 +779,7 @@ mod tests {
         let propagator = DatadogW3cPropagator::with_styles(PropagationStyles {
             extract: every.clone(),
             inject: every,
-            extract_first: false,
+            ..PropagationStyles::default()
         });
         let mut seen = Vec::new();
         for value in [
@@ -1388,11 +1426,71 @@ mod tests {
         }
     }
 
+    /// test_headers_baggage.py::Test_Headers_Baggage_Span_Tags: extracted baggage members as
+    /// `baggage.<key>` tags of the local root (through the trace facts), never in a header.
+    #[test]
+    fn baggage_members_become_root_span_tags() {
+        let tags_of = |keys: BaggageTagKeys, baggage: &str| {
+            let p = DatadogW3cPropagator::with_styles(PropagationStyles {
+                baggage_tag_keys: keys,
+                ..PropagationStyles::default()
+            });
+            let (sc, out) = round_trip(
+                &p,
+                &[
+                    ("x-datadog-trace-id", "123456789"),
+                    ("x-datadog-parent-id", "987654321"),
+                    ("baggage", baggage),
+                ],
+            );
+            assert!(!out["tracestate"].contains("doggo"), "{out:?}");
+            assert!(!out.contains_key("x-datadog-tags"), "{out:?}");
+            let tags: Vec<(String, String)> = crate::facts::TraceFacts::of(&sc)
+                .chunk_tags()
+                .into_iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .filter(|(k, _)| k.starts_with("baggage."))
+                .collect();
+            tags
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            tags_of(
+                BaggageTagKeys::default(),
+                "user.id=doggo,session.id=mysession,foo=bar"
+            ),
+            vec![
+                pair("baggage.user.id", "doggo"),
+                pair("baggage.session.id", "mysession")
+            ]
+        );
+        assert_eq!(
+            tags_of(
+                BaggageTagKeys::parse("session.id,foo"),
+                "user.id=doggo,session.id=fakesession,foo=bar"
+            ),
+            vec![
+                pair("baggage.session.id", "fakesession"),
+                pair("baggage.foo", "bar")
+            ]
+        );
+        assert_eq!(
+            tags_of(BaggageTagKeys::All, "user.id=doggo,serverNode=DF%2028").len(),
+            2
+        );
+        assert!(tags_of(
+            BaggageTagKeys::parse("session.id,foo"),
+            "user.id=,session.id=mysession,account.id=abcd"
+        )
+        .is_empty());
+        assert!(tags_of(BaggageTagKeys::parse(""), "user.id=doggo").is_empty());
+    }
+
     fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
         DatadogW3cPropagator::with_styles(PropagationStyles {
             extract: crate::styles::parse(extract).unwrap(),
             inject: crate::styles::parse(inject).unwrap(),
-            extract_first: false,
+            ..PropagationStyles::default()
         })
     }
 

@@ -8,6 +8,7 @@
 //! `none` alone turns propagation off (beside other styles it is ignored). Extraction tries the styles in order: the first that
 //! yields a context wins.
 
+use crate::baggage::BaggageTagKeys;
 use crate::env::{ConfigError, Env};
 
 /// One propagation style.
@@ -82,6 +83,8 @@ pub struct PropagationStyles {
     /// `DD_TRACE_PROPAGATION_EXTRACT_FIRST`: the first context found is taken as it is, no
     /// later style is consulted (no W3C parent or `tracestate` from a later `tracecontext`).
     pub extract_first: bool,
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`: extracted baggage members tagged on the local root span.
+    pub baggage_tag_keys: BaggageTagKeys,
 }
 
 impl Default for PropagationStyles {
@@ -90,12 +93,14 @@ impl Default for PropagationStyles {
             extract: DEFAULT.to_vec(),
             inject: DEFAULT.to_vec(),
             extract_first: false,
+            baggage_tag_keys: BaggageTagKeys::default(),
         }
     }
 }
 
 impl PropagationStyles {
-    /// Reads the four style variables and `DD_TRACE_PROPAGATION_EXTRACT_FIRST`.
+    /// Reads the four style variables, `DD_TRACE_PROPAGATION_EXTRACT_FIRST` and
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let read = |key: &str| -> Result<Option<Vec<Style>>, ConfigError> {
             env.get(key)
@@ -114,6 +119,11 @@ impl PropagationStyles {
             extract: extract.unwrap_or_else(|| DEFAULT.to_vec()),
             inject: inject.unwrap_or_else(|| DEFAULT.to_vec()),
             extract_first: env.flag("DD_TRACE_PROPAGATION_EXTRACT_FIRST", false)?,
+            // Set but empty: no baggage tags.
+            baggage_tag_keys: env
+                .raw("DD_TRACE_BAGGAGE_TAG_KEYS")
+                .map(BaggageTagKeys::parse)
+                .unwrap_or_default(),
         })
     }
 }
@@ -175,5 +185,23 @@ mod tests {
         let env = Env::from_pairs([("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "maybe")]);
         let err = PropagationStyles::from_env(&env).unwrap_err();
         assert_eq!(err.variable, "DD_TRACE_PROPAGATION_EXTRACT_FIRST");
+    }
+
+    #[test]
+    fn baggage_tag_keys_default_and_empty() {
+        let keys = |pairs: &[(&str, &str)]| {
+            PropagationStyles::from_env(&Env::from_pairs(pairs.iter().copied()))
+                .unwrap()
+                .baggage_tag_keys
+        };
+        assert_eq!(keys(&[]), BaggageTagKeys::default());
+        assert_eq!(
+            keys(&[("DD_TRACE_BAGGAGE_TAG_KEYS", "")]),
+            BaggageTagKeys::Keys(vec![])
+        );
+        assert_eq!(
+            keys(&[("DD_TRACE_BAGGAGE_TAG_KEYS", "*")]),
+            BaggageTagKeys::All
+        );
     }
 }
