@@ -50,6 +50,9 @@ pub struct TraceFacts {
     pub parent_id: Option<String>,
     /// Extracted baggage members tagged as `baggage.<key>` (`DD_TRACE_BAGGAGE_TAG_KEYS`).
     pub baggage_tags: Vec<(String, String)>,
+    /// Continued from Datadog headers without a parent: the chunk root's stand-in parent
+    /// ([`crate::propagation::NO_PARENT`]) is written as none.
+    pub no_parent: bool,
 }
 
 /// Tag naming the language of the tracer, on each chunk root.
@@ -69,6 +72,7 @@ impl TraceFacts {
             trace_id_high: (id >> 64) as u64,
             parent_id: dd.parent_id,
             baggage_tags: dd.baggage_tags,
+            no_parent: dd.no_parent,
         }
     }
 

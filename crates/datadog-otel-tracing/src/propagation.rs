@@ -76,7 +76,15 @@ pub struct DdState {
     /// Extracted baggage members to tag on the local root span (`baggage.<key>`,
     /// `DD_TRACE_BAGGAGE_TAG_KEYS`); in-process only, never sent in a header.
     pub(crate) baggage_tags: Vec<(String, String)>,
+    /// The trace was continued from Datadog headers without a parent (`x-datadog-parent-id`
+    /// 0 or absent, as synthetics requests send): the remote parent is [`NO_PARENT`], which
+    /// the exporter writes as no parent at all.
+    pub(crate) no_parent: bool,
 }
+
+/// The stand-in parent of a trace continued without one (OpenTelemetry continues a trace only
+/// from a valid parent); the exporter turns it back into parent 0 ([`DdState::no_parent`]).
+pub(crate) const NO_PARENT: SpanId = SpanId::from_bytes([0xff; 8]);
 
 /// Propagated tag names and values kept, as Datadog's tracers validate `x-datadog-tags`:
 /// names of printable ASCII without space, `,` and `=`; values of printable ASCII (space
@@ -186,6 +194,8 @@ impl DdState {
                     }
                 } else if let Some(p) = part.strip_prefix("p:") {
                     out.parent_id = Some(unescape(p));
+                } else if part == "n:1" {
+                    out.no_parent = true;
                 } else if let Some((name, value)) =
                     part.strip_prefix("t.").and_then(|t| t.split_once(':'))
                 {
@@ -274,6 +284,9 @@ impl DdState {
         };
         if let Some(origin) = &self.origin {
             field(&mut value, "o:", None, origin);
+        }
+        if self.no_parent {
+            field(&mut value, "n:", None, "1");
         }
         if let Some(parent) = &self.parent_id {
             field(&mut value, "p:", None, parent);
@@ -407,11 +420,24 @@ fn parse_tracestate(extractor: &dyn Extractor) -> Option<TraceState> {
 /// A context from Datadog headers.
 fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     let trace_low: u64 = extractor.get(DD_TRACE_ID)?.trim().parse().ok()?;
-    let parent: u64 = extractor.get(DD_PARENT_ID)?.trim().parse().ok()?;
-    if trace_low == 0 || parent == 0 {
+    // A missing or zero parent continues the trace without a parent, as Datadog's tracers do
+    // (synthetics requests send `x-datadog-parent-id: 0`); an unreadable one continues nothing.
+    let parent: u64 = match extractor.get(DD_PARENT_ID) {
+        Some(parent) => parent.trim().parse().ok()?,
+        None => 0,
+    };
+    if trace_low == 0 {
         return None;
     }
-    let mut dd = DdState::default();
+    let mut dd = DdState {
+        no_parent: parent == 0,
+        ..DdState::default()
+    };
+    let parent = if parent == 0 {
+        NO_PARENT
+    } else {
+        SpanId::from(parent)
+    };
     let high = extractor
         .get(DD_TAGS)
         .and_then(|tags| parse_tags(tags, &mut dd))
@@ -432,13 +458,7 @@ fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     dd.priority = priority;
     dd.origin = origin;
     let state = dd.write_into(&TraceState::default());
-    Some(SpanContext::new(
-        trace_id,
-        SpanId::from(parent),
-        flags,
-        true,
-        state,
-    ))
+    Some(SpanContext::new(trace_id, parent, flags, true, state))
 }
 
 /// The `traceparent` header: trace id, parent id, sampled flag.
@@ -551,7 +571,13 @@ fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Span
     let mut parent = primary.span_id();
     if w3c.span_id() != parent {
         let last = DdState::from_trace_state(w3c.trace_state()).parent_id;
-        dd.parent_id = Some(last.unwrap_or_else(|| parent.to_string()));
+        let datadog = if dd.no_parent {
+            SpanId::INVALID
+        } else {
+            parent
+        };
+        dd.parent_id = Some(last.unwrap_or_else(|| datadog.to_string()));
+        dd.no_parent = false;
         parent = w3c.span_id();
     }
     let others = w3c
@@ -578,7 +604,11 @@ impl DatadogW3cPropagator {
         let dd = DdState::from_trace_state(sc.trace_state());
         // The priority decides; spans are recorded either way (the Agent drops, after stats).
         let priority = dd.priority_or(sc.is_sampled());
-        let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
+        // The stand-in parent of a trace continued without one is no span: none is sent.
+        let span_id = match sc.span_id() {
+            NO_PARENT if dd.no_parent => 0,
+            id => u64::from_be_bytes(id.to_bytes()),
+        };
 
         injector.set(DD_TRACE_ID, low.to_string());
         injector.set(DD_PARENT_ID, span_id.to_string());
@@ -1484,6 +1514,49 @@ mod tests {
         )
         .is_empty());
         assert!(tags_of(BaggageTagKeys::parse(""), "user.id=doggo").is_empty());
+    }
+
+    /// test_trace_sampling.py::test_distributed_headers_synthetics_sampling_decision: parent
+    /// 0 continues the trace id, with no parent, keeping priority and origin.
+    #[test]
+    fn a_zero_parent_continues_the_trace_without_a_parent() {
+        let p = DatadogW3cPropagator::new();
+        let (sc, out) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "123456789"),
+                ("x-datadog-parent-id", "0"),
+                ("x-datadog-sampling-priority", "1"),
+                ("x-datadog-origin", "synthetics;=web,z"),
+            ],
+        );
+        assert!(sc.is_valid() && sc.is_remote());
+        assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 123456789);
+        assert_eq!(sc.span_id(), NO_PARENT);
+        let facts = crate::facts::TraceFacts::of(&sc);
+        assert!(facts.no_parent);
+        assert_eq!(facts.priority.0, 1);
+        assert_eq!(facts.origin.as_deref(), Some("synthetics;=web,z"));
+        assert_eq!(out["x-datadog-parent-id"], "0");
+        // Still nothing without a trace id, or with an unreadable parent.
+        assert!(extract(&[("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "0")]).is_none());
+        assert!(extract(&[("x-datadog-trace-id", "5"), ("x-datadog-parent-id", "x")]).is_none());
+        // A later W3C context of the same trace gives the parent; the last Datadog one is 0.
+        let (sc, _) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "4"),
+                ("x-datadog-parent-id", "0"),
+                (
+                    "traceparent",
+                    "00-00000000000000000000000000000004-000000003ade68b1-01",
+                ),
+            ],
+        );
+        assert_eq!(u64::from_be_bytes(sc.span_id().to_bytes()), 987654321);
+        let facts = crate::facts::TraceFacts::of(&sc);
+        assert!(!facts.no_parent);
+        assert_eq!(facts.parent_id.as_deref(), Some("0000000000000000"));
     }
 
     fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
