@@ -596,7 +596,9 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         ("DD_TRACE_SAMPLING_RULES", "[{"),
         ("DD_TRACE_RATE_LIMIT", "lots"),
         ("DD_TRACE_PROPAGATION_STYLE", "jaeger"),
-        ("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "none,b3"),
+        // `none` beside other styles is ignored, as Datadog's tracers do: an unknown style is not.
+        ("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "b3,zipkin"),
+        ("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "sometimes"),
         ("DD_TRACE_PROPAGATION_STYLE_INJECT", "w3c"),
         ("DD_TRACE_OBFUSCATION_QUERY_STRING_REGEXP", "(unclosed"),
         ("DD_TRACE_HEADER_TAGS", ":no-header"),

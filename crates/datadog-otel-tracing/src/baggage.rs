@@ -49,6 +49,55 @@ const VALUE_ENCODE: &AsciiSet = &CONTROLS
     .add(b'\\')
     .add(b'%');
 
+/// `DD_TRACE_BAGGAGE_TAG_KEYS`: the extracted baggage members written as `baggage.<key>`
+/// tags on the local root span (default `user.id,account.id,session.id`; `*`: every member;
+/// empty: none). Keys are compared as written (`feature*flag` is a key, not a pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaggageTagKeys {
+    /// Every member.
+    All,
+    /// These keys.
+    Keys(Vec<String>),
+}
+
+impl Default for BaggageTagKeys {
+    fn default() -> Self {
+        Self::Keys(
+            ["user.id", "account.id", "session.id"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+}
+
+impl BaggageTagKeys {
+    /// Parses the comma-separated list (blank entries skipped).
+    pub fn parse(raw: &str) -> Self {
+        let keys: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
+        if keys.iter().any(|k| k == "*") {
+            Self::All
+        } else {
+            Self::Keys(keys)
+        }
+    }
+
+    /// The members of `baggage` to tag, in order.
+    pub(crate) fn select<'a>(
+        &'a self,
+        baggage: &'a Baggage,
+    ) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        baggage.items.iter().filter(move |(key, _)| match self {
+            Self::All => true,
+            Self::Keys(keys) => keys.iter().any(|k| k == key),
+        })
+    }
+}
+
 /// Baggage members, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baggage {
@@ -194,5 +243,30 @@ mod tests {
         // Members that would be empty once trimmed are not sent (the receiver would drop all).
         let blank = Baggage::parse("a=%20,b=2");
         assert_eq!(blank.header().as_deref(), Some("b=2"));
+    }
+
+    #[test]
+    fn tag_keys_default_all_none_and_literal_asterisks() {
+        let baggage = Baggage::parse(
+            "user.id=doggo,session.id=mysession,foo=bar,feature*flag=xyz,account.id=9",
+        );
+        let keys = |k: &BaggageTagKeys| -> Vec<String> {
+            k.select(&baggage).map(|(k, _)| k.clone()).collect()
+        };
+        assert_eq!(
+            keys(&BaggageTagKeys::default()),
+            ["user.id", "session.id", "account.id"]
+        );
+        assert_eq!(keys(&BaggageTagKeys::parse("*")).len(), 5);
+        assert!(keys(&BaggageTagKeys::parse("")).is_empty());
+        assert_eq!(keys(&BaggageTagKeys::parse("account.id,,")), ["account.id"]);
+        assert_eq!(
+            keys(&BaggageTagKeys::parse("account.id,feature*flag")),
+            ["feature*flag", "account.id"]
+        );
+        assert_eq!(
+            keys(&BaggageTagKeys::parse("session.id,foo")),
+            ["session.id", "foo"]
+        );
     }
 }

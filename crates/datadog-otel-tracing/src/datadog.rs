@@ -34,7 +34,7 @@ use crate::spans::{
     DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
 };
 use crate::stats::{ChunkFacts, Concentrator};
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
@@ -467,6 +467,9 @@ impl Core {
                         .push(KeyValue::new("_dd.origin", origin.clone()));
                 }
                 if position == 0 {
+                    if facts.no_parent && span.parent_span_id == crate::propagation::NO_PARENT {
+                        span.parent_span_id = SpanId::INVALID;
+                    }
                     span.attributes.extend(facts.chunk_tags());
                     for (key, value) in facts.chunk_metrics() {
                         metrics.push((plan.intern(key), value));
@@ -1060,6 +1063,33 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(headers["x-datadog-trace-count"], "1");
         assert_eq!(headers["content-type"], "application/msgpack");
         assert_eq!(render(body), GOLDEN);
+    }
+
+    /// A trace continued without a parent (Datadog headers with parent 0) goes out with parent
+    /// 0; the last Datadog parent and baggage tags carried in the dd state go on the root.
+    #[test]
+    fn a_stand_in_parent_goes_out_as_none_with_the_extracted_root_tags() {
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        let state = "dd=s:1;o:synthetics;n:1;p:000000000000000a;b.user.id:doggo";
+        let no_parent = u64::from_be_bytes(crate::propagation::NO_PARENT.to_bytes());
+        let root = span(1, no_parent, true, state, "GET /", vec![]);
+        let child = span(2, 1, false, state, "SELECT 1", vec![]);
+        futures::executor::block_on(exporter.export(vec![child, root])).unwrap();
+        let posts = lock(&capture.posts);
+        let out = render(&posts[0].2);
+        assert!(out.contains("span 1 parent 0 "), "{out}");
+        assert!(out.contains("span 2 parent 1 "), "{out}");
+        assert_eq!(
+            out.matches("meta _dd.parent_id=000000000000000a").count(),
+            1,
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("meta baggage.user.id=doggo").count(),
+            1,
+            "{out}"
+        );
     }
 
     /// With an Agent that takes stats and allows it, every chunk is counted in the stats and

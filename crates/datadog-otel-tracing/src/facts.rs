@@ -46,6 +46,13 @@ pub struct TraceFacts {
     pub propagated: Vec<(String, String)>,
     /// The upper 64 bits of the 128-bit trace id (`_dd.p.tid`; zero: a 64-bit id, no tag).
     pub trace_id_high: u64,
+    /// The last Datadog parent of an extracted W3C context (`_dd.parent_id`).
+    pub parent_id: Option<String>,
+    /// Extracted baggage members tagged as `baggage.<key>` (`DD_TRACE_BAGGAGE_TAG_KEYS`).
+    pub baggage_tags: Vec<(String, String)>,
+    /// Continued from Datadog headers without a parent: the chunk root's stand-in parent
+    /// ([`crate::propagation::NO_PARENT`]) is written as none.
+    pub no_parent: bool,
 }
 
 /// Tag naming the language of the tracer, on each chunk root.
@@ -63,6 +70,9 @@ impl TraceFacts {
             origin: dd.origin,
             propagated: dd.tags,
             trace_id_high: (id >> 64) as u64,
+            parent_id: dd.parent_id,
+            baggage_tags: dd.baggage_tags,
+            no_parent: dd.no_parent,
         }
     }
 
@@ -76,7 +86,8 @@ impl TraceFacts {
     }
 
     /// The string tags written once, on the chunk root: `_dd.p.*` (with `_dd.p.tid` when the
-    /// trace id has 128 bits) and `language`.
+    /// trace id has 128 bits), `_dd.parent_id` (after a W3C extraction that carried it),
+    /// `baggage.<key>` (extracted baggage, `DD_TRACE_BAGGAGE_TAG_KEYS`) and `language`.
     pub fn chunk_tags(&self) -> Vec<KeyValue> {
         let mut tags = Vec::with_capacity(self.propagated.len() + 2);
         for (name, value) in &self.propagated {
@@ -92,6 +103,12 @@ impl TraceFacts {
                 "_dd.p.tid",
                 format!("{:016x}", self.trace_id_high),
             ));
+        }
+        if let Some(parent) = &self.parent_id {
+            tags.push(KeyValue::new("_dd.parent_id", parent.clone()));
+        }
+        for (key, value) in &self.baggage_tags {
+            tags.push(KeyValue::new(format!("baggage.{key}"), value.clone()));
         }
         tags.push(KeyValue::new(LANGUAGE.0, LANGUAGE.1));
         tags
@@ -136,6 +153,24 @@ mod tests {
             ]
         );
         assert_eq!(facts.chunk_metrics(), vec![("_sampling_priority_v1", 2.0)]);
+    }
+
+    #[test]
+    fn the_last_datadog_parent_goes_on_the_chunk_root() {
+        let state: TraceState = "dd=s:1;p:XX!X".parse().unwrap();
+        let context = SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(5u64),
+            TraceFlags::SAMPLED,
+            false,
+            state,
+        );
+        let facts = TraceFacts::of(&context);
+        assert_eq!(facts.parent_id.as_deref(), Some("XX!X"));
+        assert!(facts
+            .chunk_tags()
+            .iter()
+            .any(|kv| kv.key.as_str() == "_dd.parent_id" && kv.value.as_str() == "XX!X"));
     }
 
     #[test]

@@ -15,12 +15,13 @@
 //! `dd` key (`s:<priority>;o:<origin>`), which is also what goes out in the `tracestate` header.
 
 use crate::b3::{self, B3Context};
+#[cfg(test)]
+use crate::baggage::BaggageTagKeys;
 use crate::baggage::{self, Baggage};
 use crate::styles::{PropagationStyles, Style};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
-use std::str::FromStr;
 
 const DD_TRACE_ID: &str = "x-datadog-trace-id";
 const DD_PARENT_ID: &str = "x-datadog-parent-id";
@@ -56,6 +57,10 @@ impl DatadogW3cPropagator {
 }
 
 /// The Datadog part of a span's `tracestate`.
+///
+/// In-process it is kept under the `dd` key in a lossless form of its own (values
+/// percent-escaped, see [`escape`]), since origins and tag values may hold `,`, `;` or `=`,
+/// which a `tracestate` value cannot; the `tracestate` header gets W3C's form ([`Self::w3c_value`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DdState {
     /// Sampling priority (`-1` user reject, `0` auto reject, `1` auto keep, `2` user keep).
@@ -65,17 +70,33 @@ pub struct DdState {
     /// Propagated trace tags (`_dd.p.<name>`, without the prefix), e.g. `dm` (the sampling
     /// decision maker). The trace id's upper half (`tid`) is not kept here: it is in the id.
     pub tags: Vec<(String, String)>,
+    /// The last Datadog parent (`_dd.parent_id` on the local root): the `p:` of an extracted
+    /// W3C `tracestate`, or the Datadog parent when the W3C parent replaced it.
+    pub(crate) parent_id: Option<String>,
+    /// Extracted baggage members to tag on the local root span (`baggage.<key>`,
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`); in-process only, never sent in a header.
+    pub(crate) baggage_tags: Vec<(String, String)>,
+    /// The trace was continued from Datadog headers without a parent (`x-datadog-parent-id`
+    /// 0 or absent, as synthetics requests send): the remote parent is [`NO_PARENT`], which
+    /// the exporter writes as no parent at all.
+    pub(crate) no_parent: bool,
 }
 
-/// Propagated tag names and values kept: short, and free of every separator in use.
+/// The stand-in parent of a trace continued without one (OpenTelemetry continues a trace only
+/// from a valid parent); the exporter turns it back into parent 0 ([`DdState::no_parent`]).
+pub(crate) const NO_PARENT: SpanId = SpanId::from_bytes([0xff; 8]);
+
+/// Propagated tag names and values kept, as Datadog's tracers validate `x-datadog-tags`:
+/// names of printable ASCII without space, `,` and `=`; values of printable ASCII (space
+/// included) without `,`.
 fn valid_tag(name: &str, value: &str) -> bool {
-    let ok = |s: &str, max: usize| {
-        !s.is_empty()
-            && s.len() <= max
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
-    };
-    ok(name, 32) && ok(value, 64) && name != "tid"
+    !name.is_empty()
+        && !value.is_empty()
+        && name != "tid"
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b',' | b'='))
+        && value.bytes().all(|b| matches!(b, 0x20..=0x7e) && b != b',')
 }
 
 /// The trace flags of a sampled (or not) context.
@@ -87,13 +108,80 @@ pub(crate) fn sampled_flags(sampled: bool) -> TraceFlags {
     }
 }
 
+/// In-process escaping of a `dd` member field: `%XX` for `%`, the separators (`,;=:~`) and any
+/// byte outside printable ASCII, so that every origin and tag survives the trip unchanged.
+fn escape(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b';' | b'=' | b':' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// The inverse of [`escape`].
+fn unescape(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// W3C form of an origin or tag value in the `dd` member, as Datadog's tracers write it:
+/// characters outside printable ASCII and `,`, `;`, `~` become `_`, then `=` becomes `~`.
+fn w3c_value_chars(out: &mut String, s: &str) {
+    for c in s.chars() {
+        out.push(match c {
+            '=' => '~',
+            ',' | ';' | '~' => '_',
+            ' '..='~' => c,
+            _ => '_',
+        });
+    }
+}
+
+/// W3C form of a tag name in the `dd` member: outside printable ASCII, `,` and `=` become `_`.
+fn w3c_key_chars(out: &mut String, s: &str) {
+    for c in s.chars() {
+        out.push(match c {
+            ',' | '=' => '_',
+            '!'..='~' => c,
+            _ => '_',
+        });
+    }
+}
+
+/// Longest `tracestate` member value (W3C).
+const MAX_MEMBER_LEN: usize = 256;
+
 impl DdState {
     /// The priority, or for a context without one: 1 when `sampled`, else 0.
     pub(crate) fn priority_or(&self, sampled: bool) -> i32 {
         self.priority.unwrap_or(i32::from(sampled))
     }
 
-    /// Reads the `dd` member of a trace state.
+    /// Reads the `dd` member of a span's trace state (the in-process form).
     pub fn from_trace_state(state: &TraceState) -> Self {
         let mut out = DdState::default();
         if let Some(value) = state.get("dd") {
@@ -102,13 +190,43 @@ impl DdState {
                     out.priority = p.parse().ok();
                 } else if let Some(o) = part.strip_prefix("o:") {
                     if !o.is_empty() {
-                        out.origin = Some(o.to_string());
+                        out.origin = Some(unescape(o));
                     }
+                } else if let Some(p) = part.strip_prefix("p:") {
+                    out.parent_id = Some(unescape(p));
+                } else if part == "n:1" {
+                    out.no_parent = true;
                 } else if let Some((name, value)) =
                     part.strip_prefix("t.").and_then(|t| t.split_once(':'))
                 {
-                    out.set_tag(name, value);
+                    out.set_tag(&unescape(name), &unescape(value));
+                } else if let Some((key, value)) =
+                    part.strip_prefix("b.").and_then(|b| b.split_once(':'))
+                {
+                    out.baggage_tags.push((unescape(key), unescape(value)));
                 }
+            }
+        }
+        out
+    }
+
+    /// Reads the `dd` member of an incoming W3C `tracestate` header (`~` stands for `=` in
+    /// origins and tag values), with its `p:` (the last Datadog parent) as written.
+    fn from_w3c(value: &str) -> Self {
+        let mut out = DdState::default();
+        for part in value.split(';') {
+            if let Some(p) = part.strip_prefix("s:") {
+                out.priority = p.parse().ok();
+            } else if let Some(o) = part.strip_prefix("o:") {
+                if !o.is_empty() {
+                    out.origin = Some(o.replace('~', "="));
+                }
+            } else if let Some(p) = part.strip_prefix("p:") {
+                out.parent_id = Some(p.to_string());
+            } else if let Some((name, value)) =
+                part.strip_prefix("t.").and_then(|t| t.split_once(':'))
+            {
+                out.set_tag(name, &value.replace('~', "="));
             }
         }
         out
@@ -134,41 +252,87 @@ impl DdState {
         }
     }
 
-    /// Writes this state (and the parent span id, as W3C's `dd` member expects) into a trace
-    /// state, keeping the other vendors' members.
-    pub fn write_into(&self, state: &TraceState, parent: Option<SpanId>) -> TraceState {
+    /// Removes a propagated tag.
+    pub(crate) fn remove_tag(&mut self, name: &str) {
+        self.tags.retain(|(k, _)| k != name);
+    }
+
+    /// Writes this state into a span's trace state (the in-process form), keeping the other
+    /// vendors' members. Fields that do not fit in one member (256 characters) are left out,
+    /// baggage tags first.
+    pub fn write_into(&self, state: &TraceState) -> TraceState {
         use std::fmt::Write as _;
-        // One string, written in place (`s:1;p:…;o:…;t.dm:-0`).
+        // One string, written in place (`s:1;o:…;t.dm:-0`).
         let mut value = String::with_capacity(48);
-        let sep = |value: &mut String| {
+        if let Some(p) = self.priority {
+            let _ = write!(value, "s:{p}");
+        }
+        let field = |value: &mut String, prefix: &str, name: Option<&str>, s: &str| {
+            let start = value.len();
             if !value.is_empty() {
                 value.push(';');
             }
+            value.push_str(prefix);
+            if let Some(name) = name {
+                escape(value, name);
+                value.push(':');
+            }
+            escape(value, s);
+            if value.len() > MAX_MEMBER_LEN {
+                value.truncate(start);
+            }
         };
-        if let Some(p) = self.priority {
-            sep(&mut value);
-            let _ = write!(value, "s:{p}");
-        }
-        if let Some(parent) = parent {
-            sep(&mut value);
-            let _ = write!(value, "p:{parent}");
-        }
         if let Some(origin) = &self.origin {
-            sep(&mut value);
-            value.push_str("o:");
-            value.push_str(origin);
+            field(&mut value, "o:", None, origin);
+        }
+        if self.no_parent {
+            field(&mut value, "n:", None, "1");
+        }
+        if let Some(parent) = &self.parent_id {
+            field(&mut value, "p:", None, parent);
         }
         for (name, tag) in &self.tags {
-            sep(&mut value);
-            value.push_str("t.");
-            value.push_str(name);
-            value.push(':');
-            value.push_str(tag);
+            field(&mut value, "t.", Some(name), tag);
+        }
+        // Last: the first left out when the member is full.
+        for (key, tag) in &self.baggage_tags {
+            field(&mut value, "b.", Some(key), tag);
         }
         if value.is_empty() {
             return state.delete("dd").unwrap_or_else(|_| state.clone());
         }
         state.insert("dd", value).unwrap_or_else(|_| state.clone())
+    }
+
+    /// The `dd` member of an outgoing `tracestate` header, as Datadog's tracers write it
+    /// (`s:1;p:<parent>;o:…;t.dm:-0`), within W3C's 256 characters (tags that do not fit are
+    /// left out).
+    fn w3c_value(&self, parent: SpanId) -> String {
+        use std::fmt::Write as _;
+        let mut value = String::with_capacity(64);
+        if let Some(p) = self.priority {
+            let _ = write!(value, "s:{p};");
+        }
+        let _ = write!(value, "p:{parent}");
+        if let Some(origin) = &self.origin {
+            let start = value.len();
+            value.push_str(";o:");
+            w3c_value_chars(&mut value, origin);
+            if value.len() > MAX_MEMBER_LEN {
+                value.truncate(start);
+            }
+        }
+        for (name, tag) in &self.tags {
+            let start = value.len();
+            value.push_str(";t.");
+            w3c_key_chars(&mut value, name);
+            value.push(':');
+            w3c_value_chars(&mut value, tag);
+            if value.len() > MAX_MEMBER_LEN {
+                value.truncate(start);
+            }
+        }
+        value
     }
 }
 
@@ -189,16 +353,15 @@ fn is_valid_decision_maker(value: &str) -> bool {
         .is_some_and(|n| n <= 255)
 }
 
+/// An origin as Datadog's tracers take it from `x-datadog-origin`: any printable ASCII
+/// (`,`, `;` and `=` included: the `tracestate` form replaces them).
 fn is_valid_origin(origin: &str) -> bool {
-    !origin.is_empty()
-        && origin.len() <= 64
-        && origin
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b',' | b';' | b'=' | b'~'))
+    !origin.is_empty() && origin.len() <= 256 && origin.bytes().all(|b| matches!(b, 0x20..=0x7e))
 }
 
 /// `x-datadog-tags`: the upper half of the trace id (`_dd.p.tid`) and the other `_dd.p.*`
-/// tags. Ignored whole when longer than Datadog's tracers accept.
+/// tags (values may hold `=`: split at the first). Ignored whole when longer than Datadog's
+/// tracers accept.
 fn parse_tags(header: &str, dd: &mut DdState) -> Option<u64> {
     if header.len() > MAX_TAGS_LEN {
         return None;
@@ -225,22 +388,56 @@ fn parse_tags(header: &str, dd: &mut DdState) -> Option<u64> {
     tid
 }
 
-/// A W3C `tracestate` header, or none when it is oversized or has more than 32 members.
+/// Most members a `tracestate` carries (W3C): the rest are dropped from the end.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// The W3C `tracestate`: every `tracestate` header joined with `,` (W3C allows it to be
+/// split), members trimmed of optional white space (spaces and tabs), empty ones skipped, the
+/// first 32 kept. None when oversized or when a member is malformed.
 fn parse_tracestate(extractor: &dyn Extractor) -> Option<TraceState> {
-    let header = extractor.get(TRACESTATE)?;
-    if header.len() > MAX_TRACESTATE_LEN || header.split(',').count() > 32 {
-        return None;
+    let headers = extractor.get_all(TRACESTATE)?;
+    let mut len = 0;
+    let mut members = Vec::new();
+    for header in headers {
+        len += header.len() + 1;
+        if len > MAX_TRACESTATE_LEN {
+            return None;
+        }
+        for member in header.split(',').map(|m| m.trim_matches([' ', '\t'])) {
+            if member.is_empty() {
+                continue;
+            }
+            let (key, value) = member.split_once('=')?;
+            if !members.iter().any(|(k, _)| *k == key) {
+                members.push((key, value));
+            }
+        }
     }
-    TraceState::from_str(header).ok()
+    members.truncate(MAX_TRACESTATE_MEMBERS);
+    TraceState::from_key_value(members).ok()
 }
 
+/// A context from Datadog headers.
 fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     let trace_low: u64 = extractor.get(DD_TRACE_ID)?.trim().parse().ok()?;
-    let parent: u64 = extractor.get(DD_PARENT_ID)?.trim().parse().ok()?;
-    if trace_low == 0 || parent == 0 {
+    // A missing or zero parent continues the trace without a parent, as Datadog's tracers do
+    // (synthetics requests send `x-datadog-parent-id: 0`); an unreadable one continues nothing.
+    let parent: u64 = match extractor.get(DD_PARENT_ID) {
+        Some(parent) => parent.trim().parse().ok()?,
+        None => 0,
+    };
+    if trace_low == 0 {
         return None;
     }
-    let mut dd = DdState::default();
+    let mut dd = DdState {
+        no_parent: parent == 0,
+        ..DdState::default()
+    };
+    let parent = if parent == 0 {
+        NO_PARENT
+    } else {
+        SpanId::from(parent)
+    };
     let high = extractor
         .get(DD_TAGS)
         .and_then(|tags| parse_tags(tags, &mut dd))
@@ -260,25 +457,12 @@ fn extract_datadog(extractor: &dyn Extractor) -> Option<SpanContext> {
     let flags = sampled_flags(sampled);
     dd.priority = priority;
     dd.origin = origin;
-    // Datadog's tracers send W3C headers too: keep the other vendors' tracestate members when
-    // the traceparent speaks of the same trace.
-    let same_trace = extract_w3c(extractor).is_some_and(|w3c| w3c.trace_id() == trace_id);
-    let others = same_trace
-        .then(|| parse_tracestate(extractor))
-        .flatten()
-        .and_then(|state| state.delete("dd").ok())
-        .unwrap_or_default();
-    let state = dd.write_into(&others, None);
-    Some(SpanContext::new(
-        trace_id,
-        SpanId::from(parent),
-        flags,
-        true,
-        state,
-    ))
+    let state = dd.write_into(&TraceState::default());
+    Some(SpanContext::new(trace_id, parent, flags, true, state))
 }
 
-fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
+/// The `traceparent` header: trace id, parent id, sampled flag.
+fn parse_traceparent(extractor: &dyn Extractor) -> Option<(TraceId, SpanId, bool)> {
     let header = extractor.get(TRACEPARENT)?.trim();
     let parts: Vec<&str> = header.split('-').collect();
     if parts.len() < 4 {
@@ -305,15 +489,31 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
         .ok()
         .filter(|s| *s != SpanId::INVALID)?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    let sampled = flags & 1 == 1;
+    Some((trace_id, span_id, flags & 1 == 1))
+}
+
+/// The W3C context: its Datadog state read from the W3C form of the `dd` member, the other
+/// members kept as they came.
+fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
+    let (trace_id, span_id, sampled) = parse_traceparent(extractor)?;
     let state = parse_tracestate(extractor).unwrap_or_default();
-    let mut dd = DdState::from_trace_state(&state);
-    // The W3C flag is authoritative; the dd priority refines it, as in Datadog's tracers.
+    let mut dd = state.get("dd").map(DdState::from_w3c).unwrap_or_default();
+    // The W3C flag is authoritative; the dd priority refines it, as in Datadog's tracers. When
+    // the flag overrides it, the decision maker is reset: default (`-0`) for a keep, none for a
+    // drop.
     dd.priority = match dd.priority {
         Some(p) if (p > 0) == sampled => Some(p),
-        _ => Some(i32::from(sampled)),
+        Some(_) => {
+            if sampled {
+                dd.set_tag("dm", "-0");
+            } else {
+                dd.remove_tag("dm");
+            }
+            Some(i32::from(sampled))
+        }
+        None => Some(i32::from(sampled)),
     };
-    let state = dd.write_into(&state, None);
+    let state = dd.write_into(&state);
     let flags = sampled_flags(sampled);
     Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
@@ -331,7 +531,7 @@ fn from_b3(b3: B3Context) -> SpanContext {
         SpanId::from(b3.span_id),
         flags,
         true,
-        dd.write_into(&TraceState::default(), None),
+        dd.write_into(&TraceState::default()),
     )
 }
 
@@ -348,6 +548,51 @@ fn extract_style(style: Style, extractor: &dyn Extractor) -> Option<SpanContext>
     }
 }
 
+/// The context extracted with the styles in order, as Datadog's tracers resolve it: the first
+/// style that yields one wins. Unless `extract_first`, a W3C context of the same trace found
+/// by a later style lends its other vendors' `tracestate` members, and its parent when it
+/// differs (the primary's parent, or the `tracestate`'s `p:`, becomes `_dd.parent_id`).
+fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<SpanContext> {
+    let (style, primary) = styles
+        .extract
+        .iter()
+        .find_map(|style| extract_style(*style, extractor).map(|sc| (*style, sc)))?;
+    if styles.extract_first
+        || style == Style::TraceContext
+        || !styles.extract.contains(&Style::TraceContext)
+    {
+        return Some(primary);
+    }
+    let Some(w3c) = extract_w3c(extractor).filter(|w3c| w3c.trace_id() == primary.trace_id())
+    else {
+        return Some(primary);
+    };
+    let mut dd = DdState::from_trace_state(primary.trace_state());
+    let mut parent = primary.span_id();
+    if w3c.span_id() != parent {
+        let last = DdState::from_trace_state(w3c.trace_state()).parent_id;
+        let datadog = if dd.no_parent {
+            SpanId::INVALID
+        } else {
+            parent
+        };
+        dd.parent_id = Some(last.unwrap_or_else(|| datadog.to_string()));
+        dd.no_parent = false;
+        parent = w3c.span_id();
+    }
+    let others = w3c
+        .trace_state()
+        .delete("dd")
+        .unwrap_or_else(|_| w3c.trace_state().clone());
+    Some(SpanContext::new(
+        primary.trace_id(),
+        parent,
+        primary.trace_flags(),
+        true,
+        dd.write_into(&others),
+    ))
+}
+
 impl DatadogW3cPropagator {
     fn inject_datadog(&self, cx: &Context, injector: &mut dyn Injector) {
         let span = cx.span();
@@ -359,7 +604,11 @@ impl DatadogW3cPropagator {
         let dd = DdState::from_trace_state(sc.trace_state());
         // The priority decides; spans are recorded either way (the Agent drops, after stats).
         let priority = dd.priority_or(sc.is_sampled());
-        let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
+        // The stand-in parent of a trace continued without one is no span: none is sent.
+        let span_id = match sc.span_id() {
+            NO_PARENT if dd.no_parent => 0,
+            id => u64::from_be_bytes(id.to_bytes()),
+        };
 
         injector.set(DD_TRACE_ID, low.to_string());
         injector.set(DD_PARENT_ID, span_id.to_string());
@@ -375,8 +624,10 @@ impl DatadogW3cPropagator {
         if high != 0 {
             tags.push(format!("_dd.p.tid={high:016x}"));
         }
-        if !tags.is_empty() {
-            injector.set(DD_TAGS, tags.join(","));
+        let tags = tags.join(",");
+        // Longer than Datadog's tracers accept: left out, as they do.
+        if !tags.is_empty() && tags.len() <= MAX_TAGS_LEN {
+            injector.set(DD_TAGS, tags);
         }
     }
 
@@ -402,8 +653,18 @@ impl DatadogW3cPropagator {
             // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
             out.tags.push(("tid".into(), format!("{high:016x}")));
         }
-        let state = out.write_into(sc.trace_state(), Some(sc.span_id()));
-        injector.set(TRACESTATE, state.header());
+        // `dd` first, then the other vendors' members as they came, 32 members at most.
+        let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
+        let others = sc.trace_state().header();
+        for member in others
+            .split(',')
+            .filter(|m| !m.is_empty() && !m.starts_with("dd="))
+            .take(MAX_TRACESTATE_MEMBERS - 1)
+        {
+            header.push(',');
+            header.push_str(member);
+        }
+        injector.set(TRACESTATE, header);
     }
 
     fn inject_b3(&self, cx: &Context, injector: &mut dyn Injector, single: bool) {
@@ -444,20 +705,40 @@ impl TextMapPropagator for DatadogW3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let found = self
+        let mut found = resolve(&self.styles, extractor);
+        let baggage = self
             .styles
             .extract
-            .iter()
-            .find_map(|style| extract_style(*style, extractor));
+            .contains(&Style::Baggage)
+            .then(|| extractor.get(baggage::HEADER).map(Baggage::parse))
+            .flatten()
+            .filter(|b| !b.is_empty());
+        // The members to tag travel with the context to the local root span (the exporter
+        // writes them as `baggage.<key>`, see `TraceFacts::chunk_tags`).
+        if let (Some(sc), Some(items)) = (&found, &baggage) {
+            let mut dd = DdState::from_trace_state(sc.trace_state());
+            dd.baggage_tags = self
+                .styles
+                .baggage_tag_keys
+                .select(items)
+                .cloned()
+                .collect();
+            if !dd.baggage_tags.is_empty() {
+                found = Some(SpanContext::new(
+                    sc.trace_id(),
+                    sc.span_id(),
+                    sc.trace_flags(),
+                    true,
+                    dd.write_into(sc.trace_state()),
+                ));
+            }
+        }
         let mut cx = match found {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
-        if self.styles.extract.contains(&Style::Baggage) {
-            let items = extractor.get(baggage::HEADER).map(Baggage::parse);
-            if let Some(items) = items.filter(|b| !b.is_empty()) {
-                cx = cx.with_value(items);
-            }
+        if let Some(items) = baggage {
+            cx = cx.with_value(items);
         }
         cx
     }
@@ -529,6 +810,7 @@ mod tests {
         let propagator = DatadogW3cPropagator::with_styles(PropagationStyles {
             extract: every.clone(),
             inject: every,
+            ..PropagationStyles::default()
         });
         let mut seen = Vec::new();
         for value in [
@@ -805,24 +1087,484 @@ mod tests {
         );
     }
 
+    /// Headers as a list, repeated names allowed (as the suite sends them).
+    struct Pairs<'a>(&'a [(&'a str, &'a str)]);
+
+    impl Extractor for Pairs<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| *k).collect()
+        }
+        fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+            let all: Vec<&str> = self
+                .0
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .collect();
+            (!all.is_empty()).then_some(all)
+        }
+    }
+
+    /// Extracts with `propagator`, then injects the context back with it.
+    fn round_trip(
+        propagator: &DatadogW3cPropagator,
+        headers: &[(&str, &str)],
+    ) -> (SpanContext, HashMap<String, String>) {
+        let cx = propagator.extract(&Pairs(headers));
+        let sc = cx.span().span_context().clone();
+        let mut out = HashMap::new();
+        propagator.inject_context(&cx, &mut out);
+        (sc, out)
+    }
+
+    fn dd_items(out: &HashMap<String, String>) -> Vec<String> {
+        let state = &out["tracestate"];
+        let dd = state
+            .split(',')
+            .find_map(|m| m.strip_prefix("dd="))
+            .expect("a dd member");
+        dd.split(';').map(str::to_string).collect()
+    }
+
+    const TRACEPARENT_01: &str = "00-12345678901234567890123456789012-1234567890123456-01";
+    const TRACEPARENT_00: &str = "00-12345678901234567890123456789012-1234567890123456-00";
+
+    /// test_headers_tracestate_dd.py: keeps 32 or fewer list members, evicts the 33rd.
     #[test]
-    fn a_tracestate_of_more_than_32_members_is_ignored() {
+    fn a_tracestate_keeps_32_members_dd_first() {
+        let p = DatadogW3cPropagator::new();
+        let others: Vec<String> = (1..32).map(|i| format!("key{i}=value{i}")).collect();
+        let others = others.join(",");
+        for state in [
+            format!("{others},dd=s:-1"),
+            format!("dd=s:-1,{others}"),
+            others.clone(),
+        ] {
+            let (_, out) = round_trip(
+                &p,
+                &[("traceparent", TRACEPARENT_01), ("tracestate", &state)],
+            );
+            let ts = &out["tracestate"];
+            assert!(ts.starts_with("dd="), "{ts}");
+            assert!(ts.contains("key31=value31"), "{ts}");
+            assert_eq!(ts.split(',').count(), 32, "{ts}");
+        }
+        let (_, out) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_01),
+                ("tracestate", &format!("{others},key32=value32")),
+            ],
+        );
+        let ts = &out["tracestate"];
+        assert_eq!(ts.split(',').count(), 32, "{ts}");
+        assert!(!ts.contains("key32=value32"), "{ts}");
+        // More than 32 incoming: the first 32 are kept, not the whole header dropped.
         let many: Vec<String> = (0..40).map(|i| format!("v{i}=x")).collect();
-        let sc = extract_any(&[
+        let (sc, _) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_01),
+                ("tracestate", &many.join(",")),
+            ],
+        );
+        assert_eq!(sc.trace_state().get("v0"), Some("x"));
+        assert_eq!(sc.trace_state().get("v31"), Some("x"));
+        assert_eq!(sc.trace_state().get("v32"), None);
+    }
+
+    /// test_headers_tracecontext.py: repeated tracestate headers, and optional white space.
+    #[test]
+    fn repeated_tracestate_headers_are_joined_and_white_space_trimmed() {
+        let p = DatadogW3cPropagator::new();
+        let (sc, _) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_00),
+                ("tracestate", "foo=1"),
+                ("tracestate", "bar=2,dd=s:-1"),
+            ],
+        );
+        assert_eq!(sc.trace_state().get("foo"), Some("1"));
+        assert_eq!(sc.trace_state().get("bar"), Some("2"));
+        assert_eq!(
+            DdState::from_trace_state(sc.trace_state()).priority,
+            Some(-1)
+        );
+        let (sc, _) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_00),
+                ("tracestate", "foo=1 \t , bar=2,\tbaz=3"),
+            ],
+        );
+        assert_eq!(sc.trace_state().get("foo"), Some("1"));
+        assert_eq!(sc.trace_state().get("bar"), Some("2"));
+        assert_eq!(sc.trace_state().get("baz"), Some("3"));
+    }
+
+    /// test_headers_tracestate_dd.py::test_headers_tracestate_dd_propagate_origin.
+    #[test]
+    fn an_origin_with_separators_is_kept_and_replaced_in_tracestate() {
+        let p = DatadogW3cPropagator::new();
+        let (_, out) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "7890123456789012"),
+                ("x-datadog-parent-id", "1234567890123456"),
+                ("x-datadog-origin", "synthetics~;=web,z"),
+            ],
+        );
+        assert_eq!(out["x-datadog-origin"], "synthetics~;=web,z");
+        assert!(
+            dd_items(&out).contains(&"o:synthetics__~web_z".to_string()),
+            "{out:?}"
+        );
+        // `~` in the tracestate form stands for `=`.
+        let (_, out) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_01),
+                ("tracestate", "foo=1,dd=s:-1;o:a~b"),
+            ],
+        );
+        assert_eq!(out["x-datadog-origin"], "a=b");
+        assert!(dd_items(&out).contains(&"o:a~b".to_string()), "{out:?}");
+        let (_, out) = round_trip(
+            &p,
+            &[
+                ("traceparent", TRACEPARENT_01),
+                ("tracestate", "foo=1,dd=s:-1;o:tracing2.0"),
+            ],
+        );
+        assert_eq!(out["x-datadog-origin"], "tracing2.0");
+    }
+
+    /// test_headers_tracestate_dd.py::test_headers_tracestate_dd_propagate_propagatedtags.
+    #[test]
+    fn tag_values_with_equals_signs_travel_both_ways() {
+        let p = DatadogW3cPropagator::new();
+        let tags = "_dd.p.dm=-4,_dd.p.usr.id=baz64==,_dd.p.url=http://localhost";
+        let (_, out) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "7890123456789012"),
+                ("x-datadog-parent-id", "1234567890123456"),
+                ("x-datadog-tags", tags),
+                ("x-datadog-sampling-priority", "1"),
+            ],
+        );
+        assert_eq!(out["x-datadog-tags"], tags);
+        let items = dd_items(&out);
+        for item in ["t.dm:-4", "t.usr.id:baz64~~", "t.url:http://localhost"] {
+            assert!(items.contains(&item.to_string()), "{item} in {items:?}");
+        }
+    }
+
+    /// test_headers_tracestate_dd.py: `t.*` members become `x-datadog-tags`, and the decision
+    /// maker is kept or reset as the W3C sampled flag agrees with `s:` or overrides it.
+    #[test]
+    fn tracestate_tags_become_datadog_tags_and_an_override_resets_the_decision_maker() {
+        let p = DatadogW3cPropagator::new();
+        for (traceparent, state, priority, dm) in [
             (
-                "traceparent",
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                TRACEPARENT_01,
+                "foo=1,dd=s:0;t.dm:-0;t.usr.id:baz64~~",
+                "1",
+                Some("-0"),
             ),
-            ("tracestate", &many.join(",")),
-        ]);
-        assert!(sc.is_valid());
-        assert_eq!(sc.trace_state().get("v1"), None);
+            (
+                TRACEPARENT_00,
+                "foo=1,dd=s:1;t.dm:-0;t.usr.id:baz64~~;t.url:http://localhost",
+                "0",
+                None,
+            ),
+            (
+                TRACEPARENT_01,
+                "foo=1,dd=s:-1;t.dm:-4;t.usr.id:baz64~~",
+                "1",
+                Some("-0"),
+            ),
+            (
+                TRACEPARENT_00,
+                "foo=1,dd=s:2;t.dm:-4;t.usr.id:baz64~~;t.url:http://localhost",
+                "0",
+                None,
+            ),
+            (
+                TRACEPARENT_01,
+                "foo=1,dd=s:2;t.dm:-4;t.usr.id:baz64~~",
+                "2",
+                Some("-4"),
+            ),
+        ] {
+            let (_, out) = round_trip(&p, &[("traceparent", traceparent), ("tracestate", state)]);
+            assert_eq!(out["x-datadog-sampling-priority"], priority, "{state}");
+            let tags: Vec<&str> = out["x-datadog-tags"].split(',').collect();
+            assert!(tags.contains(&"_dd.p.usr.id=baz64=="), "{tags:?}");
+            let items = dd_items(&out);
+            assert!(items.contains(&"t.usr.id:baz64~~".to_string()), "{items:?}");
+            match dm {
+                Some(dm) => {
+                    assert!(
+                        tags.contains(&format!("_dd.p.dm={dm}").as_str()),
+                        "{tags:?}"
+                    );
+                    assert!(items.contains(&format!("t.dm:{dm}")), "{items:?}");
+                }
+                None => {
+                    assert!(!tags.iter().any(|t| t.starts_with("_dd.p.dm")), "{tags:?}");
+                    assert!(!items.iter().any(|t| t.starts_with("t.dm:")), "{items:?}");
+                }
+            }
+        }
+    }
+
+    /// test_headers_tracecontext.py::test_tracestate_w3c_p_extract_datadog_w3c and
+    /// test_tracestate_w3c_p_phase_3_extract_first.
+    #[test]
+    fn a_differing_w3c_parent_wins_and_the_datadog_one_becomes_the_last_parent() {
+        let p = styled("datadog,tracecontext", "datadog,tracecontext");
+        // Headers, the parent continued, the last Datadog parent.
+        type Case<'a> = (&'a [(&'a str, &'a str)], u64, Option<&'a str>);
+        let cases: [Case<'_>; 5] = [
+            (
+                &[
+                    (
+                        "traceparent",
+                        "00-11111111111111110000000000000001-000000003ade68b1-01",
+                    ),
+                    ("tracestate", "dd=s:2;p:000000003ade68b1,foo=1"),
+                    ("x-datadog-trace-id", "1"),
+                    ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+                    ("x-datadog-parent-id", "987654321"),
+                ],
+                987654321,
+                None,
+            ),
+            (
+                &[
+                    (
+                        "traceparent",
+                        "00-11111111111111110000000000000002-000000003ade68b1-01",
+                    ),
+                    ("tracestate", "dd=s:2;p:000000000000000a,foo=1"),
+                    ("x-datadog-parent-id", "10"),
+                    ("x-datadog-trace-id", "2"),
+                    ("x-datadog-tags", "_dd.p.tid=2222222222222222"),
+                ],
+                10,
+                None,
+            ),
+            (
+                &[
+                    (
+                        "traceparent",
+                        "00-11111111111111110000000000000003-000000003ade68b1-01",
+                    ),
+                    ("tracestate", "dd=s:2;p:000000000000000a,foo=1"),
+                    ("x-datadog-trace-id", "3"),
+                    ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+                    ("x-datadog-parent-id", "10"),
+                ],
+                987654321,
+                Some("000000000000000a"),
+            ),
+            (
+                &[
+                    (
+                        "traceparent",
+                        "00-00000000000000000000000000000004-000000003ade68b1-01",
+                    ),
+                    ("tracestate", "dd=s:2,foo=1"),
+                    ("x-datadog-trace-id", "4"),
+                    ("x-datadog-parent-id", "10"),
+                ],
+                987654321,
+                Some("000000000000000a"),
+            ),
+            (
+                &[
+                    (
+                        "traceparent",
+                        "00-00000000000000000000000000000005-000000003ade68b1-01",
+                    ),
+                    ("tracestate", "dd=s:2;p:8fffffffffffffff,foo=1"),
+                    ("x-datadog-parent-id", "10"),
+                    ("x-datadog-trace-id", "5"),
+                ],
+                987654321,
+                Some("8fffffffffffffff"),
+            ),
+        ];
+        for (headers, parent, last) in cases {
+            let (sc, _) = round_trip(&p, headers);
+            assert_eq!(
+                u64::from_be_bytes(sc.span_id().to_bytes()),
+                parent,
+                "{headers:?}"
+            );
+            let facts = crate::facts::TraceFacts::of(&sc);
+            assert_eq!(facts.parent_id.as_deref(), last, "{headers:?}");
+        }
+        // DD_TRACE_PROPAGATION_EXTRACT_FIRST: the Datadog context as it is.
+        let first = DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract_first: true,
+            ..crate::styles::PropagationStyles::default()
+        });
+        let (sc, _) = round_trip(
+            &first,
+            &[
+                (
+                    "traceparent",
+                    "00-11111111111111110000000000000001-000000000000000f-01",
+                ),
+                ("tracestate", "dd=s:2;p:0123456789abcdef,foo=1"),
+                ("x-datadog-trace-id", "1"),
+                ("x-datadog-parent-id", "987654320"),
+                ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+            ],
+        );
+        assert_eq!(u64::from_be_bytes(sc.span_id().to_bytes()), 987654320);
+        assert_eq!(DdState::from_trace_state(sc.trace_state()).parent_id, None);
+        assert_eq!(sc.trace_state().get("foo"), None);
+    }
+
+    /// test_headers_tracecontext.py::test_tracestate_w3c_p_extract (and _and_inject).
+    #[test]
+    fn the_tracestate_p_becomes_the_last_parent_and_p_goes_out_as_the_span() {
+        let p = DatadogW3cPropagator::new();
+        for (state, last) in [
+            (
+                "key1=value1,dd=s:2;o:rum;p:0123456789abcdef;t.dm:-4;t.usr.id:12345~",
+                "0123456789abcdef",
+            ),
+            ("key1=value1,dd=s:2;t.dm:-4;p:XX!X", "XX!X"),
+        ] {
+            let (sc, out) = round_trip(
+                &p,
+                &[("traceparent", TRACEPARENT_01), ("tracestate", state)],
+            );
+            let facts = crate::facts::TraceFacts::of(&sc);
+            assert_eq!(facts.parent_id.as_deref(), Some(last));
+            assert!(
+                dd_items(&out).contains(&"p:1234567890123456".to_string()),
+                "{out:?}"
+            );
+        }
+    }
+
+    /// test_headers_baggage.py::Test_Headers_Baggage_Span_Tags: extracted baggage members as
+    /// `baggage.<key>` tags of the local root (through the trace facts), never in a header.
+    #[test]
+    fn baggage_members_become_root_span_tags() {
+        let tags_of = |keys: BaggageTagKeys, baggage: &str| {
+            let p = DatadogW3cPropagator::with_styles(PropagationStyles {
+                baggage_tag_keys: keys,
+                ..PropagationStyles::default()
+            });
+            let (sc, out) = round_trip(
+                &p,
+                &[
+                    ("x-datadog-trace-id", "123456789"),
+                    ("x-datadog-parent-id", "987654321"),
+                    ("baggage", baggage),
+                ],
+            );
+            assert!(!out["tracestate"].contains("doggo"), "{out:?}");
+            assert!(!out.contains_key("x-datadog-tags"), "{out:?}");
+            let tags: Vec<(String, String)> = crate::facts::TraceFacts::of(&sc)
+                .chunk_tags()
+                .into_iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .filter(|(k, _)| k.starts_with("baggage."))
+                .collect();
+            tags
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            tags_of(
+                BaggageTagKeys::default(),
+                "user.id=doggo,session.id=mysession,foo=bar"
+            ),
+            vec![
+                pair("baggage.user.id", "doggo"),
+                pair("baggage.session.id", "mysession")
+            ]
+        );
+        assert_eq!(
+            tags_of(
+                BaggageTagKeys::parse("session.id,foo"),
+                "user.id=doggo,session.id=fakesession,foo=bar"
+            ),
+            vec![
+                pair("baggage.session.id", "fakesession"),
+                pair("baggage.foo", "bar")
+            ]
+        );
+        assert_eq!(
+            tags_of(BaggageTagKeys::All, "user.id=doggo,serverNode=DF%2028").len(),
+            2
+        );
+        assert!(tags_of(
+            BaggageTagKeys::parse("session.id,foo"),
+            "user.id=,session.id=mysession,account.id=abcd"
+        )
+        .is_empty());
+        assert!(tags_of(BaggageTagKeys::parse(""), "user.id=doggo").is_empty());
+    }
+
+    /// test_trace_sampling.py::test_distributed_headers_synthetics_sampling_decision: parent
+    /// 0 continues the trace id, with no parent, keeping priority and origin.
+    #[test]
+    fn a_zero_parent_continues_the_trace_without_a_parent() {
+        let p = DatadogW3cPropagator::new();
+        let (sc, out) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "123456789"),
+                ("x-datadog-parent-id", "0"),
+                ("x-datadog-sampling-priority", "1"),
+                ("x-datadog-origin", "synthetics;=web,z"),
+            ],
+        );
+        assert!(sc.is_valid() && sc.is_remote());
+        assert_eq!(u128::from_be_bytes(sc.trace_id().to_bytes()), 123456789);
+        assert_eq!(sc.span_id(), NO_PARENT);
+        let facts = crate::facts::TraceFacts::of(&sc);
+        assert!(facts.no_parent);
+        assert_eq!(facts.priority.0, 1);
+        assert_eq!(facts.origin.as_deref(), Some("synthetics;=web,z"));
+        assert_eq!(out["x-datadog-parent-id"], "0");
+        // Still nothing without a trace id, or with an unreadable parent.
+        assert!(extract(&[("x-datadog-trace-id", "0"), ("x-datadog-parent-id", "0")]).is_none());
+        assert!(extract(&[("x-datadog-trace-id", "5"), ("x-datadog-parent-id", "x")]).is_none());
+        // A later W3C context of the same trace gives the parent; the last Datadog one is 0.
+        let (sc, _) = round_trip(
+            &p,
+            &[
+                ("x-datadog-trace-id", "4"),
+                ("x-datadog-parent-id", "0"),
+                (
+                    "traceparent",
+                    "00-00000000000000000000000000000004-000000003ade68b1-01",
+                ),
+            ],
+        );
+        assert_eq!(u64::from_be_bytes(sc.span_id().to_bytes()), 987654321);
+        let facts = crate::facts::TraceFacts::of(&sc);
+        assert!(!facts.no_parent);
+        assert_eq!(facts.parent_id.as_deref(), Some("0000000000000000"));
     }
 
     fn styled(extract: &str, inject: &str) -> DatadogW3cPropagator {
         DatadogW3cPropagator::with_styles(PropagationStyles {
             extract: crate::styles::parse(extract).unwrap(),
             inject: crate::styles::parse(inject).unwrap(),
+            ..PropagationStyles::default()
         })
     }
 

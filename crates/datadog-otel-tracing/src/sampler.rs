@@ -250,7 +250,7 @@ fn result(
     SamplingResult {
         decision: SamplingDecision::RecordAndSample,
         attributes,
-        trace_state: dd.write_into(state, None),
+        trace_state: dd.write_into(state),
     }
 }
 

@@ -5,9 +5,10 @@
 //! `datadog,tracecontext,baggage`, as in dd-trace-py, dd-trace-go and dd-trace-rs. Values are
 //! comma-separated and case-insensitive. `b3` is the single `b3` header (as dd-trace-py and
 //! dd-trace-rs; dd-trace-go reads it as `b3multi`), `b3 single header` is its old name, and
-//! `none` alone turns propagation off. Extraction tries the styles in order: the first that
+//! `none` alone turns propagation off (beside other styles it is ignored). Extraction tries the styles in order: the first that
 //! yields a context wins.
 
+use crate::baggage::BaggageTagKeys;
 use crate::env::{ConfigError, Env};
 
 /// One propagation style.
@@ -49,15 +50,11 @@ pub enum StyleError {
         "unknown propagation style {0:?} (use datadog, tracecontext, baggage, b3multi, b3 or none)"
     )]
     Unknown(String),
-    /// `none` beside other styles.
-    #[error("\"none\" cannot be combined with other styles")]
-    NoneWithOthers,
 }
 
 /// Parses a style list.
 pub fn parse(raw: &str) -> Result<Vec<Style>, StyleError> {
     let mut styles = Vec::new();
-    let mut none = false;
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let style = match name.to_ascii_lowercase().as_str() {
             "datadog" => Style::Datadog,
@@ -65,18 +62,13 @@ pub fn parse(raw: &str) -> Result<Vec<Style>, StyleError> {
             "baggage" => Style::Baggage,
             "b3multi" => Style::B3Multi,
             "b3" | "b3 single header" => Style::B3,
-            "none" => {
-                none = true;
-                continue;
-            }
+            // Ignored beside other styles, as Datadog's tracers do; alone, no style at all.
+            "none" => continue,
             _ => return Err(StyleError::Unknown(name.to_string())),
         };
         if !styles.contains(&style) {
             styles.push(style);
         }
-    }
-    if none && !styles.is_empty() {
-        return Err(StyleError::NoneWithOthers);
     }
     Ok(styles)
 }
@@ -88,6 +80,11 @@ pub struct PropagationStyles {
     pub extract: Vec<Style>,
     /// All written on the way out.
     pub inject: Vec<Style>,
+    /// `DD_TRACE_PROPAGATION_EXTRACT_FIRST`: the first context found is taken as it is, no
+    /// later style is consulted (no W3C parent or `tracestate` from a later `tracecontext`).
+    pub extract_first: bool,
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`: extracted baggage members tagged on the local root span.
+    pub baggage_tag_keys: BaggageTagKeys,
 }
 
 impl Default for PropagationStyles {
@@ -95,12 +92,15 @@ impl Default for PropagationStyles {
         Self {
             extract: DEFAULT.to_vec(),
             inject: DEFAULT.to_vec(),
+            extract_first: false,
+            baggage_tag_keys: BaggageTagKeys::default(),
         }
     }
 }
 
 impl PropagationStyles {
-    /// Reads the four variables.
+    /// Reads the four style variables, `DD_TRACE_PROPAGATION_EXTRACT_FIRST` and
+    /// `DD_TRACE_BAGGAGE_TAG_KEYS`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let read = |key: &str| -> Result<Option<Vec<Style>>, ConfigError> {
             env.get(key)
@@ -118,6 +118,12 @@ impl PropagationStyles {
         Ok(Self {
             extract: extract.unwrap_or_else(|| DEFAULT.to_vec()),
             inject: inject.unwrap_or_else(|| DEFAULT.to_vec()),
+            extract_first: env.flag("DD_TRACE_PROPAGATION_EXTRACT_FIRST", false)?,
+            // Set but empty: no baggage tags.
+            baggage_tag_keys: env
+                .raw("DD_TRACE_BAGGAGE_TAG_KEYS")
+                .map(BaggageTagKeys::parse)
+                .unwrap_or_default(),
         })
     }
 }
@@ -137,7 +143,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("\"jaeger\""));
-        assert!(parse("none,datadog").is_err());
+        // `none` beside other styles is ignored, as in Datadog's tracers.
+        assert_eq!(parse("none,datadog"), Ok(vec![Style::Datadog]));
+        assert_eq!(parse("datadog, None"), Ok(vec![Style::Datadog]));
     }
 
     #[test]
@@ -162,5 +170,38 @@ mod tests {
         let env = Env::from_pairs([("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "zipkin")]);
         let err = PropagationStyles::from_env(&env).unwrap_err();
         assert_eq!(err.variable, "DD_TRACE_PROPAGATION_STYLE_EXTRACT");
+        let env = Env::from_pairs([("DD_TRACE_PROPAGATION_STYLE", "none,datadog")]);
+        assert_eq!(
+            PropagationStyles::from_env(&env).unwrap().extract,
+            vec![Style::Datadog]
+        );
+    }
+
+    #[test]
+    fn extract_first_is_a_flag_named_when_bad() {
+        assert!(!PropagationStyles::default().extract_first);
+        let env = Env::from_pairs([("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "true")]);
+        assert!(PropagationStyles::from_env(&env).unwrap().extract_first);
+        let env = Env::from_pairs([("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "maybe")]);
+        let err = PropagationStyles::from_env(&env).unwrap_err();
+        assert_eq!(err.variable, "DD_TRACE_PROPAGATION_EXTRACT_FIRST");
+    }
+
+    #[test]
+    fn baggage_tag_keys_default_and_empty() {
+        let keys = |pairs: &[(&str, &str)]| {
+            PropagationStyles::from_env(&Env::from_pairs(pairs.iter().copied()))
+                .unwrap()
+                .baggage_tag_keys
+        };
+        assert_eq!(keys(&[]), BaggageTagKeys::default());
+        assert_eq!(
+            keys(&[("DD_TRACE_BAGGAGE_TAG_KEYS", "")]),
+            BaggageTagKeys::Keys(vec![])
+        );
+        assert_eq!(
+            keys(&[("DD_TRACE_BAGGAGE_TAG_KEYS", "*")]),
+            BaggageTagKeys::All
+        );
     }
 }
