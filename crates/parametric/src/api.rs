@@ -516,7 +516,7 @@ async fn agent_info() -> HttpResponse {
 }
 
 async fn not_implemented() -> HttpResponse {
-    HttpResponse::NotImplemented().body("not implemented by this parametric app")
+    HttpResponse::NotFound().body("not implemented by this parametric app")
 }
 
 /// Serves the API on 127.0.0.1:`port` until the process is stopped; logs `listening`.
