@@ -556,8 +556,8 @@ fn settle(sink: &sink::Sink, before: u64, expected: u64) -> u64 {
 }
 
 /// Waits until the stats' server hits of `service` since `before` reach `expected` and have been
-/// quiet for longer than the exporters' flush tick, or quiet for a stats bucket and a flush (12
-/// s); returns them.
+/// quiet for longer than the exporters' flush tick, or quiet for 25 s (Datadog's SDK sends a
+/// bucket up to two bucket lengths, 20 s, after it opened); returns them.
 fn settle_hits(sink: &sink::Sink, service: &str, before: u64, expected: u64) -> u64 {
     let start = Instant::now();
     let mut last = sink.server_hits(service);
@@ -573,8 +573,8 @@ fn settle_hits(sink: &sink::Sink, service: &str, before: u64, expected: u64) -> 
         }
         let quiet = changed.elapsed();
         if (last - before >= expected && quiet >= Duration::from_millis(1300))
-            || quiet >= Duration::from_secs(12)
-            || start.elapsed() >= Duration::from_secs(40)
+            || quiet >= Duration::from_secs(25)
+            || start.elapsed() >= Duration::from_secs(45)
         {
             break;
         }
