@@ -536,7 +536,7 @@ impl Run {
                 mark(ok),
                 list(&items)
             ));
-        } else if !has_sdk {
+        } else if !has_sdk && self.rows.iter().any(|r| r.tracing == Some(Mode::Project)) {
             out.push(
                 "NOT MEASURED: tracing on ahead of datadog-opentelemetry (no SDK copy in this run)"
                     .into(),
