@@ -12,6 +12,8 @@
 # words of SERVICE_ENV), 200 warm-up requests, zeroes the counters, N (2000) METHOD (GET)
 # requests to PATH (/calendar), waits 3 s for the last export, and dumps OUTDIR/cg.out.1.
 # Read it with `callgrind_annotate --inclusive=yes OUTDIR/cg.out.1`. Needs valgrind (Debian).
+# SINK=production: the sink plays a production Agent (sink.py --production: /info with
+# /v0.6/stats and client_drop_p0s, rates of 1%), the benchmark's production-sampling path.
 set -euo pipefail
 out=$1 bin=$(realpath "$2") tracing=$3 n=${4:-2000} path=${5:-/calendar} method=${6:-GET}
 read -r -a service_env <<< "${SERVICE_ENV:-}"
@@ -22,7 +24,8 @@ export USER=${USER:-root} LOGNAME=${LOGNAME:-root} HOST=127.0.0.1
 rm -rf "$out"; mkdir -p "$out"; cd "$out"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 sp=$(free_port) cp=$(free_port)
-python3 "$here/sink.py" "$sp" 2> sink.log & spid=$!
+sink_args=(); [ "${SINK:-}" = production ] && sink_args=(--production)
+python3 "$here/sink.py" "$sp" "${sink_args[@]}" 2> sink.log & spid=$!
 env -i PATH=/usr/bin:/bin USER="$USER" LOGNAME="$LOGNAME" HOST=127.0.0.1 PORT="$cp" WORKERS=1 \
   DD_SERVICE="$(basename "$bin")" DD_ENV=bench NOTES_HELPER_DELAY_SCALE=0 "${service_env[@]}" DD_TRACE_ENABLED="$tracing" \
   DD_TRACE_AGENT_URL="http://127.0.0.1:$sp" RUST_LOG=info \
@@ -36,4 +39,4 @@ ok=$(python3 "$here/load.py" "$cp" "$path" "$n" "$method")
 sleep 3
 callgrind_control -d "$vpid" >/dev/null
 total=$(grep -m1 '^summary' cg.out.1 | awk '{print $2}')
-echo "$ok of $n answered 200; $total instructions ($((total / n)) per request); $(grep -c traces sink.log || true) trace posts"
+echo "$ok of $n answered 200; $total instructions ($((total / n)) per request); $(grep -c traces sink.log || true) trace posts, $(grep -c /v0.6/stats sink.log || true) stats posts"

@@ -47,7 +47,10 @@ usage: cargo run --release -p bench -- [options]
                         tracing off) and do not build them
   --sdk-bin-dir DIR     the same for the copy traced by Datadog's SDK (built with
                         `--features datadog-sdk`); without it, --bin-dir leaves that copy out
-  --no-sdk              leave out the copy traced by Datadog's SDK
+  --no-sdk              leave out the copies traced by Datadog's SDK
+  --no-production       leave out the production-sampling copies (`on-prod`, `sdk-prod`: their
+                        sink answers /info with /v0.6/stats and client_drop_p0s, and rates of 1%)
+  --production-only     run tracing off and the production-sampling copies only
   --baseline-bin-dir DIR
                         also run tracing off and on from the notes and calendar binaries in DIR
                         (an earlier commit's release build), beside the others in the same run:
@@ -74,6 +77,10 @@ struct Options {
     /// An earlier build to compare with, tracing off and on (`--baseline-bin-dir`).
     baseline_bin_dir: Option<PathBuf>,
     sdk: bool,
+    /// The production-sampling copies (`on-prod`, `sdk-prod`).
+    production: bool,
+    /// Only tracing off and the production-sampling copies (`--production-only`).
+    production_only: bool,
     stress_cpu: usize,
     build: bool,
     saturated_only: bool,
@@ -93,6 +100,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         sdk_bin_dir: None,
         baseline_bin_dir: None,
         sdk: true,
+        production: true,
+        production_only: false,
         stress_cpu: 0,
         build: true,
         saturated_only: false,
@@ -177,6 +186,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                 o.baseline_bin_dir = Some(bin_dir("--baseline-bin-dir", &value()?)?)
             }
             "--no-sdk" => o.sdk = false,
+            "--no-production" => o.production = false,
+            "--production-only" => o.production_only = true,
             "--stress-cpu" => {
                 let v = value()?;
                 o.stress_cpu = v
@@ -219,6 +230,13 @@ pub enum Mode {
     BaseOff,
     /// The baseline build, traced through its own (this project's) path.
     BaseOn,
+    /// This project's path under production sampling: its sink answers `/info` as the Agent
+    /// does (stats, `client_drop_p0s`) and rates of 1%; `DD_TRACE_STATS_COMPUTATION_ENABLED`
+    /// unset, so the services follow the Agent.
+    ProdOn,
+    /// Datadog's SDK against the same production sink, with
+    /// `DD_TRACE_STATS_COMPUTATION_ENABLED=true` (its stats are off unless a user sets it).
+    ProdSdk,
 }
 
 impl Mode {
@@ -230,6 +248,27 @@ impl Mode {
             Mode::Sdk => "sdk",
             Mode::BaseOff => "off-base",
             Mode::BaseOn => "on-base",
+            Mode::ProdOn => "on-prod",
+            Mode::ProdSdk => "sdk-prod",
+        }
+    }
+
+    /// A copy traced by Datadog's SDK.
+    pub fn is_sdk(self) -> bool {
+        matches!(self, Mode::Sdk | Mode::ProdSdk)
+    }
+
+    /// A copy under production sampling (its sink plays a production Agent).
+    pub fn production(self) -> bool {
+        matches!(self, Mode::ProdOn | Mode::ProdSdk)
+    }
+
+    /// The SDK copy this project's copy is compared with, at the same sampling.
+    pub fn sdk_peer(self) -> Option<Mode> {
+        match self {
+            Mode::Project => Some(Mode::Sdk),
+            Mode::ProdOn => Some(Mode::ProdSdk),
+            _ => None,
         }
     }
 
@@ -241,7 +280,7 @@ impl Mode {
     pub fn untraced(self) -> Mode {
         match self {
             Mode::BaseOff | Mode::BaseOn => Mode::BaseOff,
-            Mode::Off | Mode::Project | Mode::Sdk => Mode::Off,
+            Mode::Off | Mode::Project | Mode::Sdk | Mode::ProdOn | Mode::ProdSdk => Mode::Off,
         }
     }
 
@@ -250,7 +289,7 @@ impl Mode {
         match self {
             Mode::BaseOff => Some(Mode::Off),
             Mode::BaseOn => Some(Mode::Project),
-            Mode::Off | Mode::Project | Mode::Sdk => None,
+            Mode::Off | Mode::Project | Mode::Sdk | Mode::ProdOn | Mode::ProdSdk => None,
         }
     }
 }
@@ -260,6 +299,16 @@ impl Mode {
 enum Service {
     Notes,
     Calendar,
+}
+
+impl Service {
+    /// Its `DD_SERVICE`, as the stats name it.
+    fn name(self) -> &'static str {
+        match self {
+            Service::Notes => "notes",
+            Service::Calendar => "calendar",
+        }
+    }
 }
 
 /// The single-row statement pgbench runs as an endpoint's database limit.
@@ -358,7 +407,16 @@ impl Stack {
     ) -> Result<Stack, String> {
         let tag = mode.tag();
         let tracing = mode.traced();
-        let sink = if tracing { Some(sink::start()?) } else { None };
+        let agent = if mode.production() {
+            sink::Agent::Production
+        } else {
+            sink::Agent::Plain
+        };
+        let sink = if tracing {
+            Some(sink::start(agent)?)
+        } else {
+            None
+        };
         // Tracing off: an address nothing listens on (nothing may be sent).
         let sink_addr = sink
             .as_ref()
@@ -373,6 +431,11 @@ impl Stack {
                 ("DD_TRACE_ENABLED".into(), tracing.to_string()),
                 ("DD_TRACE_AGENT_URL".into(), format!("http://{sink_addr}")),
             ];
+            // Datadog's SDK computes stats only when told to, as a user running it with an
+            // Agent that takes them would set it; this project's copy follows the Agent's /info.
+            if mode == Mode::ProdSdk {
+                env.push(("DD_TRACE_STATS_COMPUTATION_ENABLED".into(), "true".into()));
+            }
             env.extend(extra.iter().cloned());
             env
         };
@@ -492,6 +555,33 @@ fn settle(sink: &sink::Sink, before: u64, expected: u64) -> u64 {
     last - before
 }
 
+/// Waits until the stats' server hits of `service` since `before` reach `expected` and have been
+/// quiet for longer than the exporters' flush tick, or quiet for 25 s (Datadog's SDK sends a
+/// bucket up to two bucket lengths, 20 s, after it opened); returns them.
+fn settle_hits(sink: &sink::Sink, service: &str, before: u64, expected: u64) -> u64 {
+    let start = Instant::now();
+    let mut last = sink.server_hits(service);
+    let mut changed = Instant::now();
+    loop {
+        if !procs::sleep_unless_stopped(Duration::from_millis(100)) {
+            break;
+        }
+        let now = sink.server_hits(service);
+        if now != last {
+            last = now;
+            changed = Instant::now();
+        }
+        let quiet = changed.elapsed();
+        if (last - before >= expected && quiet >= Duration::from_millis(1300))
+            || quiet >= Duration::from_secs(25)
+            || start.elapsed() >= Duration::from_secs(45)
+        {
+            break;
+        }
+    }
+    last - before
+}
+
 struct Bench<'a> {
     opts: &'a Options,
     pg: &'a pg::Postgres,
@@ -510,6 +600,11 @@ impl Bench<'_> {
             procs::reset_peak_rss(pid);
         }
         let before = sink_spans(stack.sink.as_ref());
+        let hits_before = stack
+            .sink
+            .as_ref()
+            .filter(|_| stack.mode.production())
+            .map(|s| s.server_hits(e.service.name()));
         let meter = procs::CpuMeter::start(vec![
             procs::Group::Pids(vec![stack.notes.pid(), stack.calendar.pid()]),
             procs::Group::Tree(self.pg.pid()),
@@ -543,12 +638,22 @@ impl Bench<'_> {
             0
         };
         let received = match &stack.sink {
+            Some(sink) if stack.mode.production() => settle(sink, before, 0),
             Some(sink) => settle(sink, before, expected),
             None => 0,
         };
         // Per answered request, warm-up included: the meter ran over the whole cell, and
         // through the last span export.
         let cpu = meter.finish();
+        // Production sampling: the stats of the last requests come when their 10 s bucket
+        // closes (after the meter: waiting costs the services nothing).
+        let stats_hits = match (&stack.sink, hits_before) {
+            (Some(sink), Some(before)) => Some((
+                settle_hits(sink, e.service.name(), before, result.answered_total),
+                result.answered_total,
+            )),
+            _ => None,
+        };
         let per_request = |d: Option<&Duration>| {
             d.filter(|_| result.answered_total > 0)
                 .map(|d| d.as_secs_f64() * 1e6 / result.answered_total as f64)
@@ -569,6 +674,7 @@ impl Bench<'_> {
             rss_notes_kib: procs::peak_rss_kib(stack.notes.pid()),
             rss_calendar_kib: procs::peak_rss_kib(stack.calendar.pid()),
             spans: Some((received, expected)),
+            stats_hits,
             cpu_service_us: per_request(cpu.first()),
             cpu_db_us: per_request(cpu.get(1)),
             cpu_client_us: per_request(Some(&result.client_cpu)),
@@ -644,6 +750,7 @@ impl Bench<'_> {
             rss_notes_kib: None,
             rss_calendar_kib: None,
             spans: None,
+            stats_hits: None,
             cpu_service_us: None,
             cpu_db_us: per_txn(r.db_cpu),
             cpu_client_us: per_txn(r.client_cpu),
@@ -774,6 +881,26 @@ fn run(opts: &Options) -> Result<String, String> {
         opts.baseline_bin_dir.as_deref(),
         &opts.service_env,
     );
+    if opts.production_only {
+        run.services.push_str(
+            "; --production-only: of the copies above, tracing off and the production-sampling ones",
+        );
+    }
+    if opts.production || opts.production_only {
+        run.services.push_str(&format!(
+            "; production sampling: `on-prod` (this project's path{}) with \
+             DD_TRACE_STATS_COMPUTATION_ENABLED unset, exporting to a sink that answers GET /info \
+             as a Datadog Agent 7 (endpoints with /v0.6/stats, client_drop_p0s: true, peer_tags), \
+             answers each trace post with rate_by_service {:.0}% for every service and counts the \
+             /v0.6/stats payloads' server hits",
+            if sdk_bins.is_some() {
+                ") and `sdk-prod` (Datadog's SDK, DD_TRACE_STATS_COMPUTATION_ENABLED=true"
+            } else {
+                ""
+            },
+            sink::PRODUCTION_RATE * 100.0
+        ));
+    }
     let mut stress = start_stress(opts, &workdir.path, &mut run)?;
 
     let result = (|| -> Result<(), String> {
@@ -953,22 +1080,21 @@ fn start_stacks(
     // With a baseline, each of its copies runs right after its counterpart, so the two of a
     // pair see the same machine.
     let baseline = opts.baseline_bin_dir.as_deref();
+    let hundred = !opts.production_only;
     let mut copies = vec![(bins, Mode::Off)];
-    copies.extend(baseline.map(|dir| (dir, Mode::BaseOff)));
-    copies.push((bins, Mode::Project));
-    copies.extend(baseline.map(|dir| (dir, Mode::BaseOn)));
+    if hundred {
+        copies.extend(baseline.map(|dir| (dir, Mode::BaseOff)));
+        copies.push((bins, Mode::Project));
+        copies.extend(baseline.map(|dir| (dir, Mode::BaseOn)));
+        copies.extend(sdk_bins.map(|dir| (dir, Mode::Sdk)));
+    }
+    if opts.production || opts.production_only {
+        copies.push((bins, Mode::ProdOn));
+        copies.extend(sdk_bins.map(|dir| (dir, Mode::ProdSdk)));
+    }
     let mut stacks = Vec::new();
     for (dir, mode) in copies {
         stacks.push(Stack::start(dir, workdir, mode, &url, &opts.service_env)?);
-    }
-    if let Some(dir) = sdk_bins {
-        stacks.push(Stack::start(
-            dir,
-            workdir,
-            Mode::Sdk,
-            &url,
-            &opts.service_env,
-        )?);
     }
     Ok(stacks)
 }
@@ -999,6 +1125,19 @@ fn calibrate(
             let before = sink.spans();
             let n = 20;
             let ok = load::sequential(&stack.target(e), n)?;
+            if stack.mode.production() {
+                // Kept at the Agent's rate once it has answered a trace post; these requests
+                // bring its first answer.
+                let got = settle(sink, before, 0);
+                run.calibration.push(format!(
+                    "tracing {}, {}: {got} spans sent for {ok} requests (production sampling: \
+                     {} per request at 100%, 1% once the sink's rates have arrived)",
+                    stack.mode.tag(),
+                    e.label,
+                    e.spans
+                ));
+                continue;
+            }
             let got = settle(sink, before, ok * e.spans);
             run.calibration.push(format!(
                 "tracing {}, {}: {} spans for {ok} requests ({:.2} per request; expected {})",
@@ -1124,5 +1263,13 @@ mod tests {
         assert!(parse_args(&args("--only nope")).is_err());
         assert!(parse_args(&args("--duration")).is_err());
         assert!(parse_args(&args("--connections 0")).is_err());
+        let o = parse_args(&args("--production-only"))
+            .expect("valid")
+            .expect("not help");
+        assert!(o.production && o.production_only);
+        let o = parse_args(&args("--no-production"))
+            .expect("valid")
+            .expect("not help");
+        assert!(!o.production && !o.production_only);
     }
 }

@@ -1,7 +1,7 @@
 //! The report: run conditions, one markdown table, and the issue's targets checked against it.
 
 use crate::load::Latencies;
-use crate::{Endpoint, Mode, Statement};
+use crate::{Endpoint, Mode, Service, Statement};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub struct Row {
     pub rss_calendar_kib: Option<u64>,
     /// (received by the sink, expected from the answered requests).
     pub spans: Option<(u64, u64)>,
+    /// Production sampling: (the stats' server hits of the endpoint's service, requests it
+    /// answered), warm-up included.
+    pub stats_hits: Option<(u64, u64)>,
     /// CPU µs per request of the services (notes + calendar), of PostgreSQL, and of the client
     /// (the load generator, or pgbench).
     pub cpu_service_us: Option<f64>,
@@ -141,12 +144,13 @@ impl Run {
         Some((r.cpu_service_us? - off) / e.spans as f64)
     }
 
-    /// This project's throughput ÷ the SDK's (saturated rows of this project's path).
+    /// This project's throughput ÷ the SDK's at the same sampling (saturated rows of this
+    /// project's path).
     fn vs_sdk(&self, r: &Row) -> Option<f64> {
-        if r.rate.is_some() || r.tracing != Some(Mode::Project) {
+        if r.rate.is_some() {
             return None;
         }
-        let sdk = self.peer(r, Mode::Sdk)?;
+        let sdk = self.peer(r, r.tracing?.sdk_peer()?)?;
         (sdk.rps > 0.0).then(|| r.rps / sdk.rps)
     }
 
@@ -220,14 +224,29 @@ impl Run {
              CPU per request traced − off, same endpoint and load) ÷ spans per request (expected \
              spans: a copy that drops spans also skips their export, so its figure is too low)"
         );
+        if self
+            .rows
+            .iter()
+            .any(|r| r.tracing.is_some_and(Mode::production))
+        {
+            let _ = writeln!(
+                s,
+                "- production sampling: `on-prod` and `sdk-prod` export to a sink playing a \
+                 production Agent (/info with /v0.6/stats and client_drop_p0s, rates of 1%); \
+                 their \"÷ sdk\" is `on-prod` ÷ `sdk-prod`, their spans are those sent (kept \
+                 traces), and \"stats hits / served\" = the server hits of the endpoint's \
+                 service in the /v0.6/stats payloads received for the cell ÷ the requests it \
+                 answered (warm-up included)"
+            );
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "| load | endpoint | tracing | req/s | ÷ off | ÷ sdk | ÷ pgbench | p50 ms | p99 ms | p99.9 ms | send lag p99 ms | requests | errors | CPU µs/req services | tracing CPU µs/span | CPU µs/req PostgreSQL | CPU µs/req client | notes peak RSS MB | calendar peak RSS MB | spans received / expected |"
+            "| load | endpoint | tracing | req/s | ÷ off | ÷ sdk | ÷ pgbench | p50 ms | p99 ms | p99.9 ms | send lag p99 ms | requests | errors | CPU µs/req services | tracing CPU µs/span | CPU µs/req PostgreSQL | CPU µs/req client | notes peak RSS MB | calendar peak RSS MB | spans received / expected | stats hits / served |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
         );
         for r in &self.rows {
             let load = match r.rate {
@@ -253,13 +272,19 @@ impl Run {
             let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
             let us1 = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
             let pct = |v: Option<f64>| v.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_default();
+            let production = r.tracing.is_some_and(Mode::production);
             let spans = match r.spans {
+                Some((got, _)) if production => format!("{got} sent"),
+                Some((got, want)) => format!("{got} / {want}"),
+                None => String::new(),
+            };
+            let hits = match r.stats_hits {
                 Some((got, want)) => format!("{got} / {want}"),
                 None => String::new(),
             };
             let _ = writeln!(
                 s,
-                "| {load} | {subject} | {tracing} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {spans} |",
+                "| {load} | {subject} | {tracing} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {spans} | {hits} |",
                 r.rps,
                 pct(self.on_off(r)),
                 pct(self.vs_sdk(r)),
@@ -347,6 +372,113 @@ impl Run {
         })
     }
 
+    /// Issue 22's targets under production sampling (`on-prod` against off and `sdk-prod`).
+    fn production_targets(&self) -> Vec<String> {
+        let mark = |ok: bool| if ok { "MET" } else { "MISSED" };
+        let list = |items: &[String]| items.join(", ");
+        let mut out = Vec::new();
+        let rows: Vec<(&Endpoint, &Row)> = self
+            .saturated_rows(Mode::ProdOn)
+            .filter_map(|(_, r)| Some((r.endpoint?, r)))
+            .collect();
+        let ratios: Vec<(&Endpoint, f64)> = rows
+            .iter()
+            .filter_map(|(e, r)| Some((*e, self.on_off(r)?)))
+            .collect();
+        let notes: Vec<&(&Endpoint, f64)> = ratios
+            .iter()
+            .filter(|(e, _)| e.service == Service::Notes)
+            .collect();
+        if !notes.is_empty() {
+            let ok = notes.iter().all(|(_, v)| *v >= 0.9);
+            let fmt = |v: &[&(&Endpoint, f64)]| {
+                v.iter()
+                    .map(|(e, v)| format!("`{}` {:.0}%", e.label, v * 100.0))
+                    .collect::<Vec<_>>()
+            };
+            let others: Vec<&(&Endpoint, f64)> = ratios
+                .iter()
+                .filter(|(e, _)| e.service != Service::Notes)
+                .collect();
+            let sdk: Vec<String> = self
+                .saturated_rows(Mode::ProdSdk)
+                .filter_map(|(l, r)| Some(format!("`{l}` {:.0}%", self.on_off(r)? * 100.0)))
+                .collect();
+            out.push(format!(
+                "{}: production sampling, traced >= 90% of tracing-off throughput on every notes endpoint: {}{}{}",
+                mark(ok),
+                list(&fmt(&notes)),
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (not a target: {})", list(&fmt(&others)))
+                },
+                if sdk.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (Datadog's SDK: {})", list(&sdk))
+                }
+            ));
+        }
+        let ahead: Vec<(&Endpoint, f64)> = rows
+            .iter()
+            .filter_map(|(e, r)| Some((*e, self.vs_sdk(r)?)))
+            .collect();
+        if !ahead.is_empty() {
+            let ok = ahead.iter().all(|(_, v)| *v >= 1.2);
+            let items: Vec<String> = ahead
+                .iter()
+                .map(|(e, v)| format!("`{}` {:.0}% of the SDK's rate", e.label, v * 100.0))
+                .collect();
+            out.push(format!(
+                "{}: production sampling, ahead of datadog-opentelemetry by >= 20% on every endpoint: {}",
+                mark(ok),
+                list(&items)
+            ));
+        } else if !rows.is_empty() {
+            out.push(
+                "NOT MEASURED: production sampling, ahead of datadog-opentelemetry (no SDK copy in this run)"
+                    .into(),
+            );
+        }
+        for mode in [Mode::ProdOn, Mode::ProdSdk] {
+            let hits: Vec<(String, u64, u64)> = self
+                .rows
+                .iter()
+                .filter(|r| r.tracing == Some(mode))
+                .filter_map(|r| {
+                    let (got, want) = r.stats_hits?;
+                    let load = match r.rate {
+                        None => "saturated".to_string(),
+                        Some(rate) => format!("rate {rate:.0}/s"),
+                    };
+                    Some((format!("{load} `{}`", r.endpoint?.label), got, want))
+                })
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let ok = hits.iter().all(|(_, got, want)| got == want);
+            let items: Vec<String> = hits
+                .iter()
+                .map(|(l, got, want)| {
+                    if got == want {
+                        format!("{l} {got} of {want}")
+                    } else {
+                        format!("{l} {got} of {want} ({:+})", *got as i64 - *want as i64)
+                    }
+                })
+                .collect();
+            out.push(format!(
+                "{}: production sampling, the stats' hits equal the requests served, tracing {}: {}",
+                mark(ok),
+                mode.tag(),
+                list(&items)
+            ));
+        }
+        out
+    }
+
     fn targets(&self) -> Vec<String> {
         let mark = |ok: bool| if ok { "MET" } else { "MISSED" };
         let mut out = Vec::new();
@@ -404,7 +536,7 @@ impl Run {
                 mark(ok),
                 list(&items)
             ));
-        } else if !has_sdk {
+        } else if !has_sdk && self.rows.iter().any(|r| r.tracing == Some(Mode::Project)) {
             out.push(
                 "NOT MEASURED: tracing on ahead of datadog-opentelemetry (no SDK copy in this run)"
                     .into(),
@@ -527,11 +659,13 @@ impl Run {
             ));
         }
 
+        out.extend(self.production_targets());
+
         // This project's copies (off and on); the SDK's figure is shown beside.
         let max_rss = |f: fn(&Row) -> Option<u64>, sdk: bool| {
             self.rows
                 .iter()
-                .filter(|r| (r.tracing == Some(Mode::Sdk)) == sdk)
+                .filter(|r| r.tracing.is_some_and(Mode::is_sdk) == sdk)
                 .filter_map(f)
                 .max()
         };
@@ -582,6 +716,7 @@ mod tests {
             rss_notes_kib: Some(20 * 1024),
             rss_calendar_kib: Some(10 * 1024),
             spans: tracing.map(|m| if m.traced() { (20, 20) } else { (0, 0) }),
+            stats_hits: None,
             cpu_service_us: Some(50.0),
             cpu_db_us: Some(40.0),
             cpu_client_us: Some(15.0),
@@ -674,5 +809,56 @@ mod tests {
             text.contains("tracing on >= 90% of tracing-off throughput: `GET /notes?id=1` 73%"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn production_sampling_has_targets_of_its_own() {
+        let mut run = Run::describe("bench".into(), 16, 0.5);
+        let prod = |e: usize, mode: Mode, rps: f64, hits: (u64, u64)| {
+            let mut r = row(Some(e), None, Some(mode), rps);
+            r.spans = Some((4, 0));
+            r.stats_hits = Some(hits);
+            r
+        };
+        run.rows = vec![
+            row(Some(0), None, Some(Mode::Off), 600.0),
+            row(Some(0), None, Some(Mode::Project), 450.0),
+            row(Some(0), None, Some(Mode::Sdk), 400.0),
+            prod(0, Mode::ProdOn, 570.0, (7000, 7000)),
+            prod(0, Mode::ProdSdk, 450.0, (6990, 7000)),
+            row(Some(3), None, Some(Mode::Off), 1000.0),
+            prod(3, Mode::ProdOn, 800.0, (9000, 9000)),
+            prod(3, Mode::ProdSdk, 700.0, (9000, 9000)),
+        ];
+        let text = run.render();
+        // on-prod ÷ off, and ÷ sdk-prod (not the 100% SDK copy).
+        assert!(
+            text.contains("| saturated | `GET /notes?id=1` | on-prod | 570 | 95% | 127% |"),
+            "{text}"
+        );
+        assert!(text.contains("| 4 sent | 7000 / 7000 |"), "{text}");
+        assert!(text.contains("| 20 / 20 |  |"), "{text}");
+        assert!(text.contains(
+            "MET: production sampling, traced >= 90% of tracing-off throughput on every notes endpoint: `GET /notes?id=1` 95% (not a target: `GET /calendar` 80%) (Datadog's SDK: `GET /notes?id=1` 75%, `GET /calendar` 70%)"
+        ), "{text}");
+        assert!(text.contains(
+            "MISSED: production sampling, ahead of datadog-opentelemetry by >= 20% on every endpoint: `GET /notes?id=1` 127% of the SDK's rate, `GET /calendar` 114% of the SDK's rate"
+        ), "{text}");
+        assert!(text.contains(
+            "MET: production sampling, the stats' hits equal the requests served, tracing on-prod: saturated `GET /notes?id=1` 7000 of 7000, saturated `GET /calendar` 9000 of 9000"
+        ), "{text}");
+        assert!(text.contains(
+            "MISSED: production sampling, the stats' hits equal the requests served, tracing sdk-prod: saturated `GET /notes?id=1` 6990 of 7000 (-10)"
+        ), "{text}");
+        // The 100% targets still read the 100% copies.
+        assert!(
+            text.contains(
+                "MISSED: tracing on >= 90% of tracing-off throughput: `GET /notes?id=1` 75%"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "MET: tracing on ahead of datadog-opentelemetry on every endpoint: `GET /notes?id=1` 112%"
+        ), "{text}");
     }
 }
