@@ -53,11 +53,19 @@ done
 cargo build --workspace --bins --examples --locked "${build_profile[@]}"
 
 # Run everything, then close with one total over all test binaries (cargo's own last lines are
-# the doc-test runs, which here hold no test).
+# the doc-test runs, which here hold no test) and Datadog's conformance suite
+# (tests/conformance/run.sh: the parametric app against ../shared/system-tests, expected
+# failures from docs/CONFORMANCE.md; CONFORMANCE=0 leaves it out).
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+if [ "${CONFORMANCE:-1}" != 0 ]; then
+  app=target/debug/parametric
+  if [ ${#build_profile[@]} -gt 0 ]; then app=target/release/parametric; fi
+  PARAMETRIC_APP=${PARAMETRIC_APP:-$PWD/$app} bash tests/conformance/run.sh 2>&1 | tee -a "$log" || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^conformance: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

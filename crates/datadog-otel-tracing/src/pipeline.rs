@@ -137,7 +137,11 @@ impl TracingGuard {
             provider.force_flush().map_err(ShutdownError)?;
         }
         if let Some(stats) = &self.stats {
-            stats.flush(true);
+            // On a thread of its own: the send is a blocking HTTP call, which must not run on
+            // an async runtime's thread (a caller's handler, say).
+            std::thread::scope(|scope| {
+                let _ = scope.spawn(|| stats.flush(true)).join();
+            });
         }
         Ok(())
     }

@@ -354,7 +354,16 @@ async fn span_extract(state: Data<State>, body: Json<Json_>) -> HttpResponse {
 }
 
 async fn flush(state: Data<State>) -> HttpResponse {
-    match state.guard.flush() {
+    // The flush blocks (it waits for the export): off the async workers.
+    let flushed = web::block(move || state.guard.flush()).await;
+    let flushed = match flushed {
+        Ok(result) => result,
+        Err(e) => {
+            return HttpResponse::InternalServerError()
+                .json(json!({ "success": false, "error": e.to_string() }))
+        }
+    };
+    match flushed {
         Ok(()) => HttpResponse::Ok().json(json!({ "success": true })),
         Err(e) => HttpResponse::InternalServerError().json(json!({
             "success": false,
@@ -576,7 +585,7 @@ pub async fn serve(state: State, port: u16) -> std::io::Result<()> {
         tracing::info!(%address, "listening");
     }
     server.run().await?;
-    // Ended by a signal: send what is left.
-    let _ = state.guard.flush();
+    // Ended by a signal: send what is left (blocking, off the async runtime).
+    let _ = web::block(move || state.guard.flush()).await;
     Ok(())
 }
