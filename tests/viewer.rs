@@ -366,7 +366,34 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     let page = dom(&viewer.url("/")).await;
     assert!(page.contains("id=\"traces\""), "{page}");
     let rows: Vec<&str> = page.split("<tr class=\"trace").skip(1).collect();
-    assert!(rows.len() >= 6, "{page}");
+    // The six requests only: notes' start-up trace (`notes.startup`, its root not a web
+    // request) is hidden by default, and the list says so, with the way to show it.
+    assert_eq!(rows.len(), 6, "{page}");
+    assert!(
+        !element(&page, "id", "traces", "</table>").contains("bootstrap database"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span id=\"hidden-background\">1 background trace hidden</span>"),
+        "{page}"
+    );
+    assert!(
+        attr(element(&page, "id", "background", ">"), "checked").is_none(),
+        "{page}"
+    );
+    let all = dom(&viewer.url("/?background=1")).await;
+    let all_rows: Vec<&str> = all.split("<tr class=\"trace").skip(1).collect();
+    assert_eq!(all_rows.len(), 7, "{all}");
+    let startup: Vec<&&str> = all_rows
+        .iter()
+        .filter(|r| r.contains(">bootstrap database</a>"))
+        .collect();
+    assert_eq!(startup.len(), 1, "{all}");
+    assert!(!all.contains("id=\"hidden-background\""), "{all}");
+    assert!(
+        attr(element(&all, "id", "background", ">"), "checked").is_some(),
+        "{all}"
+    );
     let post_rows = rows
         .iter()
         .filter(|r| r.contains(">POST /notes</a>"))

@@ -22,6 +22,9 @@ pub struct ListQuery {
     pub resource: Option<String>,
     /// Only traces with an error.
     pub errors: bool,
+    /// Background traces too (`background=1`): without it, the list hides the traces whose
+    /// root span is not a web request ([`is_background`]), such as notes' start-up trace.
+    pub background: bool,
 }
 
 impl ListQuery {
@@ -37,6 +40,22 @@ impl ListQuery {
     pub fn matches(&self, trace: &Trace) -> bool {
         self.filter().matches(trace) && (!self.errors || trace.error_count() > 0)
     }
+
+    /// Whether the list page shows `trace`: it passes every filter, and it is a web request's
+    /// trace unless background traces are asked for.
+    pub fn shows(&self, trace: &Trace) -> bool {
+        self.matches(trace) && (self.background || !is_background(trace))
+    }
+}
+
+/// Whether a trace is background work rather than a request someone sent: its root span is not
+/// of type `web` (notes' start-up trace `notes.startup`, a statement traced on its own). A trace
+/// whose root has not arrived yet is not background.
+pub fn is_background(trace: &Trace) -> bool {
+    trace
+        .roots()
+        .first()
+        .is_some_and(|root| root.parent_id == 0 && root.span_type != "web")
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -243,9 +262,13 @@ pub fn list_page(
         "</select></label><label>resource <input name=\"resource\" value=\"{}\" \
          placeholder=\"POST /notes\"></label>\
          <label><input type=\"checkbox\" name=\"errors\" value=\"1\"{}> errors only</label>\
+         <label title=\"traces whose root span is not a web request, such as notes' start-up \
+         trace (notes.startup)\"><input type=\"checkbox\" id=\"background\" name=\"background\" \
+         value=\"1\"{}> background traces too</label>\
          <button>Filter</button></form>",
         esc(query.resource.as_deref().unwrap_or("")),
-        if query.errors { " checked" } else { "" }
+        if query.errors { " checked" } else { "" },
+        if query.background { " checked" } else { "" }
     );
     body.push_str(
         "<form class=\"filters\" method=\"get\" action=\"/search\"><label>trace id \
@@ -282,7 +305,11 @@ pub fn list_page(
             );
         }
         Ok(traces) => {
-            let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.matches(t)).collect();
+            let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.shows(t)).collect();
+            let hidden = traces
+                .iter()
+                .filter(|t| query.matches(t) && !query.shows(t))
+                .count();
             shown.sort_by_key(|t| std::cmp::Reverse((t.root_start(), t.trace_id)));
             let last = shown.iter().find(|t| watcher.state(t) == State::Complete);
             match last {
@@ -301,11 +328,24 @@ pub fn list_page(
             }
             let _ = write!(
                 body,
-                "<p>{} of {} trace{} (newest first)</p>",
+                "<p>{} of {} trace{} (newest first)",
                 shown.len(),
                 traces.len(),
                 if traces.len() == 1 { "" } else { "s" }
             );
+            if hidden > 0 {
+                let _ = write!(
+                    body,
+                    "; <span id=\"hidden-background\">{hidden} background trace{} hidden</span> \
+                     (<a href=\"{}\">show</a>)",
+                    if hidden == 1 { "" } else { "s" },
+                    esc(&list_link(&ListQuery {
+                        background: true,
+                        ..query.clone()
+                    }))
+                );
+            }
+            body.push_str("</p>");
             body.push_str(
                 "<table id=\"traces\"><thead><tr><th>started (UTC)</th><th>service</th>\
                  <th>resource</th><th>duration</th><th>spans</th><th>services</th><th></th>\
@@ -688,6 +728,9 @@ pub fn list_link(query: &ListQuery) -> String {
     }
     if query.errors {
         parts.push("errors=1".to_owned());
+    }
+    if query.background {
+        parts.push("background=1".to_owned());
     }
     if parts.is_empty() {
         "/".to_owned()
