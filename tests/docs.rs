@@ -303,21 +303,17 @@ struct Shown {
 /// The commands of a document's `console` blocks, in order; one `Vec` per block.
 fn console_blocks(doc: &str) -> Vec<Vec<Shown>> {
     let mut blocks = Vec::new();
-    let mut current: Option<Vec<Shown>> = None;
+    // The block being read, and the indentation of its fence (a block inside a list item).
+    let mut current: Option<(Vec<Shown>, usize)> = None;
     for raw in doc.lines() {
         let line = raw.trim_start();
+        let indent = raw.len() - line.len();
         match &mut current {
-            None if line == "```console" => current = Some(Vec::new()),
+            None if line == "```console" => current = Some((Vec::new(), indent)),
             None => {}
-            Some(_) if line == "```" => blocks.extend(current.take()),
-            Some(block) => {
-                let indent = raw.len() - line.len();
-                let text = raw.get(indent.min(2)..).unwrap_or(raw);
-                let text = if raw.starts_with("  ") {
-                    raw[indent.min(raw.len())..].to_owned()
-                } else {
-                    text.to_owned()
-                };
+            Some(_) if line == "```" => blocks.extend(current.take().map(|(b, _)| b)),
+            Some((block, fence)) => {
+                let text = raw.get(indent.min(*fence)..).unwrap_or(raw).to_owned();
                 if let Some(command) = text.strip_prefix("$ ") {
                     block.push(Shown {
                         command: command.to_owned(),
