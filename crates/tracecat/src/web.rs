@@ -750,7 +750,7 @@ mod tests {
     fn big_trace() -> Trace {
         let mut spans = vec![json!({"service": "notes", "name": "actix_web.request",
             "resource": "GET /big", "trace_id": 7, "span_id": 1, "parent_id": 0,
-            "start": 0, "duration": 10_000_000_000i64, "error": 0})];
+            "start": 0, "duration": 10_000_000_000i64, "error": 0, "type": "web"})];
         let mut id = 2u64;
         for i in 0..99i64 {
             let parent = id;
@@ -849,6 +849,26 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(only(errors), 1);
+        // A trace whose root is not a web request (notes' start-up trace) is hidden unless
+        // background traces are asked for, and the list says how many it hides.
+        let startup = traces_from_json(&json!([{"service": "notes", "name": "notes.startup",
+            "resource": "bootstrap database", "trace_id": 8, "span_id": 1, "parent_id": 0,
+            "start": 5, "duration": 10, "error": 0}]))
+        .expect("valid spans");
+        let both = [trace.clone(), startup[0].clone()];
+        let page = list_page(Ok(&both), &watcher, &ListQuery::default(), "a", None, "");
+        assert_eq!(page.matches("<tr class=\"trace").count(), 1);
+        assert!(
+            page.contains("1 background trace hidden") && !page.contains(">bootstrap database<")
+        );
+        let all = ListQuery {
+            background: true,
+            ..ListQuery::default()
+        };
+        let page = list_page(Ok(&both), &watcher, &all, "a", None, "");
+        assert_eq!(page.matches("<tr class=\"trace").count(), 2);
+        assert!(page.contains(">bootstrap database<") && !page.contains("hidden-background"));
+        assert_eq!(list_link(&all), "/?background=1");
         let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None, "");
         assert!(empty.contains(&esc(FIRST_REQUEST_HINT)));
         let down = list_page(
