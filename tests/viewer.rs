@@ -1,8 +1,9 @@
 //! The trace viewer (`tracecat serve`) in a real browser: the services send the tutorial's
 //! requests to Datadog's test agent, the viewer reads it, and headless Chromium (from Debian)
-//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for pictures: the one in
-//! docs/, and one per view in `target/viewer-screenshots/`, whose pixels are checked too: the
-//! flame graph fills a wide window). A missing Chromium fails with the fix.
+//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for pictures: one per view
+//! in `target/viewer-screenshots/`, whose pixels are checked too: the flame graph fills a wide
+//! window; docs/viewer.png is made by docs/pictures.sh from a run with the shipped delays). A
+//! missing Chromium fails with the fix.
 
 use serde_json::Value;
 use std::path::PathBuf;
