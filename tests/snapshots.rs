@@ -2,8 +2,8 @@
 //! them, compared with the recorded snapshots in `tests/snapshots/` by Datadog's test agent.
 //!
 //! Each test runs its own services (fresh database) against the one test agent of this binary,
-//! inside a session of its own (started before the services, so that notes' start-up statements
-//! are part of every snapshot) ([`TestAgent::start_session`]); the tests run one at a time, since
+//! inside a session of its own (started before the services, so that notes' start-up trace,
+//! `notes.startup` with the schema statements below it, is part of every snapshot) ([`TestAgent::start_session`]); the tests run one at a time, since
 //! the services send no session token and the agent gives untagged traces to the latest session.
 //! Ids, timestamps, durations and `_dd.p.tid` (the agent's default ignores), the database name and
 //! the loopback ports (`{addr}`) are not compared; every other field, tag and metric is.
@@ -149,7 +149,7 @@ async fn tutorial_sequence() {
     {
         request(step, method, &format!("{base}{path}"), &[], status).await;
     }
-    check_snapshot(agent, token, 8, 20).await;
+    check_snapshot(agent, token, 7, 21).await;
 }
 
 #[tokio::test]
@@ -177,7 +177,7 @@ async fn post_with_a_date() {
         200,
     )
     .await;
-    check_snapshot(agent, token, 4, 10).await;
+    check_snapshot(agent, token, 3, 11).await;
 }
 
 #[tokio::test]
@@ -200,7 +200,7 @@ async fn errors_and_not_found() {
     {
         request(step, method, &format!("{base}{path}"), &[], status).await;
     }
-    check_snapshot(agent, token, 7, 10).await;
+    check_snapshot(agent, token, 6, 11).await;
 }
 
 #[tokio::test]
@@ -219,7 +219,7 @@ async fn incoming_datadog_headers() {
     ];
     let url = format!("{}/notes?desc=from_dd&add_date=y", notes.base_url());
     request(0, "POST", &url, &headers, 201).await;
-    check_snapshot(agent, token, 3, 8).await;
+    check_snapshot(agent, token, 2, 9).await;
 }
 
 #[tokio::test]
@@ -244,5 +244,5 @@ async fn incoming_w3c_headers() {
         "00-0af7651916cd43dd8448eb211c80319d-b7ad6b7169203331-00",
     )];
     request(1, "GET", &url, &dropped, 404).await;
-    check_snapshot(agent, token, 4, 6).await;
+    check_snapshot(agent, token, 3, 7).await;
 }

@@ -852,3 +852,83 @@ async fn health_checks_are_not_traced_unless_asked() {
     // The server span alone: the health handler makes no spans of its own.
     assert_eq!(trace.len(), 1, "{trace:?}");
 }
+
+/// The start-up traces among `traces`: those whose root is notes' `notes.startup`.
+fn startup_traces(traces: &[Vec<Value>]) -> Vec<&Vec<Value>> {
+    traces
+        .iter()
+        .filter(|t| {
+            t.iter()
+                .any(|s| s["parent_id"] == 0 && s["name"] == "notes.startup")
+        })
+        .collect()
+}
+
+/// A fresh start of notes sends one start-up trace, as documented (docs/TUTORIAL.md, step 2):
+/// root `notes.startup`, resource `bootstrap database`, service `notes`, the schema statements
+/// as its children; no statement of the bootstrap is a trace of its own, and the first request's
+/// trace holds only the request. With PostgreSQL (the advisory lock and `CREATE TABLE`) and with
+/// SQLite (`CREATE TABLE`).
+#[tokio::test]
+async fn a_fresh_start_sends_one_start_up_trace() {
+    for store in ["postgres", "sqlite"] {
+        let agent = TestAgent::start().await;
+        let url = agent.url();
+        let db = test_support::fresh_database().await;
+        let mut env = dd_env(&url);
+        let statements: &[&str] = if store == "postgres" {
+            env.push(("DATABASE_URL", db.as_str()));
+            &[
+                "SELECT pg_advisory_xact_lock(",
+                "CREATE TABLE IF NOT EXISTS notes",
+            ]
+        } else {
+            &["CREATE TABLE IF NOT EXISTS notes"]
+        };
+        let notes = ServiceProcess::spawn("notes", &env).await;
+        assert_statuses(&notes.base_url(), &[("GET", "/notes", 200)]).await;
+        agent
+            .wait_for_traces(
+                |ts| {
+                    ts.iter()
+                        .any(|t| t.iter().any(|s| s["resource"] == "GET /notes"))
+                        && !startup_traces(ts).is_empty()
+                },
+                WAIT,
+            )
+            .await;
+        // Two flush intervals more: a second start-up trace, if any, would have arrived.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let traces = agent.traces().await;
+        let startup = startup_traces(&traces);
+        assert_eq!(startup.len(), 1, "{store}: {traces:#?}");
+        let trace = startup[0];
+        let root = find(trace, "start-up root", |s| s["parent_id"] == 0);
+        assert_eq!(root["service"], "notes", "{store}: {root}");
+        assert_eq!(root["resource"], "bootstrap database", "{store}: {root}");
+        assert_eq!(root["error"], 0, "{store}: {root}");
+        assert_eq!(trace.len(), statements.len() + 1, "{store}: {trace:#?}");
+        for statement in statements {
+            let span = find(trace, statement, |s| {
+                s["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(statement))
+            });
+            assert_eq!(span["parent_id"], root["span_id"], "{store}: {span}");
+            assert_eq!(span["service"], store, "{store}: {span}");
+        }
+        // Nothing else: the request's trace, without the bootstrap in it.
+        assert_eq!(traces.len(), 2, "{store}: {traces:#?}");
+        let request = traces
+            .iter()
+            .find(|t| t.iter().any(|s| s["resource"] == "GET /notes"))
+            .expect("the request's trace");
+        assert!(
+            request.iter().all(|s| s["resource"]
+                .as_str()
+                .is_some_and(|r| !r.starts_with("CREATE") && !r.starts_with("SELECT pg_"))),
+            "{store}: {request:#?}"
+        );
+        drop(notes);
+    }
+}

@@ -1,8 +1,9 @@
 //! The trace viewer (`tracecat serve`) in a real browser: the services send the tutorial's
 //! requests to Datadog's test agent, the viewer reads it, and headless Chromium (from Debian)
-//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for pictures: the one in
-//! docs/, and one per view in `target/viewer-screenshots/`, whose pixels are checked too: the
-//! flame graph fills a wide window). A missing Chromium fails with the fix.
+//! loads its pages (`--dump-dom` for what a user sees, `--screenshot` for pictures: one per view
+//! in `target/viewer-screenshots/`, whose pixels are checked too: the flame graph fills a wide
+//! window; docs/viewer.png is made by docs/pictures.sh from a run with the shipped delays). A
+//! missing Chromium fails with the fix.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -366,7 +367,34 @@ async fn the_viewer_shows_the_tutorials_traces_in_a_browser() {
     let page = dom(&viewer.url("/")).await;
     assert!(page.contains("id=\"traces\""), "{page}");
     let rows: Vec<&str> = page.split("<tr class=\"trace").skip(1).collect();
-    assert!(rows.len() >= 6, "{page}");
+    // The six requests only: notes' start-up trace (`notes.startup`, its root not a web
+    // request) is hidden by default, and the list says so, with the way to show it.
+    assert_eq!(rows.len(), 6, "{page}");
+    assert!(
+        !element(&page, "id", "traces", "</table>").contains("bootstrap database"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span id=\"hidden-background\">1 background trace hidden</span>"),
+        "{page}"
+    );
+    assert!(
+        attr(element(&page, "id", "background", ">"), "checked").is_none(),
+        "{page}"
+    );
+    let all = dom(&viewer.url("/?background=1")).await;
+    let all_rows: Vec<&str> = all.split("<tr class=\"trace").skip(1).collect();
+    assert_eq!(all_rows.len(), 7, "{all}");
+    let startup: Vec<&&str> = all_rows
+        .iter()
+        .filter(|r| r.contains(">bootstrap database</a>"))
+        .collect();
+    assert_eq!(startup.len(), 1, "{all}");
+    assert!(!all.contains("id=\"hidden-background\""), "{all}");
+    assert!(
+        attr(element(&all, "id", "background", ">"), "checked").is_some(),
+        "{all}"
+    );
     let post_rows = rows
         .iter()
         .filter(|r| r.contains(">POST /notes</a>"))

@@ -94,12 +94,12 @@ fn list_query(params: &HashMap<String, String>) -> ListQuery {
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
+    let flag = |key: &str| params.get(key).is_some_and(|v| !v.is_empty() && v != "0");
     ListQuery {
         service: text("service"),
         resource: text("resource"),
-        errors: params
-            .get("errors")
-            .is_some_and(|v| !v.is_empty() && v != "0"),
+        errors: flag("errors"),
+        background: flag("background"),
     }
 }
 

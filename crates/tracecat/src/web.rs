@@ -22,6 +22,9 @@ pub struct ListQuery {
     pub resource: Option<String>,
     /// Only traces with an error.
     pub errors: bool,
+    /// Background traces too (`background=1`): without it, the list hides the traces whose
+    /// root span is not a web request ([`is_background`]), such as notes' start-up trace.
+    pub background: bool,
 }
 
 impl ListQuery {
@@ -37,6 +40,22 @@ impl ListQuery {
     pub fn matches(&self, trace: &Trace) -> bool {
         self.filter().matches(trace) && (!self.errors || trace.error_count() > 0)
     }
+
+    /// Whether the list page shows `trace`: it passes every filter, and it is a web request's
+    /// trace unless background traces are asked for.
+    pub fn shows(&self, trace: &Trace) -> bool {
+        self.matches(trace) && (self.background || !is_background(trace))
+    }
+}
+
+/// Whether a trace is background work rather than a request someone sent: its root span is not
+/// of type `web` (notes' start-up trace `notes.startup`, a statement traced on its own). A trace
+/// whose root has not arrived yet is not background.
+pub fn is_background(trace: &Trace) -> bool {
+    trace
+        .roots()
+        .first()
+        .is_some_and(|root| root.parent_id == 0 && root.span_type != "web")
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -243,9 +262,13 @@ pub fn list_page(
         "</select></label><label>resource <input name=\"resource\" value=\"{}\" \
          placeholder=\"POST /notes\"></label>\
          <label><input type=\"checkbox\" name=\"errors\" value=\"1\"{}> errors only</label>\
+         <label title=\"traces whose root span is not a web request, such as notes' start-up \
+         trace (notes.startup)\"><input type=\"checkbox\" id=\"background\" name=\"background\" \
+         value=\"1\"{}> background traces too</label>\
          <button>Filter</button></form>",
         esc(query.resource.as_deref().unwrap_or("")),
-        if query.errors { " checked" } else { "" }
+        if query.errors { " checked" } else { "" },
+        if query.background { " checked" } else { "" }
     );
     body.push_str(
         "<form class=\"filters\" method=\"get\" action=\"/search\"><label>trace id \
@@ -282,7 +305,11 @@ pub fn list_page(
             );
         }
         Ok(traces) => {
-            let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.matches(t)).collect();
+            let mut shown: Vec<&Trace> = traces.iter().filter(|t| query.shows(t)).collect();
+            let hidden = traces
+                .iter()
+                .filter(|t| query.matches(t) && !query.shows(t))
+                .count();
             shown.sort_by_key(|t| std::cmp::Reverse((t.root_start(), t.trace_id)));
             let last = shown.iter().find(|t| watcher.state(t) == State::Complete);
             match last {
@@ -301,11 +328,24 @@ pub fn list_page(
             }
             let _ = write!(
                 body,
-                "<p>{} of {} trace{} (newest first)</p>",
+                "<p>{} of {} trace{} (newest first)",
                 shown.len(),
                 traces.len(),
                 if traces.len() == 1 { "" } else { "s" }
             );
+            if hidden > 0 {
+                let _ = write!(
+                    body,
+                    "; <span id=\"hidden-background\">{hidden} background trace{} hidden</span> \
+                     (<a href=\"{}\">show</a>)",
+                    if hidden == 1 { "" } else { "s" },
+                    esc(&list_link(&ListQuery {
+                        background: true,
+                        ..query.clone()
+                    }))
+                );
+            }
+            body.push_str("</p>");
             body.push_str(
                 "<table id=\"traces\"><thead><tr><th>started (UTC)</th><th>service</th>\
                  <th>resource</th><th>duration</th><th>spans</th><th>services</th><th></th>\
@@ -689,6 +729,9 @@ pub fn list_link(query: &ListQuery) -> String {
     if query.errors {
         parts.push("errors=1".to_owned());
     }
+    if query.background {
+        parts.push("background=1".to_owned());
+    }
     if parts.is_empty() {
         "/".to_owned()
     } else {
@@ -707,7 +750,7 @@ mod tests {
     fn big_trace() -> Trace {
         let mut spans = vec![json!({"service": "notes", "name": "actix_web.request",
             "resource": "GET /big", "trace_id": 7, "span_id": 1, "parent_id": 0,
-            "start": 0, "duration": 10_000_000_000i64, "error": 0})];
+            "start": 0, "duration": 10_000_000_000i64, "error": 0, "type": "web"})];
         let mut id = 2u64;
         for i in 0..99i64 {
             let parent = id;
@@ -806,6 +849,26 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(only(errors), 1);
+        // A trace whose root is not a web request (notes' start-up trace) is hidden unless
+        // background traces are asked for, and the list says how many it hides.
+        let startup = traces_from_json(&json!([{"service": "notes", "name": "notes.startup",
+            "resource": "bootstrap database", "trace_id": 8, "span_id": 1, "parent_id": 0,
+            "start": 5, "duration": 10, "error": 0}]))
+        .expect("valid spans");
+        let both = [trace.clone(), startup[0].clone()];
+        let page = list_page(Ok(&both), &watcher, &ListQuery::default(), "a", None, "");
+        assert_eq!(page.matches("<tr class=\"trace").count(), 1);
+        assert!(
+            page.contains("1 background trace hidden") && !page.contains(">bootstrap database<")
+        );
+        let all = ListQuery {
+            background: true,
+            ..ListQuery::default()
+        };
+        let page = list_page(Ok(&both), &watcher, &all, "a", None, "");
+        assert_eq!(page.matches("<tr class=\"trace").count(), 2);
+        assert!(page.contains(">bootstrap database<") && !page.contains("hidden-background"));
+        assert_eq!(list_link(&all), "/?background=1");
         let empty = list_page(Ok(&[]), &watcher, &ListQuery::default(), "a", None, "");
         assert!(empty.contains(&esc(FIRST_REQUEST_HINT)));
         let down = list_page(

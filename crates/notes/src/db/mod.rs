@@ -174,6 +174,29 @@ pub(crate) struct DbTags {
     pub port: Option<u16>,
 }
 
+/// Operation name of the start-up trace: the database bootstrap (the schema statements) of one
+/// start of notes, as one trace of its own rather than one trace per statement.
+pub const STARTUP_OPERATION: &str = "notes.startup";
+/// Resource of the start-up trace.
+pub const STARTUP_RESOURCE: &str = "bootstrap database";
+
+/// The root span of the database bootstrap (`notes.startup` / `bootstrap database`, service
+/// `notes`): a trace of its own (no parent, whatever span is current: a request that finds the
+/// table missing waits for it but does not carry it), with the schema statements as its
+/// children. One per start when the database answers; a failed attempt records its error and
+/// the next attempt makes another.
+pub(crate) fn startup_span() -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "notes.startup",
+        otel.name = STARTUP_RESOURCE,
+        otel.status_code = Empty,
+        operation.name = STARTUP_OPERATION,
+        error.type = Empty,
+        error.message = Empty,
+    )
+}
+
 /// The span of one statement: resource = the SQL text, type `sql`, the client's tags, and
 /// `db.row_count` / `error.*` left to record when it ends (the errors with
 /// [`datadog_otel_tracing::spans::record_error`]).

@@ -5,7 +5,7 @@
 //! stayed in an aborted transaction after `?id=abc`). Each statement gets a `postgres.query`
 //! span shaped like Datadog's: resource = the SQL text, type `sql`, `db.*` tags, row count.
 
-use super::{query_span, DbError, DbTags, Note, OpenError};
+use super::{query_span, startup_span, DbError, DbTags, Note, OpenError};
 use crate::config::PostgresSettings;
 use datadog_otel_tracing::spans::record_error;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -288,18 +288,28 @@ impl Postgres {
 
     /// `CREATE TABLE IF NOT EXISTS` under an advisory lock, so replicas starting together do
     /// not race on the catalog.
+    /// Traced as one start-up trace (`notes.startup`, [`startup_span`]), the statements below it.
     async fn create_schema(&self, client: &mut Object) -> Result<(), DbError> {
-        let tx = client.transaction().await?;
-        for sql in [SQL_SCHEMA_LOCK, SQL_SCHEMA] {
-            let span = query_span(&self.tags, sql);
-            let result = tx.batch_execute(sql).instrument(span.clone()).await;
-            if let Err(e) = &result {
-                record_error(&span, &error_type(e), &describe(e));
+        let root = startup_span();
+        let result = async {
+            let tx = client.transaction().await?;
+            for sql in [SQL_SCHEMA_LOCK, SQL_SCHEMA] {
+                let span = query_span(&self.tags, sql);
+                let result = tx.batch_execute(sql).instrument(span.clone()).await;
+                if let Err(e) = &result {
+                    record_error(&span, &error_type(e), &describe(e));
+                }
+                result?;
             }
-            result?;
+            tx.commit().await?;
+            Ok::<(), DbError>(())
         }
-        tx.commit().await?;
-        Ok(())
+        .instrument(root.clone())
+        .await;
+        if let Err(e) = &result {
+            record_query_error(&root, e);
+        }
+        result
     }
 
     /// All notes, ordered by id.

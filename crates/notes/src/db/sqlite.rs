@@ -14,7 +14,7 @@
 //! type `sql`, `db.system=sqlite`, resource = the SQL text, `db.row_count`, and `error.type` /
 //! `error.message` when it fails.
 
-use super::{query_span, DbError, DbTags, Note};
+use super::{query_span, startup_span, DbError, DbTags, Note};
 use crate::config::SqliteSettings;
 use datadog_otel_tracing::spans::record_error;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -270,11 +270,19 @@ fn open_connection(
         connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         connection.pragma_update(None, "synchronous", "FULL")?;
     }
-    let span = query_span(tags, SQL_SCHEMA);
-    let _entered = span.enter();
-    let created = connection.execute_batch(&format!("BEGIN IMMEDIATE; {SQL_SCHEMA}; COMMIT;"));
+    // One start-up trace (`notes.startup`), the statement below it.
+    let root = startup_span();
+    let created = root.in_scope(|| {
+        let span = query_span(tags, SQL_SCHEMA);
+        let _entered = span.enter();
+        let created = connection.execute_batch(&format!("BEGIN IMMEDIATE; {SQL_SCHEMA}; COMMIT;"));
+        if let Err(e) = &created {
+            record_error(&span, &error_type(e), &describe(e));
+        }
+        created
+    });
     if let Err(e) = &created {
-        record_error(&span, &error_type(e), &describe(e));
+        record_error(&root, &error_type(e), &describe(e));
     }
     created?;
     Ok(connection)
