@@ -37,6 +37,7 @@ SCOPE_PATTERNS=(
   tests/parametric/test_otel_span_methods.py
   tests/parametric/test_otel_tracestate_sampling.py
   tests/parametric/test_otel_api_interoperability.py
+  tests/parametric/test_library_tracestats.py
 )
 mapfile -t SCOPE < <(cd "$SUITE" && for p in "${SCOPE_PATTERNS[@]}"; do compgen -G "$p" | sort || echo "$p"; done)
 # test_otel_tracestate_sampling.py imports tests/otel/utils.py, which the extract does not hold:

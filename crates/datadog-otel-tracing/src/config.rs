@@ -52,6 +52,10 @@ pub struct Config {
     /// `/v0.6/stats`): client-side stats, and the local drop of priority-0 chunks when the
     /// Agent allows it.
     pub(crate) stats_computation: Option<bool>,
+    /// `DD_TRACE_STATS_CARDINALITY_LIMIT`, `DD_TRACE_STATS_RESOURCE_CARDINALITY_LIMIT`.
+    pub(crate) stats_limits: crate::stats::Limits,
+    /// `DD_HOSTNAME` when `DD_TRACE_REPORT_HOSTNAME` is true: the host name the stats carry.
+    pub(crate) report_hostname: Option<String>,
     /// `DD_TRACE_FLUSH_INTERVAL_MS` (default 1000): how often spans are sent.
     pub(crate) flush_interval: Duration,
     /// `RUST_LOG` (default `info`).
@@ -85,6 +89,20 @@ impl Config {
             agent_timeout: Duration::from_secs_f64(timeout_secs),
             queue_size,
             trace_id_128: env.flag("DD_TRACE_128_BIT_TRACEID_GENERATION_ENABLED", true)?,
+            stats_limits: crate::stats::Limits {
+                keys: env.positive(
+                    "DD_TRACE_STATS_CARDINALITY_LIMIT",
+                    crate::stats::Limits::default().keys,
+                )?,
+                resources: env.positive(
+                    "DD_TRACE_STATS_RESOURCE_CARDINALITY_LIMIT",
+                    crate::stats::Limits::default().resources,
+                )?,
+            },
+            report_hostname: match env.flag("DD_TRACE_REPORT_HOSTNAME", false)? {
+                true => env.get("DD_HOSTNAME").map(str::to_string),
+                false => None,
+            },
             stats_computation: match env.get("DD_TRACE_STATS_COMPUTATION_ENABLED") {
                 Some(_) => Some(env.flag("DD_TRACE_STATS_COMPUTATION_ENABLED", false)?),
                 None => None,

@@ -115,6 +115,7 @@ pub(crate) struct Stats {
     transport: Arc<dyn Transport>,
     info_url: http::Uri,
     stats_url: http::Uri,
+    hostname: String,
     env: String,
     version: String,
     service: String,
@@ -134,7 +135,8 @@ impl Stats {
         Ok(Self {
             setting: config.stats_computation,
             info: AgentInfo::default(),
-            concentrator: Mutex::new(Concentrator::default()),
+            concentrator: Mutex::new(Concentrator::with_limits(config.stats_limits)),
+            hostname: config.report_hostname.clone().unwrap_or_default(),
             transport,
             info_url: url("/info")?,
             stats_url: url("/v0.6/stats")?,
@@ -202,6 +204,7 @@ impl Stats {
             return;
         }
         let header = crate::stats::Header {
+            hostname: &self.hostname,
             env: &self.env,
             version: &self.version,
             service: &self.service,

@@ -31,6 +31,9 @@ const BUCKET_NS: u64 = 10_000_000_000;
 /// cardinality cases expect of Datadog's tracers).
 const MAX_KEYS_PER_BUCKET: usize = 2048;
 
+/// What stands for a value past a cardinality limit, as Datadog's tracers write it.
+const BLOCKED: &str = "tracer_blocked_value";
+
 /// One aggregation key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
@@ -137,12 +140,21 @@ struct Group {
 struct Groups {
     by_hash: HashMap<u64, Vec<(Key, Group)>>,
     len: usize,
+    /// The distinct resources seen, for the resource cardinality limit.
+    resources: std::collections::HashSet<String>,
 }
 
 impl Groups {
     /// The group of `key`, made when new; past the cardinality bound a new key goes to one
     /// overflow group of its service and operation.
-    fn group(&mut self, key: KeyRef<'_>) -> &mut Group {
+    fn group(&mut self, mut key: KeyRef<'_>, limits: Limits) -> &mut Group {
+        if !self.resources.contains(key.resource.as_ref()) {
+            if self.resources.len() >= limits.resources {
+                key.resource = Cow::Borrowed(BLOCKED);
+            } else {
+                self.resources.insert(key.resource.to_string());
+            }
+        }
         let hash = key.hash();
         let known = self
             .by_hash
@@ -151,11 +163,11 @@ impl Groups {
         if let Some(i) = known {
             return &mut self.by_hash.get_mut(&hash).expect("just found")[i].1;
         }
-        if self.len >= MAX_KEYS_PER_BUCKET {
+        if self.len >= limits.keys {
             let overflow = KeyRef {
                 service: key.service,
                 name: key.name,
-                resource: Cow::Borrowed("_dd.cardinality_limit"),
+                resource: Cow::Borrowed(BLOCKED),
                 span_type: Cow::Borrowed(""),
                 http_status: 0,
                 synthetics: false,
@@ -184,10 +196,31 @@ impl Groups {
     }
 }
 
+/// Cardinality limits per bucket (`DD_TRACE_STATS_CARDINALITY_LIMIT`,
+/// `DD_TRACE_STATS_RESOURCE_CARDINALITY_LIMIT`): past them, new keys and resources are counted
+/// under `tracer_blocked_value`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Distinct aggregation keys.
+    pub keys: usize,
+    /// Distinct resources.
+    pub resources: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            keys: MAX_KEYS_PER_BUCKET,
+            resources: MAX_KEYS_PER_BUCKET,
+        }
+    }
+}
+
 /// The stats of closed (or, at shutdown, all) buckets: what one `/v0.6/stats` payload carries.
 #[derive(Debug, Default)]
 pub struct Concentrator {
     buckets: BTreeMap<u64, Groups>,
+    limits: Limits,
     /// The tags the Agent aggregates client spans on (`peer_tags` of its `/info`).
     peer_tag_keys: Vec<String>,
 }
@@ -217,7 +250,16 @@ fn nanos(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The span's kind: its `span.kind` tag when set (a span made through a Datadog-style API
+/// says it that way), else its OpenTelemetry kind.
 fn kind_name(span: &SpanData) -> &'static str {
+    if let Some(kind) = str_attr(span, "span.kind") {
+        for name in ["server", "client", "producer", "consumer", "internal"] {
+            if kind.eq_ignore_ascii_case(name) {
+                return name;
+            }
+        }
+    }
     match span.span_kind {
         SpanKind::Server => "server",
         SpanKind::Client => "client",
@@ -237,6 +279,14 @@ pub struct ChunkFacts<'a> {
 }
 
 impl Concentrator {
+    /// Stats bounded by `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
     /// Sets the peer tags the Agent aggregates on.
     pub fn set_peer_tags(&mut self, keys: Vec<String>) {
         self.peer_tag_keys = keys;
@@ -264,8 +314,14 @@ impl Concentrator {
                     .map(service_of),
             }
         };
-        let synthetics = facts.origin.is_some_and(|o| o.starts_with("synthetics"));
+        let chunk_synthetics = facts.origin.is_some_and(|o| o.starts_with("synthetics"));
         for span in spans {
+            // Partial snapshots of a span still open are not counted (the span will be).
+            if attr(span, "_dd.partial_version").is_some() {
+                continue;
+            }
+            let synthetics = chunk_synthetics
+                || str_attr(span, "_dd.origin").is_some_and(|o| o.starts_with("synthetics"));
             let own = service_of(span);
             let local_parent =
                 span.parent_span_id != SpanId::INVALID && !span.parent_span_is_remote;
@@ -335,7 +391,7 @@ impl Concentrator {
             .buckets
             .entry(end - end % BUCKET_NS)
             .or_default()
-            .group(key);
+            .group(key, self.limits);
         group.hits += 1;
         group.duration += duration;
         if top_level {
@@ -387,6 +443,8 @@ pub struct Bucket {
 /// The payload's header fields.
 #[derive(Debug, Clone)]
 pub struct Header<'a> {
+    /// The host's name, when reported (`DD_TRACE_REPORT_HOSTNAME` with `DD_HOSTNAME`), else empty.
+    pub hostname: &'a str,
     /// `DD_ENV` (empty when unset).
     pub env: &'a str,
     /// `DD_VERSION`.
@@ -418,7 +476,7 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &str) {
 pub fn encode(header: &Header<'_>, buckets: Vec<Bucket>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let _ = rmp::encode::write_map_len(&mut out, 9);
-    write_field(&mut out, "Hostname", "");
+    write_field(&mut out, "Hostname", header.hostname);
     write_field(&mut out, "Env", header.env);
     write_field(&mut out, "Version", header.version);
     write_field(&mut out, "Lang", "rust");
@@ -594,6 +652,7 @@ mod tests {
         let later = now + BUCKET;
         let buckets = c.take(later, false);
         let header = Header {
+            hostname: "",
             env: "prod",
             version: "1.0",
             service: "web",
