@@ -97,7 +97,9 @@ class Repo:
         return set(re.findall(r'(?:resource|route|web::resource|scope)\(\s*"(/[^"]*)"', src))
 
     def env_names(self, crate: str) -> set[str]:
-        src = self.sources("common") + self.sources(crate)
+        src = (
+            self.sources("datadog-otel-tracing") + self.sources("common") + self.sources(crate)
+        )
         return set(re.findall(r'"([A-Z][A-Z0-9_]+)"', src))
 
     def peak_rss_mb(self, service: str) -> float:
