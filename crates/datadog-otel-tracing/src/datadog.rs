@@ -31,10 +31,11 @@ use crate::facts::{SamplingPriority, TraceFacts};
 use crate::payload::{self, BatchPlan};
 use crate::sampler::{AGENT_PSR, LIMIT_PSR, RULE_PSR};
 use crate::spans::{
-    DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
+    kind_name, str_attr as attr, DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME,
+    RESOURCE_NAME, SERVICE_NAME,
 };
 use crate::stats::{ChunkFacts, Concentrator};
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanId, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
@@ -61,13 +62,6 @@ tokio::task_local! {
 
 /// How often the Agent's `/info` is asked again.
 const INFO_REFRESH: Duration = Duration::from_secs(60);
-
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
-    span.attributes.iter().find_map(|kv| match &kv.value {
-        Value::String(s) if kv.key.as_str() == key => Some(s.as_str()),
-        _ => None,
-    })
-}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks leaves consistent data (plain collections).
@@ -366,16 +360,6 @@ struct ExpiryTimer {
     stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
-fn kind_name(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    }
-}
-
 impl Core {
     /// Prepares the spans of `chunks` for the crate and the plan for the payload pass.
     fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
@@ -483,8 +467,9 @@ impl Core {
                 out.push(span);
             }
         }
+        // The payload says its spans went through the stats exactly when they did.
+        plan.computed_stats = concentrator.is_some();
         drop(concentrator);
-        plan.computed_stats = self.stats.enabled();
         if dropped_traces > 0 {
             self.client.count_dropped(dropped_traces, dropped_spans);
         }
@@ -833,7 +818,7 @@ mod tests {
     //! encoding) and the payload pass, captured where the HTTP post would go.
     use super::*;
     use crate::env::Env;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
     use rmpv::Value as Mp;
     use std::time::SystemTime;
 

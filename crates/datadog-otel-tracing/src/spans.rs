@@ -52,3 +52,26 @@ pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
     span.record("error.type", kind);
     span.record("error.message", message);
 }
+
+/// A string attribute of a finished span, borrowed (the fields above are strings).
+pub(crate) fn str_attr<'a>(
+    span: &'a opentelemetry_sdk::trace::SpanData,
+    key: &str,
+) -> Option<&'a str> {
+    span.attributes.iter().find_map(|kv| match &kv.value {
+        opentelemetry::Value::String(s) if kv.key.as_str() == key => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// A span kind as Datadog's `span.kind` tag writes it.
+pub(crate) fn kind_name(kind: &opentelemetry::trace::SpanKind) -> &'static str {
+    use opentelemetry::trace::SpanKind;
+    match kind {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}

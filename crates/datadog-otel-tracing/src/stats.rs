@@ -13,9 +13,11 @@
 //! producer and consumer spans, the tags the Agent lists), trace root, HTTP method and
 //! endpoint.
 
-use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE};
+use crate::spans::{
+    kind_name, str_attr, DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
+};
 use libdd_ddsketch::DDSketch;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanId, Status};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 use std::borrow::Cow;
@@ -236,14 +238,6 @@ fn text<'a>(span: &'a SpanData, key: &str) -> Option<Cow<'a, str>> {
     attr(span, key).map(Value::as_str)
 }
 
-/// A string attribute, borrowed (the services' fields are strings).
-fn str_attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
-    match attr(span, key)? {
-        Value::String(s) => Some(s.as_str()),
-        _ => None,
-    }
-}
-
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -252,7 +246,7 @@ fn nanos(t: SystemTime) -> u64 {
 
 /// The span's kind: its `span.kind` tag when set (a span made through a Datadog-style API
 /// says it that way), else its OpenTelemetry kind.
-fn kind_name(span: &SpanData) -> &'static str {
+fn span_kind(span: &SpanData) -> &'static str {
     if let Some(kind) = str_attr(span, "span.kind") {
         for name in ["server", "client", "producer", "consumer", "internal"] {
             if kind.eq_ignore_ascii_case(name) {
@@ -260,13 +254,7 @@ fn kind_name(span: &SpanData) -> &'static str {
             }
         }
     }
-    match span.span_kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    }
+    kind_name(&span.span_kind)
 }
 
 /// What the stats need of one chunk beyond its spans.
@@ -334,7 +322,7 @@ impl Concentrator {
                 Value::String(s) => s.as_str() == "1",
                 _ => false,
             });
-            let kind = kind_name(span);
+            let kind = span_kind(span);
             let kind_eligible = matches!(kind, "server" | "client" | "producer" | "consumer");
             if !(top_level || measured || kind_eligible) {
                 continue;
@@ -528,7 +516,7 @@ pub fn encode(header: &Header<'_>, buckets: Vec<Bucket>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceId, TraceState};
     use opentelemetry::KeyValue;
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use std::time::Duration;
