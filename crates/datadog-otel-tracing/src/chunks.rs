@@ -1,17 +1,19 @@
 //! Trace chunks: the spans of one trace in this process, sent together once the chunk's local
 //! root (the span whose parent is remote or absent) has ended, as Datadog's tracers do.
 //!
-//! The batch processor hands over spans as they end, children before their parents, so one
-//! request's spans may straddle two batches. Sent as they come, the chunk would reach the Agent
-//! in pieces, each piece with its own "first span" carrying the chunk-level tags. Instead the
-//! spans of an unfinished chunk wait here until their root arrives. A chunk whose root never
+//! The span processor ([`crate::processor`]) hands over spans as they end, children before their
+//! parents, on the threads that end them. Sent as they come, the chunk would reach the Agent in
+//! pieces, each piece with its own "first span" carrying the chunk-level tags. Instead the spans
+//! of an unfinished chunk wait here until their root arrives. A chunk whose root never
 //! comes (a span still open after [`ChunkBuffer::new`]'s `max_age`, or more waiting spans than
 //! the bound) is sent as it is, a partial chunk, as Datadog's partial flush does; shutdown sends
 //! everything.
 
+use crate::facts::SamplingPriority;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 /// Whether `span` is the root of its chunk: no parent, or a parent in another process.
@@ -26,7 +28,53 @@ pub struct Chunk {
     pub spans: Vec<SpanData>,
     /// Whether the local root is among `spans` (else: a partial chunk).
     pub complete: bool,
+    /// A keep or drop by hand on one of its spans (the marks are taken off the spans when the
+    /// chunk is admitted, see `datadog::Exporter::admit`).
+    pub manual: Option<SamplingPriority>,
+    /// Whether the chunk was counted in the client-side stats.
+    pub counted: bool,
 }
+
+impl Chunk {
+    fn new(spans: Vec<SpanData>, complete: bool) -> Self {
+        Self {
+            spans,
+            complete,
+            manual: None,
+            counted: false,
+        }
+    }
+
+    /// The index of the span that carries the chunk-level facts: the local root of a complete
+    /// chunk, the first span of a partial one.
+    pub fn head(&self) -> usize {
+        if self.complete {
+            self.spans.iter().position(is_local_root).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// Trace ids are random: their low 64 bits are a hash already (SipHash would cost more than
+/// the rest of a lookup).
+#[derive(Debug, Default)]
+pub(crate) struct TraceIdHasher(u64);
+
+impl Hasher for TraceIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `TraceId` hashes as its 16 bytes; keep the last 8 (the random part of a 128-bit id).
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+}
+
+type TraceMap<V> = HashMap<TraceId, V, BuildHasherDefault<TraceIdHasher>>;
 
 #[derive(Debug)]
 struct Waiting {
@@ -37,7 +85,7 @@ struct Waiting {
 /// Spans of chunks whose local root has not ended yet.
 #[derive(Debug)]
 pub struct ChunkBuffer {
-    waiting: HashMap<TraceId, Waiting>,
+    waiting: TraceMap<Waiting>,
     waiting_spans: usize,
     max_spans: usize,
     max_age: Duration,
@@ -47,18 +95,11 @@ impl ChunkBuffer {
     /// At most `max_spans` spans wait, each at most `max_age`.
     pub fn new(max_spans: usize, max_age: Duration) -> Self {
         Self {
-            waiting: HashMap::new(),
+            waiting: TraceMap::default(),
             waiting_spans: 0,
             max_spans,
             max_age,
         }
-    }
-
-    #[cfg(test)]
-    /// Changes how long spans wait (tests).
-    #[cfg(test)]
-    pub fn set_max_age(&mut self, max_age: Duration) {
-        self.max_age = max_age;
     }
 
     /// Spans waiting for their chunk's root.
@@ -67,57 +108,52 @@ impl ChunkBuffer {
         self.waiting_spans
     }
 
-    /// Takes a batch of ended spans; returns the chunks ready to send.
-    pub fn add(&mut self, batch: Vec<SpanData>, now: Instant) -> Vec<Chunk> {
-        let mut ready: Vec<Chunk> = Vec::new();
-        // Group the batch by trace, keeping the order the spans ended in.
-        let mut groups: Vec<(TraceId, Vec<SpanData>, bool)> = Vec::new();
-        for span in batch {
-            let trace = span.span_context.trace_id();
-            let root = is_local_root(&span);
-            // Spans of one trace mostly end next to each other: look at the last group first.
-            let found = match groups.last() {
-                Some((t, _, _)) if *t == trace => groups.last_mut(),
-                _ => groups.iter_mut().find(|(t, _, _)| *t == trace),
-            };
-            match found {
-                Some((_, spans, has_root)) => {
-                    spans.push(span);
-                    *has_root |= root;
+    /// Takes one ended span; a chunk that is ready (its root ended, or the oldest chunks past
+    /// the bound of waiting spans) goes to `ready`. `now` is asked only when the span is the
+    /// first of a chunk to wait.
+    pub fn push(&mut self, span: SpanData, now: impl FnOnce() -> Instant, ready: &mut Vec<Chunk>) {
+        let trace = span.span_context.trace_id();
+        if is_local_root(&span) {
+            let mut spans = match self.waiting.remove(&trace) {
+                Some(waiting) => {
+                    self.waiting_spans -= waiting.spans.len();
+                    waiting.spans
                 }
-                None => groups.push((trace, vec![span], root)),
-            }
+                None => Vec::with_capacity(1),
+            };
+            spans.push(span);
+            ready.push(Chunk::new(spans, true));
+            return;
         }
-        for (trace, spans, has_root) in groups {
-            if has_root {
-                let earlier = if self.waiting.is_empty() {
-                    None
-                } else {
-                    self.waiting.remove(&trace)
-                };
-                let mut all = match earlier {
-                    Some(waiting) => {
-                        self.waiting_spans -= waiting.spans.len();
-                        waiting.spans
-                    }
-                    None => Vec::new(),
-                };
-                all.extend(spans);
-                ready.push(Chunk {
-                    spans: all,
-                    complete: true,
-                });
-            } else {
-                self.waiting_spans += spans.len();
-                self.waiting
-                    .entry(trace)
-                    .or_insert_with(|| Waiting {
-                        spans: Vec::new(),
-                        since: now,
-                    })
-                    .spans
-                    .extend(spans);
-            }
+        self.waiting_spans += 1;
+        self.waiting
+            .entry(trace)
+            .or_insert_with(|| Waiting {
+                spans: Vec::new(),
+                since: now(),
+            })
+            .spans
+            .push(span);
+        while self.waiting_spans > self.max_spans {
+            let Some(oldest) = self
+                .waiting
+                .iter()
+                .min_by_key(|(_, w)| w.since)
+                .map(|(t, _)| *t)
+            else {
+                break;
+            };
+            self.release(oldest, ready);
+        }
+    }
+
+    /// [`ChunkBuffer::push`] for each span of `batch` at time `now`, then the chunks that are
+    /// older than the age (tests).
+    #[cfg(test)]
+    pub fn add(&mut self, batch: Vec<SpanData>, now: Instant) -> Vec<Chunk> {
+        let mut ready = Vec::new();
+        for span in batch {
+            self.push(span, || now, &mut ready);
         }
         if !self.waiting.is_empty() {
             self.expire(now, &mut ready);
@@ -126,7 +162,7 @@ impl ChunkBuffer {
     }
 
     /// The chunks that waited too long, or the oldest beyond the bound, as partial chunks (the
-    /// exporter's timer asks, so that they leave on an idle service too).
+    /// processor's worker asks every tick, so that they leave on an idle service too).
     pub fn expired(&mut self, now: Instant) -> Vec<Chunk> {
         let mut ready = Vec::new();
         if !self.waiting.is_empty() {
@@ -162,10 +198,7 @@ impl ChunkBuffer {
     fn release(&mut self, trace: TraceId, ready: &mut Vec<Chunk>) {
         if let Some(waiting) = self.waiting.remove(&trace) {
             self.waiting_spans -= waiting.spans.len();
-            ready.push(Chunk {
-                spans: waiting.spans,
-                complete: false,
-            });
+            ready.push(Chunk::new(waiting.spans, false));
         }
     }
 
@@ -174,10 +207,7 @@ impl ChunkBuffer {
         self.waiting_spans = 0;
         self.waiting
             .drain()
-            .map(|(_, w)| Chunk {
-                spans: w.spans,
-                complete: false,
-            })
+            .map(|(_, w)| Chunk::new(w.spans, false))
             .collect()
     }
 }

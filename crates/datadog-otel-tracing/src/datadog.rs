@@ -4,9 +4,13 @@
 //! version 0.20): swapping the exporter touches this file and the seam in [`super`] alone.
 //!
 //! The path from a finished span to the Agent, in order:
-//! 1. `ChunkExporter::export` gets the batch processor's batches and assembles trace chunks
-//!    ([`crate::chunks`]): a chunk goes out once its local root has ended, whole.
-//! 2. For each chunk it reads the trace's facts once ([`TraceFacts`]) and prepares each span:
+//! 1. The span processor ([`crate::processor`]) assembles trace chunks ([`crate::chunks`]) on
+//!    the threads that end the spans, and hands each chunk whose local root has ended to
+//!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, the chunk is counted
+//!    in the client-side stats ([`crate::stats`]), and a priority-0 chunk the Agent need not see
+//!    is dropped there (it costs no mapping, encoding or HTTP). What is admitted waits in the
+//!    processor's bounded queue; its worker thread calls [`Exporter::send`] with a batch.
+//! 2. For each chunk `send` reads the trace's facts once ([`TraceFacts`]) and prepares each span:
 //!    numeric attributes are taken out (they become metrics, still numbers), `span.kind`, the
 //!    error message, `_dd.base_service` and `_dd.origin` are added, and the chunk root (sent first) alone gets
 //!    the chunk-level tags (`_dd.p.*`, `language`) and metrics (the sampling priority). What the
@@ -16,7 +20,7 @@
 //!    the OpenTelemetry span name unless [`RESOURCE_NAME`] overrides it.
 //! 4. `AgentClient`, the HTTP client handed to the crate, applies the plan to the crate's bytes
 //!    in one streaming pass ([`crate::payload`]) and posts the result through a blocking client
-//!    with timeouts (the batch processor's thread has no async runtime, and an unreachable or
+//!    with timeouts (the processor's worker thread has no async runtime, and an unreachable or
 //!    slow Agent must never hold anything up for long). A payload the pass cannot process is
 //!    dropped and counted, logged once, never sent as built.
 
@@ -25,7 +29,7 @@
 
 use crate::agent_info::AgentInfo;
 use crate::agent_rates::AgentRateTable;
-use crate::chunks::{is_local_root, Chunk, ChunkBuffer};
+use crate::chunks::Chunk;
 use crate::config::Config;
 use crate::facts::{SamplingPriority, TraceFacts};
 use crate::payload::{self, BatchPlan};
@@ -39,31 +43,25 @@ use opentelemetry::trace::{SpanId, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_datadog::{ApiVersion, DatadogExporter, ModelConfig};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
-
-/// How long the spans of a chunk wait for its root before going out as a partial chunk.
-const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
-
-/// How often the expiry timer looks for chunks that waited [`CHUNK_MAX_AGE`].
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 tokio::task_local! {
-    /// The plan of the batch being exported, from [`ChunkExporter`] to [`AgentClient::post`]
+    /// The plan of the batch being exported, from [`Exporter::send`] to [`AgentClient::post`]
     /// within the one export future that encodes and posts it: each export carries its own,
-    /// so exports may overlap (the batch processor's and the expiry timer's).
+    /// so exports may overlap.
     static PLAN: RefCell<Option<BatchPlan>>;
 }
 
 /// How often the Agent's `/info` is asked again.
 const INFO_REFRESH: Duration = Duration::from_secs(60);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks leaves consistent data (plain collections).
     mutex
         .lock()
@@ -87,19 +85,20 @@ pub enum ExporterError {
     Exporter(#[source] opentelemetry_datadog::Error),
 }
 
-/// Builds the export chain for the batch processor, posting to the Agent over HTTP (or its Unix
+/// Builds the export for the span processor, posting to the Agent over HTTP (or its Unix
 /// socket); the Agent's answers (its sampling rates) go to `rates`.
 pub(crate) fn exporter(
     config: &Config,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, ExporterError> {
+) -> Result<Exporter, ExporterError> {
     let transport = HttpTransport::new(config.agent_timeout, config.agent_socket.clone())?;
     build_exporter(config, Arc::new(transport), rates)
 }
 
 /// Client-side stats ([`crate::stats`]) and the local drop of priority-0 chunks, as the
 /// Agent's `/info` allows them: the concentrator the exporter feeds, and the sends to
-/// `/v0.6/stats`. Shared by the exporter, its timer and the pipeline's guard (its `flush`).
+/// `/v0.6/stats`. Shared by the exporter, the processor's worker and the pipeline's guard (its
+/// `flush`).
 #[derive(Debug)]
 pub(crate) struct Stats {
     /// `DD_TRACE_STATS_COMPUTATION_ENABLED` (`None`: on when the Agent takes stats).
@@ -229,7 +228,7 @@ impl Stats {
     }
 
     /// Stops the `/info` refresh.
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         lock(&self.stop_refresh).take();
     }
 }
@@ -239,7 +238,7 @@ pub(crate) fn build_exporter(
     config: &Config,
     transport: Arc<dyn Transport>,
     rates: Arc<AgentRateTable>,
-) -> Result<ChunkExporter, ExporterError> {
+) -> Result<Exporter, ExporterError> {
     let stats = Arc::new(Stats::new(config, Arc::clone(&transport))?);
     stats.start_refresh();
     let client = Arc::new(AgentClient {
@@ -273,17 +272,14 @@ pub(crate) fn build_exporter(
     if let Some(version) = &config.version {
         pipeline = pipeline.with_version(version.clone());
     }
-    let inner = pipeline.build_exporter().map_err(ExporterError::Exporter)?;
-    Ok(ChunkExporter {
-        core: Arc::new(Core {
-            inner,
-            client,
-            chunks: Mutex::new(ChunkBuffer::new(config.queue_size, CHUNK_MAX_AGE)),
-            service: Arc::from(config.service.as_str()),
-            stats,
-        }),
-        timer: OnceLock::new(),
-        tick: EXPIRY_TICK,
+    let mut inner = pipeline.build_exporter().map_err(ExporterError::Exporter)?;
+    // The same resource as the tracer provider's (the pipeline gives it `resource(config)`).
+    inner.set_resource(&resource(config));
+    Ok(Exporter {
+        inner,
+        client,
+        service: Arc::from(config.service.as_str()),
+        stats,
     })
 }
 
@@ -325,85 +321,75 @@ fn take_manual_decision(spans: &mut [SpanData]) -> Option<SamplingPriority> {
     decision
 }
 
-/// The exporter given to the batch processor: assembles chunks, prepares their spans, and
-/// hands them to `opentelemetry-datadog` (see the module docs). A timer thread, started with
-/// the first export, sends the chunks whose root did not end within [`CHUNK_MAX_AGE`] even
-/// when no other span comes (the batch processor calls `export` only with spans).
+/// The export of chunks to the Agent (see the module docs): admitted on the threads that end
+/// the spans, prepared and handed to `opentelemetry-datadog` on the processor's worker.
 #[derive(Debug)]
-pub(crate) struct ChunkExporter {
-    /// What the exports and the expiry timer share.
-    core: Arc<Core>,
-    /// The expiry timer, started by the first export (after the processor set the resource).
-    timer: OnceLock<ExpiryTimer>,
-    /// How often the timer looks.
-    tick: Duration,
-}
-
-#[derive(Debug)]
-struct Core {
+pub(crate) struct Exporter {
     /// The `opentelemetry-datadog` exporter doing the mapping and the encoding; it posts
     /// through [`AgentClient`].
     inner: DatadogExporter,
     /// The client `inner` posts through, for its counters (read by the tests).
     client: Arc<AgentClient>,
-    /// Spans of chunks whose root has not ended yet.
-    chunks: Mutex<ChunkBuffer>,
     /// The process's service (`DD_SERVICE`), to mark spans of other services with their base.
     service: Arc<str>,
     /// Client-side stats and the local P0 drop.
     stats: Arc<Stats>,
 }
 
-/// The expiry timer's thread; it stops when `stop` is dropped.
-#[derive(Debug)]
-struct ExpiryTimer {
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-}
+impl Exporter {
+    /// Takes a chunk on the thread that ended its last span: the marks of a keep or drop by
+    /// hand come off its spans into [`Chunk::manual`], the chunk is counted in the stats (when
+    /// they are on), and `None` when it is a priority-0 chunk the Agent allows to drop here
+    /// (no error span in it): counted for the next payload's headers, never sent.
+    pub(crate) fn admit(&self, mut chunk: Chunk) -> Option<Chunk> {
+        chunk.manual = take_manual_decision(&mut chunk.spans);
+        if !self.stats.enabled() {
+            return Some(chunk);
+        }
+        // The chunk root carries the chunk-level facts; a partial chunk, its first span.
+        let head = chunk.head();
+        let head_span = chunk.spans.get(head)?;
+        let mut facts = TraceFacts::of(&head_span.span_context);
+        if let Some(priority) = chunk.manual {
+            facts.decide_manually(priority);
+        }
+        let chunk_facts = ChunkFacts {
+            service: &self.service,
+            origin: facts.origin.as_deref(),
+        };
+        // Held for this chunk's additions only, never across a send.
+        lock(&self.stats.concentrator).add_chunk(&chunk.spans, chunk_facts);
+        chunk.counted = true;
+        if self.stats.drops_p0s()
+            && !facts.priority.is_keep()
+            && !chunk
+                .spans
+                .iter()
+                .any(|s| matches!(s.status, Status::Error { .. }))
+        {
+            self.client.count_dropped(1, chunk.spans.len() as u64);
+            return None;
+        }
+        Some(chunk)
+    }
 
-impl Core {
     /// Prepares the spans of `chunks` for the crate and the plan for the payload pass.
     fn prepare(&self, chunks: Vec<Chunk>) -> (Vec<SpanData>, BatchPlan) {
         let mut plan = BatchPlan::default();
         let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.len()).sum());
-        let drop_p0s = self.stats.drops_p0s();
-        // Held for this batch's additions only, never across a send.
-        let mut concentrator = self.stats.enabled().then(|| lock(&self.stats.concentrator));
-        let (mut dropped_traces, mut dropped_spans) = (0u64, 0u64);
+        // The payload says its spans went through the stats exactly when they did.
+        plan.computed_stats = !chunks.is_empty() && chunks.iter().all(|c| c.counted);
         for chunk in chunks {
-            // The chunk root carries the chunk-level facts; a partial chunk, its first span.
-            let head = if chunk.complete {
-                chunk.spans.iter().position(is_local_root).unwrap_or(0)
-            } else {
-                0
-            };
+            let head = chunk.head();
             let Some(head_span) = chunk.spans.get(head) else {
                 continue;
             };
             let mut facts = TraceFacts::of(&head_span.span_context);
-            let mut spans = chunk.spans;
-            let manual = take_manual_decision(&mut spans);
+            let manual = chunk.manual;
             if let Some(priority) = manual {
                 facts.decide_manually(priority);
             }
-            if let Some(concentrator) = concentrator.as_mut() {
-                let chunk_facts = ChunkFacts {
-                    service: &self.service,
-                    origin: facts.origin.as_deref(),
-                };
-                concentrator.add_chunk(&spans, chunk_facts);
-            }
-            // Counted in the stats, not needed by the Agent: a dropped chunk (priority <= 0)
-            // without an error costs no mapping, encoding or HTTP.
-            if drop_p0s
-                && !facts.priority.is_keep()
-                && !spans
-                    .iter()
-                    .any(|s| matches!(s.status, Status::Error { .. }))
-            {
-                dropped_traces += 1;
-                dropped_spans += spans.len() as u64;
-                continue;
-            }
+            let mut spans = chunk.spans;
             // Shared by every span of the chunk (reference-counted, not copied).
             let origin = facts
                 .origin
@@ -467,17 +453,11 @@ impl Core {
                 out.push(span);
             }
         }
-        // The payload says its spans went through the stats exactly when they did.
-        plan.computed_stats = concentrator.is_some();
-        drop(concentrator);
-        if dropped_traces > 0 {
-            self.client.count_dropped(dropped_traces, dropped_spans);
-        }
         (out, plan)
     }
 
     /// Sends `chunks` (nothing when empty), the batch's plan with them.
-    async fn send(&self, chunks: Vec<Chunk>) -> OTelSdkResult {
+    pub(crate) async fn send(&self, chunks: Vec<Chunk>) -> OTelSdkResult {
         if chunks.is_empty() {
             return Ok(());
         }
@@ -491,79 +471,10 @@ impl Core {
     }
 }
 
-impl ChunkExporter {
-    /// The stats this exporter feeds (for the pipeline's flush).
-    pub(crate) fn stats(&self) -> Arc<Stats> {
-        Arc::clone(&self.core.stats)
-    }
-
-    /// Starts the expiry timer once: every `tick`, the chunks that waited too long are sent.
-    fn start_timer(&self) {
-        self.timer.get_or_init(|| {
-            let (stop, stopped) = mpsc::channel::<()>();
-            let core = Arc::clone(&self.core);
-            let tick = self.tick;
-            let spawned = std::thread::Builder::new()
-                .name("dd-chunk-expiry".into())
-                .spawn(move || {
-                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                        let expired = lock(&core.chunks).expired(Instant::now());
-                        // A failed send was counted and logged by the client.
-                        let _ = futures::executor::block_on(core.send(expired));
-                        core.stats.flush(false);
-                    }
-                });
-            if let Err(e) = spawned {
-                // Expiry then happens when the next batch comes, as before the timer.
-                tracing::warn!(error = %e, "cannot start the chunk expiry timer");
-            }
-            ExpiryTimer {
-                stop: Mutex::new(Some(stop)),
-            }
-        });
-    }
-}
-
-impl SpanExporter for ChunkExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.start_timer();
-        let ready = lock(&self.core.chunks).add(batch, Instant::now());
-        self.core.send(ready).await
-    }
-
-    /// Stops the timer and sends the spans of chunks whose root never ended, as partial chunks,
-    /// waiting at most `timeout` for the Agent.
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if let Some(timer) = self.timer.get() {
-            lock(&timer.stop).take();
-        }
-        self.core.stats.stop();
-        let rest = lock(&self.core.chunks).drain();
-        let core = Arc::clone(&self.core);
-        let (done, finished) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("dd-final-flush".into())
-            .spawn(move || {
-                let sent = futures::executor::block_on(core.send(rest));
-                core.stats.flush(true);
-                let _ = done.send(sent);
-            });
-        if let Err(e) = spawned {
-            return Err(OTelSdkError::InternalFailure(format!(
-                "cannot start the final flush: {e}"
-            )));
-        }
-        finished
-            .recv_timeout(timeout)
-            .unwrap_or(Err(OTelSdkError::Timeout(timeout)))
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        // The processor sets it before the first export, so before the timer shares the core.
-        match Arc::get_mut(&mut self.core) {
-            Some(core) => core.inner.set_resource(resource),
-            None => tracing::warn!("the exporter's resource cannot change once it exported"),
-        }
+impl Exporter {
+    /// The stats this exporter feeds (for the processor's worker and the pipeline's flush).
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 }
 
@@ -701,7 +612,7 @@ pub(crate) struct AgentClient {
     unprocessable_spans: AtomicU64,
 }
 
-/// The crate takes its client by value; this shares ours with [`ChunkExporter`].
+/// The crate takes its client by value; this shares ours with [`Exporter`].
 #[derive(Debug)]
 struct SharedClient(Arc<AgentClient>);
 
@@ -778,7 +689,7 @@ impl AgentClient {
             }
             Err(error) => self.report_failure(&parts.uri, spans, &crate::error_chain(&error)),
         }
-        // A failure was counted and logged above; reporting it to the batch processor as well
+        // A failure was counted and logged above; reporting it to the processor's worker as well
         // would log the same outage again on every flush.
         Ok(Response::new(Bytes::new()))
     }
@@ -817,10 +728,14 @@ mod tests {
     //! The golden test: real `SpanData` through the real `DatadogExporter` (the crate's own
     //! encoding) and the payload pass, captured where the HTTP post would go.
     use super::*;
+    use crate::chunks::ChunkBuffer;
     use crate::env::Env;
+    use crate::processor::{ChunkProcessor, ProcessorSettings};
     use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::trace::SpanProcessor;
     use rmpv::Value as Mp;
-    use std::time::SystemTime;
+    use std::time::{Instant, SystemTime};
 
     /// Keeps what would have been posted.
     #[derive(Debug, Default)]
@@ -901,22 +816,50 @@ mod tests {
         }
     }
 
-    fn exporter(capture: Arc<Capture>) -> ChunkExporter {
+    fn exporter(capture: Arc<Capture>) -> Exporter {
         let env = Env::from_pairs([
             ("DD_SERVICE", "notes"),
             ("DD_ENV", "Dev"),
             ("DD_VERSION", "1.0"),
+            ("DD_TAGS", "team:apm"),
             ("DD_TRACE_AGENT_URL", "http://127.0.0.1:9"),
         ]);
         let config = Config::from_env(&env, "notes").unwrap();
         let rates = Arc::new(AgentRateTable::new());
-        let mut exporter = build_exporter(&config, capture, rates).unwrap();
-        exporter.set_resource(
-            &Resource::builder_empty()
-                .with_attribute(KeyValue::new("team", "apm"))
-                .build(),
-        );
-        exporter
+        build_exporter(&config, capture, rates).unwrap()
+    }
+
+    /// What the processor does with ended spans, on the test's thread: chunks assembled,
+    /// admitted, sent.
+    struct Harness {
+        exporter: Exporter,
+        chunks: Mutex<ChunkBuffer>,
+    }
+
+    impl Harness {
+        fn new(capture: Arc<Capture>) -> Self {
+            Self {
+                exporter: exporter(capture),
+                chunks: Mutex::new(ChunkBuffer::new(100, Duration::from_secs(10))),
+            }
+        }
+
+        fn export(&self, spans: Vec<SpanData>) {
+            let ready = lock(&self.chunks).add(spans, Instant::now());
+            let admitted: Vec<Chunk> = ready
+                .into_iter()
+                .filter_map(|c| self.exporter.admit(c))
+                .collect();
+            futures::executor::block_on(self.exporter.send(admitted)).unwrap();
+        }
+    }
+
+    /// The real processor (its worker thread) over the exporter.
+    fn processor(capture: Arc<Capture>, max_age: Duration) -> ChunkProcessor {
+        let mut settings = ProcessorSettings::new(100, Duration::from_millis(50));
+        settings.max_age = max_age;
+        settings.tick = Duration::from_millis(50);
+        ChunkProcessor::new(exporter(capture), settings).unwrap()
     }
 
     /// The payload as text: one line per span (ordered by span id), then its sorted tags and
@@ -1000,7 +943,8 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         let exporter = build_exporter(&config, capture.clone(), rates.clone()).unwrap();
         assert_eq!(rates.rate_for("service:notes,env:Dev"), None);
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
-        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        let chunk = ChunkBuffer::new(10, Duration::from_secs(10)).add(vec![root], Instant::now());
+        futures::executor::block_on(exporter.send(chunk)).unwrap();
         assert_eq!(lock(&capture.posts).len(), 1);
         assert_eq!(rates.rate_for("service:notes,env:Dev"), Some(0.5));
     }
@@ -1008,7 +952,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn golden_payload_through_the_real_exporter() {
         let capture = Arc::new(Capture::default());
-        let exporter = exporter(capture.clone());
+        let harness = Harness::new(capture.clone());
         let state = "dd=s:2;o:rum;t.dm:-4";
         let child = span(
             2,
@@ -1038,12 +982,12 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ],
         );
         // The child ends first, in a batch of its own: it waits for its root.
-        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        harness.export(vec![child]);
         assert!(
             lock(&capture.posts).is_empty(),
             "a chunk without its root was sent"
         );
-        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        harness.export(vec![root]);
         let posts = lock(&capture.posts);
         assert_eq!(posts.len(), 1);
         let (url, headers, body) = &posts[0];
@@ -1058,12 +1002,12 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn a_stand_in_parent_goes_out_as_none_with_the_extracted_root_tags() {
         let capture = Arc::new(Capture::default());
-        let exporter = exporter(capture.clone());
+        let harness = Harness::new(capture.clone());
         let state = "dd=s:1;o:synthetics;n:1;p:000000000000000a;b.user.id:doggo";
         let no_parent = u64::from_be_bytes(crate::propagation::NO_PARENT.to_bytes());
         let root = span(1, no_parent, true, state, "GET /", vec![]);
         let child = span(2, 1, false, state, "SELECT 1", vec![]);
-        futures::executor::block_on(exporter.export(vec![child, root])).unwrap();
+        harness.export(vec![child, root]);
         let posts = lock(&capture.posts);
         let out = render(&posts[0].2);
         assert!(out.contains("span 1 parent 0 "), "{out}");
@@ -1090,12 +1034,12 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ),
             ..Capture::default()
         });
-        let exporter = exporter(capture.clone());
+        let harness = Harness::new(capture.clone());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !exporter.core.stats.enabled() && Instant::now() < deadline {
+        while !harness.exporter.stats.enabled() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(exporter.core.stats.enabled(), "/info was not read");
+        assert!(harness.exporter.stats.enabled(), "/info was not read");
         let dropped = span(1, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
         let kept = span(2, 0, false, "dd=s:1;t.dm:-1", "GET /", vec![]);
         let mut failed = span(3, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
@@ -1111,7 +1055,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
                 s.span_context.trace_state().clone(),
             );
         }
-        futures::executor::block_on(exporter.export(batch)).unwrap();
+        harness.export(batch);
         {
             let posts = lock(&capture.posts);
             assert_eq!(posts.len(), 1);
@@ -1130,7 +1074,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
                 "the P0 chunk was sent:\n{text}"
             );
         }
-        exporter.core.stats.flush(true);
+        harness.exporter.stats.flush(true);
         let posts = lock(&capture.posts);
         let (url, _, body) = posts.last().expect("a stats payload");
         assert_eq!(url.path(), "/v0.6/stats");
@@ -1147,7 +1091,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     fn a_manual_decision_replaces_the_samplers() {
         for (mark, priority) in [(MANUAL_KEEP, "2"), (MANUAL_DROP, "-1")] {
             let capture = Arc::new(Capture::default());
-            let exporter = exporter(capture.clone());
+            let harness = Harness::new(capture.clone());
             let child = span(
                 2,
                 1,
@@ -1164,7 +1108,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
                 "GET /",
                 vec![KeyValue::new(AGENT_PSR, 0.5)],
             );
-            futures::executor::block_on(exporter.export(vec![child, root])).unwrap();
+            harness.export(vec![child, root]);
             let posts = lock(&capture.posts);
             let text = render(&posts[0].2);
             let first = text
@@ -1190,11 +1134,12 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn a_chunk_whose_root_never_ends_goes_out_partial_at_shutdown_with_the_chunk_tags() {
         let capture = Arc::new(Capture::default());
-        let exporter = exporter(capture.clone());
+        let processor = processor(capture.clone(), Duration::from_secs(60));
         let child = span(2, 1, false, "dd=s:-1;t.dm:-3", "work", vec![]);
-        futures::executor::block_on(exporter.export(vec![child])).unwrap();
-        assert!(lock(&capture.posts).is_empty());
-        exporter
+        processor.on_end(child);
+        processor.force_flush().unwrap();
+        assert!(lock(&capture.posts).is_empty(), "sent before its root");
+        processor
             .shutdown_with_timeout(Duration::from_secs(1))
             .unwrap();
         let posts = lock(&capture.posts);
@@ -1218,7 +1163,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         let mut plan = BatchPlan::default();
         plan.add_span(42, vec![]);
         let root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
-        let core = &exporter.core;
+        let core = &exporter;
         futures::executor::block_on(
             PLAN.scope(RefCell::new(Some(plan)), core.inner.export(vec![root])),
         )
@@ -1236,11 +1181,9 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn a_partial_chunk_leaves_after_its_age_on_an_idle_exporter() {
         let capture = Arc::new(Capture::default());
-        let mut exporter = exporter(capture.clone());
-        lock(&exporter.core.chunks).set_max_age(Duration::from_millis(300));
-        exporter.tick = Duration::from_millis(50);
+        let processor = processor(capture.clone(), Duration::from_millis(300));
         let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
-        futures::executor::block_on(exporter.export(vec![child])).unwrap();
+        processor.on_end(child);
         assert!(
             lock(&capture.posts).is_empty(),
             "sent before its root or its age"
@@ -1254,6 +1197,71 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert!(render(&posts[0].2).contains("span 2 parent 1"));
     }
 
+    /// A queue filled by a slow Agent loses traces, not hits: every chunk is counted in the
+    /// stats on the thread that ends it, before the queue.
+    #[test]
+    fn a_full_queue_loses_traces_but_no_hits() {
+        let capture = Arc::new(Capture {
+            info: Some(r#"{"endpoints":["/v0.4/traces","/v0.6/stats"]}"#.into()),
+            delay: Some(Duration::from_millis(200)),
+            ..Capture::default()
+        });
+        let mut settings = ProcessorSettings::new(4, Duration::from_millis(10));
+        settings.max_batch = 1;
+        let processor = ChunkProcessor::new(exporter(capture.clone()), settings).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processor.exporter().stats.enabled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(processor.exporter().stats.enabled(), "/info was not read");
+        let requests = 40u64;
+        for i in 0..requests {
+            let mut root = span(1, 0, false, "dd=s:1", "GET /", vec![]);
+            root.span_context = SpanContext::new(
+                TraceId::from(TRACE + u128::from(i)),
+                SpanId::from(i + 1),
+                TraceFlags::SAMPLED,
+                false,
+                root.span_context.trace_state().clone(),
+            );
+            processor.on_end(root);
+        }
+        processor
+            .shutdown_with_timeout(Duration::from_secs(30))
+            .unwrap();
+        let posts = lock(&capture.posts);
+        let sent: usize = posts
+            .iter()
+            .filter(|(url, _, _)| url.path() == "/v0.5/traces")
+            .map(|(_, headers, _)| {
+                headers["x-datadog-trace-count"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum();
+        assert!(
+            sent < requests as usize,
+            "the queue never filled ({sent} sent)"
+        );
+        let hits: u64 = posts
+            .iter()
+            .filter(|(url, _, _)| url.path() == "/v0.6/stats")
+            .map(|(_, _, body)| {
+                let value = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+                value["Stats"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|bucket| bucket["Stats"].as_array().unwrap().clone())
+                    .map(|entry| entry["Hits"].as_u64().unwrap())
+                    .sum::<u64>()
+            })
+            .sum();
+        assert_eq!(hits, requests, "hits lost with the traces");
+    }
+
     /// Shutdown waits for a slow Agent at most its timeout.
     #[test]
     fn shutdown_honours_its_timeout() {
@@ -1261,11 +1269,11 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             delay: Some(Duration::from_secs(5)),
             ..Capture::default()
         });
-        let exporter = exporter(capture.clone());
+        let processor = processor(capture.clone(), Duration::from_secs(60));
         let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
-        lock(&exporter.core.chunks).add(vec![child], Instant::now());
+        processor.on_end(child);
         let started = Instant::now();
-        let result = exporter.shutdown_with_timeout(Duration::from_millis(200));
+        let result = processor.shutdown_with_timeout(Duration::from_millis(200));
         assert!(
             matches!(result, Err(OTelSdkError::Timeout(_))),
             "{result:?}"

@@ -56,6 +56,7 @@ mod header_tags;
 pub mod logs;
 mod payload;
 mod pipeline;
+mod processor;
 mod propagation;
 mod rate_limiter;
 mod redact;

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::datadog::ExporterError;
 use crate::env::ConfigError;
-use crate::{agent_rates, datadog, logs, propagation, sampler};
+use crate::{agent_rates, datadog, logs, processor, propagation, sampler};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::Context;
@@ -31,6 +31,9 @@ pub enum InitError {
     /// The export to the Agent could not be built.
     #[error(transparent)]
     Exporter(#[from] ExporterError),
+    /// The thread that sends traces to the Agent could not be started.
+    #[error("cannot start the trace export thread")]
+    Worker(#[source] std::io::Error),
 }
 
 /// Why the spans could not all be flushed (at shutdown, or by [`TracingGuard::flush`]).
@@ -239,7 +242,8 @@ impl Pipeline {
     }
 }
 
-/// The project's export path: a bounded batch processor, `opentelemetry-datadog` ([`datadog`]),
+/// The project's export path: the chunk processor ([`processor`]: stats and the P0 drop on the
+/// threads that end spans, a bounded queue, one worker), `opentelemetry-datadog` ([`datadog`]),
 /// the project's sampler, and its Datadog + W3C propagator.
 // With the `datadog-sdk` feature the project's path is still compiled (and linted), not used.
 #[cfg_attr(feature = "datadog-sdk", allow(dead_code))]
@@ -253,21 +257,13 @@ fn project_provider(
     ),
     InitError,
 > {
-    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
     // The Agent's answers to the exporter's posts carry the sampling rates the sampler applies.
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
     let exporter = datadog::exporter(config, agent_rates.clone())?;
-    let stats = exporter.stats();
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(config.queue_size)
-                .with_scheduled_delay(config.flush_interval)
-                // Small batches: each export holds a core for less time (a shorter latency tail).
-                .with_max_export_batch_size(config.queue_size.min(256))
-                .build(),
-        )
-        .build();
+    let stats = Arc::clone(exporter.stats());
+    let settings = processor::ProcessorSettings::new(config.queue_size, config.flush_interval);
+    let processor =
+        processor::ChunkProcessor::new(exporter, settings).map_err(InitError::Worker)?;
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler::DatadogSampler::new(

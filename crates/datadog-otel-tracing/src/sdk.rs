@@ -1,6 +1,6 @@
 //! Export through Datadog's own Rust SDK, `datadog-opentelemetry` (cargo feature `datadog-sdk`).
 //!
-//! With the feature on, [`provider`] replaces the project's export path (batch processor,
+//! With the feature on, [`provider`] replaces the project's export path (chunk processor,
 //! `opentelemetry-datadog`, the project's sampler and propagator) with the SDK's: its span
 //! processor and trace exporter, its sampler (rules, rate limiter, agent rates) and its
 //! Datadog + W3C propagator. Everything else stays as it is: the same `tracing` spans through

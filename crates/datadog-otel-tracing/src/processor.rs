@@ -1,0 +1,370 @@
+//! The span processor of the project's pipeline: trace chunks assembled, counted in the stats
+//! and (at priority 0) dropped on the threads that end the spans; what is left queued for one
+//! worker thread that sends it to the Agent.
+//!
+//! ```text
+//! span ends ──► ChunkBuffer (shard by trace id) ──► root ended: Exporter::admit
+//!   (request thread)                                   ├─ stats: counted (always)
+//!                                                      ├─ P0, Agent allows: dropped, counted
+//!                                                      └─ else: bounded queue ──► worker
+//! worker: every flush interval, or at a full batch: Exporter::send (map, encode, post);
+//!         every tick: chunks whose root never ended leave partial, closed stats buckets go.
+//! ```
+//!
+//! Counting a chunk before the queue means the stats see every span the pipeline recorded:
+//! a full queue (an Agent slower than the traffic) loses traces, never hits. A chunk dropped at
+//! priority 0 costs a hash lookup, a few pushes and the stats' additions; nothing of it crosses
+//! a thread.
+
+use crate::chunks::{Chunk, ChunkBuffer};
+use crate::datadog::{lock, Exporter};
+use opentelemetry::Context;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the spans of a chunk wait for its root before going out as a partial chunk.
+const CHUNK_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// How often the worker looks for chunks that waited [`CHUNK_MAX_AGE`] and closed stats
+/// buckets.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long [`SpanProcessor::force_flush`] waits for the worker.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Independent chunk buffers: spans of different traces rarely wait on each other's lock.
+const SHARDS: usize = 16;
+
+/// How the processor is sized and timed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcessorSettings {
+    /// At most this many spans queued for the worker, and this many waiting for their root
+    /// (`DD_TRACE_SPAN_QUEUE_SIZE`).
+    pub queue_size: usize,
+    /// A batch leaves at least this often (`DD_TRACE_FLUSH_INTERVAL_MS`).
+    pub flush_interval: Duration,
+    /// ... or once it holds this many spans.
+    pub max_batch: usize,
+    /// How long a chunk waits for its root.
+    pub max_age: Duration,
+    /// How often the worker looks for aged chunks.
+    pub tick: Duration,
+}
+
+impl ProcessorSettings {
+    /// The settings for `queue_size` and `flush_interval`, the rest as Datadog's tracers do.
+    pub(crate) fn new(queue_size: usize, flush_interval: Duration) -> Self {
+        Self {
+            queue_size,
+            flush_interval,
+            // Small batches: each send holds a core for less time (a shorter latency tail).
+            max_batch: queue_size.clamp(1, 256),
+            max_age: CHUNK_MAX_AGE,
+            tick: TICK,
+        }
+    }
+}
+
+/// What the worker is asked.
+enum Work {
+    /// A chunk to send.
+    Chunk(Chunk),
+    /// Send what is queued now; answer when sent.
+    Flush(SyncSender<OTelSdkResult>),
+    /// Send everything (partial chunks too), flush the stats, stop; answer when done.
+    Shutdown(SyncSender<OTelSdkResult>),
+    /// Look at the orders now (sent on the chunks' queue after an order).
+    Wake,
+}
+
+/// What the processor and its worker share.
+#[derive(Debug)]
+struct Shared {
+    exporter: Exporter,
+    shards: Vec<Mutex<ChunkBuffer>>,
+    /// Spans queued for the worker now.
+    queued_spans: AtomicUsize,
+    max_queued_spans: usize,
+    /// Spans dropped because the queue was full.
+    lost_spans: AtomicU64,
+}
+
+impl Shared {
+    fn shard(&self, span: &SpanData) -> &Mutex<ChunkBuffer> {
+        let id = span.span_context.trace_id().to_bytes();
+        // The last byte of a trace id is random.
+        &self.shards[usize::from(id[15]) % self.shards.len()]
+    }
+
+    /// Every chunk whose root never ended within its age, admitted (on the worker).
+    fn expired(&self, now: Instant) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let expired = lock(shard).expired(now);
+            out.extend(expired.into_iter().filter_map(|c| self.exporter.admit(c)));
+        }
+        out
+    }
+
+    /// Every waiting chunk as a partial chunk, admitted (at shutdown).
+    fn drained(&self) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let drained = lock(shard).drain();
+            out.extend(drained.into_iter().filter_map(|c| self.exporter.admit(c)));
+        }
+        out
+    }
+}
+
+/// The span processor (see the module docs).
+#[derive(Debug)]
+pub(crate) struct ChunkProcessor {
+    shared: Arc<Shared>,
+    queue: SyncSender<Work>,
+    /// Orders to the worker that must not wait behind a full queue of chunks.
+    orders: SyncSender<Work>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ChunkProcessor {
+    /// Starts the worker thread for `exporter`.
+    pub(crate) fn new(exporter: Exporter, settings: ProcessorSettings) -> std::io::Result<Self> {
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(ChunkBuffer::new(
+                    (settings.queue_size / SHARDS).max(1),
+                    settings.max_age,
+                ))
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            exporter,
+            shards,
+            queued_spans: AtomicUsize::new(0),
+            max_queued_spans: settings.queue_size,
+            lost_spans: AtomicU64::new(0),
+        });
+        // Bounded by spans (`queued_spans`); the channel's own bound only backs that up.
+        let (queue, chunks) = mpsc::sync_channel(settings.queue_size.max(1));
+        let (orders, ordered) = mpsc::sync_channel(4);
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("dd-trace-export".into())
+                .spawn(move || work(&shared, &chunks, &ordered, settings))?
+        };
+        Ok(Self {
+            shared,
+            queue,
+            orders,
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// The exporter (tests).
+    #[cfg(test)]
+    pub(crate) fn exporter(&self) -> &Exporter {
+        &self.shared.exporter
+    }
+
+    /// Queues an admitted chunk for the worker; a full queue drops it (it was counted in the
+    /// stats already), logged the first time.
+    fn enqueue(&self, chunk: Chunk) {
+        let spans = chunk.spans.len();
+        let queued = self.shared.queued_spans.fetch_add(spans, Ordering::Relaxed);
+        let full = queued + spans > self.shared.max_queued_spans;
+        let refused = full || {
+            match self.queue.try_send(Work::Chunk(chunk)) {
+                Ok(()) => false,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => true,
+            }
+        };
+        if refused {
+            self.shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
+            let before = self
+                .shared
+                .lost_spans
+                .fetch_add(spans as u64, Ordering::Relaxed);
+            if before == 0 {
+                tracing::warn!(
+                    dropped_spans = spans,
+                    max_queued_spans = self.shared.max_queued_spans,
+                    "the trace export queue is full: traces are dropped (their stats are kept); \
+                     is the Datadog Agent slow? DD_TRACE_SPAN_QUEUE_SIZE sets the queue's size"
+                );
+            }
+        }
+    }
+
+    /// Sends `order` to the worker and waits for its answer at most `timeout`.
+    fn ask(
+        &self,
+        order: impl FnOnce(SyncSender<OTelSdkResult>) -> Work,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        let (answer, answered) = mpsc::sync_channel(1);
+        match self.orders.try_send(order(answer)) {
+            // A full queue of chunks keeps the worker awake anyway.
+            Ok(()) => drop(self.queue.try_send(Work::Wake)),
+            Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),
+            Err(TrySendError::Full(_)) => {
+                return Err(OTelSdkError::InternalFailure(
+                    "the trace export worker has too many orders pending".into(),
+                ))
+            }
+        }
+        match answered.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(OTelSdkError::InternalFailure(
+                "the trace export worker stopped".into(),
+            )),
+        }
+    }
+}
+
+impl SpanProcessor for ChunkProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        let mut ready = Vec::new();
+        lock(self.shared.shard(&span)).push(span, Instant::now, &mut ready);
+        for chunk in ready {
+            if let Some(chunk) = self.shared.exporter.admit(chunk) {
+                self.enqueue(chunk);
+            }
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.ask(Work::Flush, FLUSH_TIMEOUT)
+    }
+
+    /// Sends the spans still queued and those of chunks whose root never ended (as partial
+    /// chunks), then the stats, waiting at most `timeout` for the Agent.
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let result = self.ask(Work::Shutdown, timeout);
+        if result.is_ok() {
+            if let Some(worker) = lock(&self.worker).take() {
+                let _ = worker.join();
+            }
+        }
+        let lost = self.shared.lost_spans.load(Ordering::Relaxed);
+        if lost > 0 {
+            tracing::warn!(
+                dropped_spans_total = lost,
+                "spans were dropped because the trace export queue was full"
+            );
+        }
+        result
+    }
+}
+
+/// The worker: batches the queued chunks and sends them; ages partial chunks; closes stats
+/// buckets; answers flushes and the shutdown.
+fn work(
+    shared: &Shared,
+    chunks: &Receiver<Work>,
+    orders: &Receiver<Work>,
+    settings: ProcessorSettings,
+) {
+    // Sending to the Agent must not make spans of its own (HTTP client instrumentation).
+    let _suppressed = Context::enter_telemetry_suppressed_scope();
+    let exporter = &shared.exporter;
+    let mut batch: Vec<Chunk> = Vec::new();
+    let mut batch_spans = 0usize;
+    let mut last_send = Instant::now();
+    let mut last_tick = Instant::now();
+    let send = |batch: &mut Vec<Chunk>, batch_spans: &mut usize| -> OTelSdkResult {
+        *batch_spans = 0;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        futures::executor::block_on(exporter.send(std::mem::take(batch)))
+    };
+    // Moves what is queued into the batch (sending each full batch).
+    let drain = |batch: &mut Vec<Chunk>, batch_spans: &mut usize| {
+        while let Ok(work) = chunks.try_recv() {
+            if let Work::Chunk(chunk) = work {
+                take(shared, chunk, batch, batch_spans);
+                if *batch_spans >= settings.max_batch {
+                    // A failed send was counted and logged by the client.
+                    let _ = send(batch, batch_spans);
+                }
+            }
+        }
+    };
+    loop {
+        if let Ok(order) = orders.try_recv() {
+            match order {
+                Work::Flush(answer) => {
+                    drain(&mut batch, &mut batch_spans);
+                    let result = send(&mut batch, &mut batch_spans);
+                    last_send = Instant::now();
+                    let _ = answer.send(result);
+                }
+                Work::Shutdown(answer) => {
+                    drain(&mut batch, &mut batch_spans);
+                    batch.extend(shared.drained());
+                    let result = send(&mut batch, &mut batch_spans);
+                    exporter.stats().stop();
+                    exporter.stats().flush(true);
+                    let _ = answer.send(result);
+                    return;
+                }
+                Work::Chunk(_) | Work::Wake => {}
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let next_send = last_send + settings.flush_interval;
+        let next_tick = last_tick + settings.tick;
+        let wait = next_send.min(next_tick).saturating_duration_since(now);
+        match chunks.recv_timeout(wait) {
+            Ok(Work::Chunk(chunk)) => {
+                take(shared, chunk, &mut batch, &mut batch_spans);
+                if batch_spans >= settings.max_batch {
+                    let _ = send(&mut batch, &mut batch_spans);
+                    last_send = Instant::now();
+                }
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            // The processor is gone without a shutdown: send what is left, then stop.
+            Err(RecvTimeoutError::Disconnected) => {
+                batch.extend(shared.drained());
+                let _ = send(&mut batch, &mut batch_spans);
+                exporter.stats().stop();
+                exporter.stats().flush(true);
+                return;
+            }
+        }
+        let now = Instant::now();
+        if now >= last_tick + settings.tick {
+            last_tick = now;
+            for chunk in shared.expired(now) {
+                batch_spans += chunk.spans.len();
+                batch.push(chunk);
+            }
+            exporter.stats().flush(false);
+        }
+        if now >= last_send + settings.flush_interval {
+            let _ = send(&mut batch, &mut batch_spans);
+            last_send = now;
+        }
+    }
+}
+
+/// Moves a queued chunk into the batch.
+fn take(shared: &Shared, chunk: Chunk, batch: &mut Vec<Chunk>, batch_spans: &mut usize) {
+    let spans = chunk.spans.len();
+    shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
+    *batch_spans += spans;
+    batch.push(chunk);
+}
