@@ -1,13 +1,14 @@
-//! Trace chunks: the spans of one trace in this process, sent together once the chunk's local
-//! root (the span whose parent is remote or absent) has ended, as Datadog's tracers do.
+//! Trace chunks: the spans of one trace in this process, sent together once every one of them
+//! has ended, as Datadog's tracers do.
 //!
-//! The span processor ([`crate::processor`]) hands over spans as they end, children before their
-//! parents, on the threads that end them. Sent as they come, the chunk would reach the Agent in
-//! pieces, each piece with its own "first span" carrying the chunk-level tags. Instead the spans
-//! of an unfinished chunk wait here until their root arrives. A chunk whose root never
-//! comes (a span still open after [`ChunkBuffer::new`]'s `max_age`, or more waiting spans than
-//! the bound) is sent as it is, a partial chunk, as Datadog's partial flush does; shutdown sends
-//! everything.
+//! The span processor ([`crate::processor`]) tells when a span starts and hands it over when it
+//! ends, on the threads that start and end them. Sent as they end, the chunk would reach the
+//! Agent in pieces, each piece with its own "first span" carrying the chunk-level tags. Instead
+//! the buffer counts each trace's open spans, and the ended ones wait until the count is back at
+//! zero (usually when the local root ends; a child may also end after its root). A chunk that
+//! stays open (a span still open [`ChunkBuffer::new`]'s `max_age` after the trace's first span
+//! started here, or more waiting spans than the bound) is sent as it is, a partial chunk, as
+//! Datadog's partial flush does; shutdown sends everything.
 
 use crate::facts::SamplingPriority;
 use opentelemetry::trace::{SpanId, TraceId};
@@ -78,7 +79,12 @@ type TraceMap<V> = HashMap<TraceId, V, BuildHasherDefault<TraceIdHasher>>;
 
 #[derive(Debug)]
 struct Waiting {
+    /// The ended spans.
     spans: Vec<SpanData>,
+    /// Spans started and not ended yet.
+    open: usize,
+    /// When the first span of the trace started here (or ended, for a trace whose start was not
+    /// seen).
     since: Instant,
 }
 
@@ -108,42 +114,53 @@ impl ChunkBuffer {
         self.waiting_spans
     }
 
-    /// Takes one ended span; a chunk that is ready (its root ended, or the oldest chunks past
-    /// the bound of waiting spans) goes to `ready`. `now` is asked only when the span is the
-    /// first of a chunk to wait.
-    pub fn push(&mut self, span: SpanData, now: impl FnOnce() -> Instant, ready: &mut Vec<Chunk>) {
-        let trace = span.span_context.trace_id();
-        if is_local_root(&span) {
-            let mut spans = match self.waiting.remove(&trace) {
-                Some(waiting) => {
-                    self.waiting_spans -= waiting.spans.len();
-                    waiting.spans
-                }
-                None => Vec::with_capacity(1),
-            };
-            spans.push(span);
-            ready.push(Chunk::new(spans, true));
-            return;
-        }
-        self.waiting_spans += 1;
+    /// Counts a started span of trace `trace`; `now` is asked only for the trace's first.
+    pub fn start(&mut self, trace: TraceId, now: impl FnOnce() -> Instant) {
         self.waiting
             .entry(trace)
             .or_insert_with(|| Waiting {
                 spans: Vec::new(),
+                open: 0,
                 since: now(),
             })
-            .spans
-            .push(span);
+            .open += 1;
+    }
+
+    /// Takes one ended span; a chunk that is ready (its last open span ended, or the oldest
+    /// chunks past the bound of waiting spans) goes to `ready`. `now` is asked only when the
+    /// span's trace was not known (its start not seen, or its chunk sent partial already).
+    pub fn push(&mut self, span: SpanData, now: impl FnOnce() -> Instant, ready: &mut Vec<Chunk>) {
+        let trace = span.span_context.trace_id();
+        let waiting = self.waiting.entry(trace).or_insert_with(|| Waiting {
+            spans: Vec::new(),
+            open: 1,
+            since: now(),
+        });
+        waiting.open = waiting.open.saturating_sub(1);
+        if waiting.open == 0 {
+            let mut spans = match self.waiting.remove(&trace) {
+                Some(waiting) => waiting.spans,
+                None => Vec::new(),
+            };
+            self.waiting_spans -= spans.len();
+            spans.push(span);
+            let complete = spans.iter().any(is_local_root);
+            ready.push(Chunk::new(spans, complete));
+            return;
+        }
+        waiting.spans.push(span);
+        self.waiting_spans += 1;
         while self.waiting_spans > self.max_spans {
             let Some(oldest) = self
                 .waiting
                 .iter()
+                .filter(|(_, w)| !w.spans.is_empty())
                 .min_by_key(|(_, w)| w.since)
                 .map(|(t, _)| *t)
             else {
                 break;
             };
-            self.release(oldest, ready);
+            self.release(oldest, Instant::now(), ready);
         }
     }
 
@@ -152,6 +169,9 @@ impl ChunkBuffer {
     #[cfg(test)]
     pub fn add(&mut self, batch: Vec<SpanData>, now: Instant) -> Vec<Chunk> {
         let mut ready = Vec::new();
+        for span in &batch {
+            self.start(span.span_context.trace_id(), || now);
+        }
         for span in batch {
             self.push(span, || now, &mut ready);
         }
@@ -180,25 +200,37 @@ impl ChunkBuffer {
             .map(|(t, _)| *t)
             .collect();
         for trace in old {
-            self.release(trace, ready);
+            let abandoned = self.waiting.get(&trace).is_some_and(|w| w.spans.is_empty());
+            if abandoned {
+                // Open spans and nothing to send: spans never ended (leaked). Forget the count;
+                // should one end after all, it goes out alone.
+                self.waiting.remove(&trace);
+            } else {
+                self.release(trace, now, ready);
+            }
         }
         while self.waiting_spans > self.max_spans {
             let Some(oldest) = self
                 .waiting
                 .iter()
+                .filter(|(_, w)| !w.spans.is_empty())
                 .min_by_key(|(_, w)| w.since)
                 .map(|(t, _)| *t)
             else {
                 break;
             };
-            self.release(oldest, ready);
+            self.release(oldest, now, ready);
         }
     }
 
-    fn release(&mut self, trace: TraceId, ready: &mut Vec<Chunk>) {
-        if let Some(waiting) = self.waiting.remove(&trace) {
-            self.waiting_spans -= waiting.spans.len();
-            ready.push(Chunk::new(waiting.spans, false));
+    /// Sends the ended spans of `trace` as a partial chunk; its open spans stay counted, and
+    /// make the next chunk of the trace when they end.
+    fn release(&mut self, trace: TraceId, now: Instant, ready: &mut Vec<Chunk>) {
+        if let Some(waiting) = self.waiting.get_mut(&trace) {
+            let spans = std::mem::take(&mut waiting.spans);
+            waiting.since = now;
+            self.waiting_spans -= spans.len();
+            ready.push(Chunk::new(spans, false));
         }
     }
 
@@ -207,6 +239,7 @@ impl ChunkBuffer {
         self.waiting_spans = 0;
         self.waiting
             .drain()
+            .filter(|(_, w)| !w.spans.is_empty())
             .map(|(_, w)| Chunk::new(w.spans, false))
             .collect()
     }
@@ -249,38 +282,98 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Starts every span of `spans` (as the processor's `on_start` does).
+    fn start(buffer: &mut ChunkBuffer, spans: &[&SpanData], now: Instant) {
+        for span in spans {
+            buffer.start(span.span_context.trace_id(), || now);
+        }
+    }
+
+    fn end(buffer: &mut ChunkBuffer, span: SpanData) -> Vec<Chunk> {
+        let mut ready = Vec::new();
+        buffer.push(span, Instant::now, &mut ready);
+        ready
+    }
+
     #[test]
-    fn children_wait_for_their_root() {
+    fn a_chunk_leaves_when_its_last_open_span_ends() {
         let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10));
         let now = Instant::now();
-        // Trace 1's children end in one batch, its root in the next; trace 2 is whole.
-        let ready = buffer.add(vec![span(1, 2, 1, false), span(2, 9, 0, false)], now);
+        let (child, other_child, root) = (
+            span(1, 2, 1, false),
+            span(1, 3, 1, false),
+            span(1, 1, 77, true),
+        );
+        let whole = span(2, 9, 0, false);
+        start(&mut buffer, &[&root, &child, &other_child, &whole], now);
+        assert!(end(&mut buffer, child).is_empty());
+        let ready = end(&mut buffer, whole);
         assert_eq!(ready.len(), 1);
         assert_eq!(ids(&ready[0]), vec![9]);
         assert_eq!(buffer.waiting_spans(), 1);
-        let ready = buffer.add(vec![span(1, 3, 1, false), span(1, 1, 77, true)], now);
+        // The root ends before its last child: the chunk waits for the child.
+        assert!(end(&mut buffer, root).is_empty());
+        let ready = end(&mut buffer, other_child);
         assert_eq!(ready.len(), 1);
         assert!(ready[0].complete);
-        assert_eq!(ids(&ready[0]), vec![2, 3, 1]);
+        assert_eq!(ids(&ready[0]), vec![2, 1, 3]);
+        assert_eq!(ready[0].head(), 1, "the root carries the chunk's facts");
         assert_eq!(buffer.waiting_spans(), 0);
     }
 
     #[test]
-    fn a_chunk_without_root_goes_out_partial_when_old_or_over_the_bound() {
+    fn a_chunk_left_open_goes_out_partial_when_old_or_over_the_bound() {
         let mut buffer = ChunkBuffer::new(2, Duration::from_secs(10));
         let now = Instant::now();
-        assert!(buffer.add(vec![span(1, 2, 1, false)], now).is_empty());
-        let later = now + Duration::from_secs(11);
-        let ready = buffer.add(vec![span(3, 5, 4, false)], later);
+        let (root, child) = (span(1, 1, 0, false), span(1, 2, 1, false));
+        start(&mut buffer, &[&root, &child], now);
+        assert!(end(&mut buffer, child).is_empty());
+        let ready = buffer.expired(now + Duration::from_secs(11));
         assert_eq!(ready.len(), 1);
         assert!(!ready[0].complete);
         assert_eq!(ids(&ready[0]), vec![2]);
-        // Over the bound of 2 waiting spans: the oldest chunk goes.
-        let latest = later + Duration::from_secs(1);
-        let ready = buffer.add(vec![span(6, 7, 8, false), span(6, 9, 8, false)], latest);
+        // The root, still counted, makes the next chunk when it ends.
+        let ready = end(&mut buffer, root);
+        assert_eq!(ids(&ready[0]), vec![1]);
+        assert!(ready[0].complete);
+        // Over the bound of 2 waiting spans: the oldest chunk goes. Traces 3 and 6 keep their
+        // roots open.
+        let later = Instant::now();
+        start(
+            &mut buffer,
+            &[&span(3, 4, 0, false), &span(3, 5, 4, false)],
+            later,
+        );
+        let trace6 = [
+            span(6, 8, 0, false),
+            span(6, 7, 8, false),
+            span(6, 9, 8, false),
+        ];
+        start(
+            &mut buffer,
+            &trace6.iter().collect::<Vec<_>>(),
+            later + Duration::from_secs(1),
+        );
+        let mut ready = Vec::new();
+        let [_, seven, nine] = trace6;
+        for span in [span(3, 5, 4, false), seven, nine] {
+            buffer.push(span, Instant::now, &mut ready);
+        }
         assert_eq!(ready.len(), 1);
         assert_eq!(ids(&ready[0]), vec![5]);
-        assert_eq!(buffer.drain().len(), 1);
+        let rest = buffer.drain();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(ids(&rest[0]), vec![7, 9]);
         assert_eq!(buffer.waiting_spans(), 0);
+    }
+
+    /// Spans that start and never end are forgotten after the age, not kept forever.
+    #[test]
+    fn a_trace_whose_spans_never_end_is_forgotten() {
+        let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10));
+        let now = Instant::now();
+        start(&mut buffer, &[&span(1, 1, 0, false)], now);
+        assert!(buffer.expired(now + Duration::from_secs(11)).is_empty());
+        assert!(buffer.drain().is_empty());
     }
 }

@@ -732,8 +732,8 @@ mod tests {
     use crate::env::Env;
     use crate::processor::{ChunkProcessor, ProcessorSettings};
     use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
-    use opentelemetry_sdk::error::OTelSdkError;
-    use opentelemetry_sdk::trace::SpanProcessor;
+    use opentelemetry::Context;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanProcessor};
     use rmpv::Value as Mp;
     use std::time::{Instant, SystemTime};
 
@@ -844,8 +844,25 @@ mod tests {
             }
         }
 
+        /// Counts `spans` as started.
+        fn start(&self, spans: &[&SpanData]) {
+            for span in spans {
+                lock(&self.chunks).start(span.span_context.trace_id(), Instant::now);
+            }
+        }
+
+        /// Starts and ends `spans`; sends the chunks that are ready.
         fn export(&self, spans: Vec<SpanData>) {
-            let ready = lock(&self.chunks).add(spans, Instant::now());
+            self.start(&spans.iter().collect::<Vec<_>>());
+            self.end(spans);
+        }
+
+        /// Ends `spans` (started before); sends the chunks that are ready.
+        fn end(&self, spans: Vec<SpanData>) {
+            let mut ready = Vec::new();
+            for span in spans {
+                lock(&self.chunks).push(span, Instant::now, &mut ready);
+            }
             let admitted: Vec<Chunk> = ready
                 .into_iter()
                 .filter_map(|c| self.exporter.admit(c))
@@ -854,12 +871,34 @@ mod tests {
         }
     }
 
-    /// The real processor (its worker thread) over the exporter.
-    fn processor(capture: Arc<Capture>, max_age: Duration) -> ChunkProcessor {
+    /// The real processor (its worker thread) over the exporter, in a tracer provider.
+    fn provider(capture: Arc<Capture>, max_age: Duration) -> SdkTracerProvider {
         let mut settings = ProcessorSettings::new(100, Duration::from_millis(50));
         settings.max_age = max_age;
         settings.tick = Duration::from_millis(50);
-        ChunkProcessor::new(exporter(capture), settings).unwrap()
+        let processor = ChunkProcessor::new(exporter(capture), settings).unwrap();
+        SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build()
+    }
+
+    /// A local root continuing a remote parent with the `dd` state `state`, left open (the
+    /// returned context holds it: dropping it ends the root), and a child of it, ended.
+    fn open_root_with_an_ended_child(provider: &SdkTracerProvider, state: &str) -> Context {
+        use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _, TracerProvider as _};
+        let tracer = provider.tracer("test");
+        let remote = SpanContext::new(
+            TraceId::from(TRACE),
+            SpanId::from(99),
+            TraceFlags::SAMPLED,
+            true,
+            state.parse::<TraceState>().unwrap(),
+        );
+        let cx = Context::new().with_remote_span_context(remote);
+        let root = tracer.start_with_context("root", &cx);
+        let cx = cx.with_span(root);
+        tracer.start_with_context("work", &cx).end();
+        cx
     }
 
     /// The payload as text: one line per span (ordered by span id), then its sorted tags and
@@ -981,13 +1020,14 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
                 KeyValue::new("http.status_code", "200"),
             ],
         );
-        // The child ends first, in a batch of its own: it waits for its root.
-        harness.export(vec![child]);
+        // The child ends first: it waits for its root.
+        harness.start(&[&root, &child]);
+        harness.end(vec![child]);
         assert!(
             lock(&capture.posts).is_empty(),
             "a chunk without its root was sent"
         );
-        harness.export(vec![root]);
+        harness.end(vec![root]);
         let posts = lock(&capture.posts);
         assert_eq!(posts.len(), 1);
         let (url, headers, body) = &posts[0];
@@ -1134,19 +1174,18 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn a_chunk_whose_root_never_ends_goes_out_partial_at_shutdown_with_the_chunk_tags() {
         let capture = Arc::new(Capture::default());
-        let processor = processor(capture.clone(), Duration::from_secs(60));
-        let child = span(2, 1, false, "dd=s:-1;t.dm:-3", "work", vec![]);
-        processor.on_end(child);
-        processor.force_flush().unwrap();
+        let provider = provider(capture.clone(), Duration::from_secs(60));
+        let _root = open_root_with_an_ended_child(&provider, "dd=s:-1;t.dm:-3");
+        provider.force_flush().unwrap();
         assert!(lock(&capture.posts).is_empty(), "sent before its root");
-        processor
+        provider
             .shutdown_with_timeout(Duration::from_secs(1))
             .unwrap();
         let posts = lock(&capture.posts);
         assert_eq!(posts.len(), 1);
         let text = render(&posts[0].2);
         for line in [
-            "span 2 parent 1",
+            " work type=",
             "meta _dd.p.dm=-3",
             "meta language=rust",
             "metric _sampling_priority_v1=-1",
@@ -1181,9 +1220,8 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn a_partial_chunk_leaves_after_its_age_on_an_idle_exporter() {
         let capture = Arc::new(Capture::default());
-        let processor = processor(capture.clone(), Duration::from_millis(300));
-        let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
-        processor.on_end(child);
+        let provider = provider(capture.clone(), Duration::from_millis(300));
+        let _root = open_root_with_an_ended_child(&provider, "dd=s:1");
         assert!(
             lock(&capture.posts).is_empty(),
             "sent before its root or its age"
@@ -1194,7 +1232,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         }
         let posts = lock(&capture.posts);
         assert_eq!(posts.len(), 1, "the partial chunk was not sent within 5 s");
-        assert!(render(&posts[0].2).contains("span 2 parent 1"));
+        assert!(render(&posts[0].2).contains(" work type="));
     }
 
     /// A queue filled by a slow Agent loses traces, not hits: every chunk is counted in the
@@ -1269,13 +1307,12 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             delay: Some(Duration::from_secs(5)),
             ..Capture::default()
         });
-        let processor = processor(capture.clone(), Duration::from_secs(60));
-        let child = span(2, 1, false, "dd=s:1", "SELECT 1", vec![]);
-        processor.on_end(child);
+        let provider = provider(capture.clone(), Duration::from_secs(60));
+        let _root = open_root_with_an_ended_child(&provider, "dd=s:1");
         let started = Instant::now();
-        let result = processor.shutdown_with_timeout(Duration::from_millis(200));
+        let result = provider.shutdown_with_timeout(Duration::from_millis(200));
         assert!(
-            matches!(result, Err(OTelSdkError::Timeout(_))),
+            matches!(&result, Err(e) if e.to_string().contains("Timeout")),
             "{result:?}"
         );
         assert!(

@@ -3,7 +3,8 @@
 //! worker thread that sends it to the Agent.
 //!
 //! ```text
-//! span ends ──► ChunkBuffer (shard by trace id) ──► root ended: Exporter::admit
+//! span starts ──► ChunkBuffer (shard by trace id): the trace's open spans counted
+//! span ends ──► ChunkBuffer ──► the trace's last open span ended: Exporter::admit
 //!   (request thread)                                   ├─ stats: counted (always)
 //!                                                      ├─ P0, Agent allows: dropped, counted
 //!                                                      └─ else: bounded queue ──► worker
@@ -18,6 +19,7 @@
 
 use crate::chunks::{Chunk, ChunkBuffer};
 use crate::datadog::{lock, Exporter};
+use opentelemetry::trace::{Span as _, TraceId};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
@@ -95,10 +97,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn shard(&self, span: &SpanData) -> &Mutex<ChunkBuffer> {
-        let id = span.span_context.trace_id().to_bytes();
+    fn shard(&self, trace: TraceId) -> &Mutex<ChunkBuffer> {
         // The last byte of a trace id is random.
-        &self.shards[usize::from(id[15]) % self.shards.len()]
+        let last = trace.to_bytes()[15];
+        &self.shards[usize::from(last) % self.shards.len()]
     }
 
     /// Every chunk whose root never ended within its age, admitted (on the worker).
@@ -230,11 +232,15 @@ impl ChunkProcessor {
 }
 
 impl SpanProcessor for ChunkProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+    fn on_start(&self, span: &mut Span, _cx: &Context) {
+        let trace = span.span_context().trace_id();
+        lock(self.shared.shard(trace)).start(trace, Instant::now);
+    }
 
     fn on_end(&self, span: SpanData) {
         let mut ready = Vec::new();
-        lock(self.shared.shard(&span)).push(span, Instant::now, &mut ready);
+        let trace = span.span_context.trace_id();
+        lock(self.shared.shard(trace)).push(span, Instant::now, &mut ready);
         for chunk in ready {
             if let Some(chunk) = self.shared.exporter.admit(chunk) {
                 self.enqueue(chunk);
