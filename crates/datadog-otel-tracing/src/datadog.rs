@@ -5,7 +5,7 @@
 //!
 //! The path from a finished span to the Agent, in order:
 //! 1. The span processor ([`crate::processor`]) assembles trace chunks ([`crate::chunks`]) on
-//!    the threads that end the spans, and hands each chunk whose local root has ended to
+//!    the threads that end the spans, and hands each chunk whose last open span has ended to
 //!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, the chunk is counted
 //!    in the client-side stats ([`crate::stats`]), and a priority-0 chunk the Agent need not see
 //!    is dropped there (it costs no mapping, encoding or HTTP). What is admitted waits in the
