@@ -95,6 +95,8 @@ pub struct ChunkBuffer {
     waiting_spans: usize,
     max_spans: usize,
     max_age: Duration,
+    /// Partial flush: ended spans of an open trace leave once there are this many.
+    partial_min: Option<usize>,
 }
 
 impl ChunkBuffer {
@@ -105,7 +107,15 @@ impl ChunkBuffer {
             waiting_spans: 0,
             max_spans,
             max_age,
+            partial_min: None,
         }
+    }
+
+    /// With partial flush: the ended spans of a trace still open leave as a partial chunk once
+    /// there are `min_spans` of them.
+    pub fn with_partial_flush(mut self, min_spans: Option<usize>) -> Self {
+        self.partial_min = min_spans;
+        self
     }
 
     /// Spans waiting for their chunk's root.
@@ -150,6 +160,12 @@ impl ChunkBuffer {
         }
         waiting.spans.push(span);
         self.waiting_spans += 1;
+        if self
+            .partial_min
+            .is_some_and(|min| waiting.spans.len() >= min)
+        {
+            self.release(trace, Instant::now(), ready);
+        }
         while self.waiting_spans > self.max_spans {
             let Some(oldest) = self
                 .waiting
@@ -365,6 +381,29 @@ pub(crate) mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(ids(&rest[0]), vec![7, 9]);
         assert_eq!(buffer.waiting_spans(), 0);
+    }
+
+    /// Partial flush: at the minimum, the ended spans of an open trace leave; the rest of the
+    /// trace makes the next chunk.
+    #[test]
+    fn partial_flush_sends_ended_spans_of_an_open_trace_at_the_minimum() {
+        let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10)).with_partial_flush(Some(2));
+        let now = Instant::now();
+        let spans = [
+            span(1, 1, 0, false),
+            span(1, 2, 1, false),
+            span(1, 3, 1, false),
+        ];
+        start(&mut buffer, &spans.iter().collect::<Vec<_>>(), now);
+        let [root, two, three] = spans;
+        assert!(end(&mut buffer, two).is_empty());
+        let ready = end(&mut buffer, three);
+        assert_eq!(ready.len(), 1);
+        assert!(!ready[0].complete);
+        assert_eq!(ids(&ready[0]), vec![2, 3]);
+        let ready = end(&mut buffer, root);
+        assert_eq!(ids(&ready[0]), vec![1]);
+        assert!(ready[0].complete);
     }
 
     /// Spans that start and never end are forgotten after the age, not kept forever.

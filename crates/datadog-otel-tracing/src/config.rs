@@ -58,6 +58,10 @@ pub struct Config {
     pub(crate) report_hostname: Option<String>,
     /// `DD_TRACE_FLUSH_INTERVAL_MS` (default 1000): how often spans are sent.
     pub(crate) flush_interval: Duration,
+    /// Partial flush: once this many spans of a trace still open have ended, they leave as a
+    /// partial chunk (`DD_TRACE_PARTIAL_FLUSH_MIN_SPANS`, default 1000;
+    /// `DD_TRACE_PARTIAL_FLUSH_ENABLED=false`: `None`).
+    pub(crate) partial_flush_min_spans: Option<usize>,
     /// `RUST_LOG` (default `info`).
     pub(crate) log_filter: String,
     /// Sampling rules and limit, propagation styles, query obfuscation, header tags.
@@ -108,6 +112,11 @@ impl Config {
                 None => None,
             },
             flush_interval: env.millis("DD_TRACE_FLUSH_INTERVAL_MS", 1000)?,
+            partial_flush_min_spans: {
+                let min_spans = env.positive("DD_TRACE_PARTIAL_FLUSH_MIN_SPANS", 1000)?;
+                env.flag("DD_TRACE_PARTIAL_FLUSH_ENABLED", true)?
+                    .then_some(min_spans)
+            },
             log_filter: env.string("RUST_LOG", "info"),
             datadog: settings::DatadogSettings::from_env(env)?,
         })
@@ -240,6 +249,15 @@ impl Config {
     /// Sets how often spans are sent (`DD_TRACE_FLUSH_INTERVAL_MS`).
     pub fn with_flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the partial flush (`DD_TRACE_PARTIAL_FLUSH_ENABLED`,
+    /// `DD_TRACE_PARTIAL_FLUSH_MIN_SPANS`): once `min_spans` spans of a trace that is still open
+    /// have ended, they are sent as a partial chunk; `None` switches it off (a chunk then leaves
+    /// whole, or partial only when it waited 10 s or the queue bound is reached).
+    pub fn with_partial_flush(mut self, min_spans: Option<usize>) -> Self {
+        self.partial_flush_min_spans = min_spans.map(|n| n.max(1));
         self
     }
 

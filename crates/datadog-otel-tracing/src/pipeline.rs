@@ -261,7 +261,10 @@ fn project_provider(
     let agent_rates = std::sync::Arc::new(agent_rates::AgentRateTable::new());
     let exporter = datadog::exporter(config, agent_rates.clone())?;
     let stats = Arc::clone(exporter.stats());
-    let settings = processor::ProcessorSettings::new(config.queue_size, config.flush_interval);
+    let settings = processor::ProcessorSettings {
+        partial_flush_min_spans: config.partial_flush_min_spans,
+        ..processor::ProcessorSettings::new(config.queue_size, config.flush_interval)
+    };
     let processor =
         processor::ChunkProcessor::new(exporter, settings).map_err(InitError::Worker)?;
     let provider = SdkTracerProvider::builder()

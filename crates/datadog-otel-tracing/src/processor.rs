@@ -56,12 +56,16 @@ pub(crate) struct ProcessorSettings {
     pub max_age: Duration,
     /// How often the worker looks for aged chunks.
     pub tick: Duration,
+    /// Partial flush at this many ended spans of an open trace (`None`: off).
+    pub partial_flush_min_spans: Option<usize>,
 }
 
 impl ProcessorSettings {
-    /// The settings for `queue_size` and `flush_interval`, the rest as Datadog's tracers do.
+    /// The settings for `queue_size` and `flush_interval`, the rest as Datadog's tracers do
+    /// (partial flush off).
     pub(crate) fn new(queue_size: usize, flush_interval: Duration) -> Self {
         Self {
+            partial_flush_min_spans: None,
             queue_size,
             flush_interval,
             // Small batches: each send holds a core for less time (a shorter latency tail).
@@ -139,10 +143,10 @@ impl ChunkProcessor {
     pub(crate) fn new(exporter: Exporter, settings: ProcessorSettings) -> std::io::Result<Self> {
         let shards = (0..SHARDS)
             .map(|_| {
-                Mutex::new(ChunkBuffer::new(
-                    (settings.queue_size / SHARDS).max(1),
-                    settings.max_age,
-                ))
+                Mutex::new(
+                    ChunkBuffer::new((settings.queue_size / SHARDS).max(1), settings.max_age)
+                        .with_partial_flush(settings.partial_flush_min_spans),
+                )
             })
             .collect();
         let shared = Arc::new(Shared {
