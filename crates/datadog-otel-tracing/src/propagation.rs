@@ -18,10 +18,13 @@ use crate::b3::{self, B3Context};
 #[cfg(test)]
 use crate::baggage::BaggageTagKeys;
 use crate::baggage::{self, Baggage};
-use crate::styles::{PropagationStyles, Style};
+use crate::styles::{ExtractBehavior, PropagationStyles, Style};
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry::Context;
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, KeyValue};
 
 const DD_TRACE_ID: &str = "x-datadog-trace-id";
 const DD_PARENT_ID: &str = "x-datadog-parent-id";
@@ -548,25 +551,54 @@ fn extract_style(style: Style, extractor: &dyn Extractor) -> Option<SpanContext>
     }
 }
 
+/// What the styles found in a carrier, resolved as Datadog's tracers do.
+struct Resolved {
+    /// The context continued.
+    context: SpanContext,
+    /// The style that found it.
+    style: Style,
+    /// Contexts of other traces found by later styles: `terminated_context` links.
+    terminated: Vec<Link>,
+}
+
 /// The context extracted with the styles in order, as Datadog's tracers resolve it: the first
-/// style that yields one wins. Unless `extract_first`, a W3C context of the same trace found
-/// by a later style lends its other vendors' `tracestate` members, and its parent when it
-/// differs (the primary's parent, or the `tracestate`'s `p:`, becomes `_dd.parent_id`).
-fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<SpanContext> {
-    let (style, primary) = styles
+/// style that yields one wins. Unless `extract_first`, the later styles are read too: a
+/// context of another trace becomes a `terminated_context` span link, and a W3C context of
+/// the same trace lends its other vendors' `tracestate` members, and its parent when it differs
+/// (the primary's parent, or the `tracestate`'s `p:`, becomes `_dd.parent_id`).
+fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Resolved> {
+    let (index, style, primary) = styles
         .extract
         .iter()
-        .find_map(|style| extract_style(*style, extractor).map(|sc| (*style, sc)))?;
-    if styles.extract_first
-        || style == Style::TraceContext
-        || !styles.extract.contains(&Style::TraceContext)
-    {
-        return Some(primary);
-    }
-    let Some(w3c) = extract_w3c(extractor).filter(|w3c| w3c.trace_id() == primary.trace_id())
-    else {
-        return Some(primary);
+        .enumerate()
+        .find_map(|(i, style)| extract_style(*style, extractor).map(|sc| (i, *style, sc)))?;
+    let mut resolved = Resolved {
+        context: primary,
+        style,
+        terminated: Vec::new(),
     };
+    if styles.extract_first {
+        return Some(resolved);
+    }
+    for later in styles.extract.iter().skip(index + 1) {
+        let Some(other) = extract_style(*later, extractor) else {
+            continue;
+        };
+        if other.trace_id() != resolved.context.trace_id() {
+            resolved
+                .terminated
+                .push(extraction_link(&other, *later, TERMINATED_CONTEXT));
+        } else if *later == Style::TraceContext {
+            resolved.context = merge_w3c(&resolved.context, &other);
+        }
+    }
+    Some(resolved)
+}
+
+/// The primary context with what a W3C context of the same trace adds: its other vendors'
+/// `tracestate` members, and its parent when it differs (the primary's parent, or the
+/// `tracestate`'s `p:`, becomes `_dd.parent_id`).
+fn merge_w3c(primary: &SpanContext, w3c: &SpanContext) -> SpanContext {
     let mut dd = DdState::from_trace_state(primary.trace_state());
     let mut parent = primary.span_id();
     if w3c.span_id() != parent {
@@ -584,13 +616,84 @@ fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Span
         .trace_state()
         .delete("dd")
         .unwrap_or_else(|_| w3c.trace_state().clone());
-    Some(SpanContext::new(
+    SpanContext::new(
         primary.trace_id(),
         parent,
         primary.trace_flags(),
         true,
         dd.write_into(&others),
-    ))
+    )
+}
+
+/// The `reason` of the span link to a context that lost to another trace's.
+const TERMINATED_CONTEXT: &str = "terminated_context";
+/// The `reason` of the span link from a restarted trace to the extracted context.
+const PROPAGATION_BEHAVIOR_EXTRACT: &str = "propagation_behavior_extract";
+
+/// A span link to an extracted context, as Datadog's tracers make one: attributes `reason` and
+/// `context_headers` (the style that found it), sampled when its priority keeps it, and the
+/// context's `tracestate` only when it came from W3C headers (none otherwise).
+fn extraction_link(sc: &SpanContext, style: Style, reason: &'static str) -> Link {
+    let dd = DdState::from_trace_state(sc.trace_state());
+    let keep = dd.priority_or(sc.is_sampled()) > 0;
+    let state = match style {
+        Style::TraceContext => sc.trace_state().clone(),
+        _ => TraceState::default(),
+    };
+    let linked = SpanContext::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sampled_flags(keep),
+        true,
+        state,
+    );
+    Link::new(
+        linked,
+        vec![
+            KeyValue::new("reason", reason),
+            KeyValue::new("context_headers", style.name()),
+        ],
+        0,
+    )
+}
+
+/// The span links an extraction gives the local root span started on its context: the
+/// `terminated_context` links of contexts of other traces, or (`restart`) the link to the
+/// extracted context. Carried as a value of the extracted [`Context`] and added to the span by
+/// [`crate::links::ExtractedLinkProcessor`] when it starts.
+#[derive(Debug, Clone)]
+pub(crate) struct ExtractedLinks {
+    /// The remote parent they go with (trace and span id); `None` for a restarted trace.
+    parent: Option<(TraceId, SpanId)>,
+    /// The links.
+    pub(crate) links: Vec<Link>,
+}
+
+impl ExtractedLinks {
+    /// Whether a span started on `cx` is the local root they belong to: its parent is the
+    /// extracted remote one, or, for a restarted trace, it has none. Its descendants, whose
+    /// contexts hold the value too (with a local parent), are not.
+    pub(crate) fn belong_to(&self, cx: &Context) -> bool {
+        match self.parent {
+            None => !cx.has_active_span(),
+            Some((trace_id, span_id)) => {
+                let span = cx.span();
+                let sc = span.span_context();
+                sc.is_remote() && sc.trace_id() == trace_id && sc.span_id() == span_id
+            }
+        }
+    }
+}
+
+/// Whether `cx`, as an extraction returned it, holds anything extracted: a remote parent to
+/// continue, baggage, or the span links of a restarted trace
+/// (`DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT=restart`). A span started on a context holding
+/// none of them is a new trace that keeps nothing of the carrier.
+pub fn has_extracted(cx: &Context) -> bool {
+    cx.span().span_context().is_valid()
+        || cx.get::<Baggage>().is_some()
+        || cx.get::<ExtractedLinks>().is_some()
+        || !cx.baggage().is_empty()
 }
 
 impl DatadogW3cPropagator {
@@ -637,34 +740,13 @@ impl DatadogW3cPropagator {
         if !sc.is_valid() {
             return;
         }
-        let (high, _) = split_trace_id(sc.trace_id());
-        let dd = DdState::from_trace_state(sc.trace_state());
-        let priority = dd.priority_or(sc.is_sampled());
+        let priority = DdState::from_trace_state(sc.trace_state()).priority_or(sc.is_sampled());
         let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
             format!("00-{}-{}-{flags}", sc.trace_id(), sc.span_id()),
         );
-        let mut out = DdState {
-            priority: Some(priority),
-            ..dd
-        };
-        if high != 0 {
-            // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
-            out.tags.push(("tid".into(), format!("{high:016x}")));
-        }
-        // `dd` first, then the other vendors' members as they came, 32 members at most.
-        let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
-        let others = sc.trace_state().header();
-        for member in others
-            .split(',')
-            .filter(|m| !m.is_empty() && !m.starts_with("dd="))
-            .take(MAX_TRACESTATE_MEMBERS - 1)
-        {
-            header.push(',');
-            header.push_str(member);
-        }
-        injector.set(TRACESTATE, header);
+        injector.set(TRACESTATE, w3c_tracestate(sc));
     }
 
     fn inject_b3(&self, cx: &Context, injector: &mut dyn Injector, single: bool) {
@@ -687,6 +769,34 @@ impl DatadogW3cPropagator {
     }
 }
 
+/// The W3C `tracestate` of `sc` as Datadog's tracers write it: the `dd` member first
+/// (priority, `p:` the span itself, origin, propagated tags, the trace id's upper half as
+/// `t.tid`), then the other vendors' members as they came, 32 members at most.
+pub(crate) fn w3c_tracestate(sc: &SpanContext) -> String {
+    let (high, _) = split_trace_id(sc.trace_id());
+    let dd = DdState::from_trace_state(sc.trace_state());
+    let priority = dd.priority_or(sc.is_sampled());
+    let mut out = DdState {
+        priority: Some(priority),
+        ..dd
+    };
+    if high != 0 {
+        // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
+        out.tags.push(("tid".into(), format!("{high:016x}")));
+    }
+    let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
+    let others = sc.trace_state().header();
+    for member in others
+        .split(',')
+        .filter(|m| !m.is_empty() && !m.starts_with("dd="))
+        .take(MAX_TRACESTATE_MEMBERS - 1)
+    {
+        header.push(',');
+        header.push_str(member);
+    }
+    header
+}
+
 impl TextMapPropagator for DatadogW3cPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         for style in &self.styles.inject {
@@ -705,7 +815,11 @@ impl TextMapPropagator for DatadogW3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut found = resolve(&self.styles, extractor);
+        // `ignore`: nothing at all, baggage included.
+        if self.styles.behavior == ExtractBehavior::Ignore {
+            return cx.clone();
+        }
+        let resolved = resolve(&self.styles, extractor);
         let baggage = self
             .styles
             .extract
@@ -713,6 +827,19 @@ impl TextMapPropagator for DatadogW3cPropagator {
             .then(|| extractor.get(baggage::HEADER).map(Baggage::parse))
             .flatten()
             .filter(|b| !b.is_empty());
+        // `restart`: a new trace, linked to the context it would have continued.
+        let (mut found, links) = match resolved {
+            None => (None, Vec::new()),
+            Some(r) if self.styles.behavior == ExtractBehavior::Restart => (
+                None,
+                vec![extraction_link(
+                    &r.context,
+                    r.style,
+                    PROPAGATION_BEHAVIOR_EXTRACT,
+                )],
+            ),
+            Some(r) => (Some(r.context), r.terminated),
+        };
         // The members to tag travel with the context to the local root span (the exporter
         // writes them as `baggage.<key>`, see `TraceFacts::chunk_tags`).
         if let (Some(sc), Some(items)) = (&found, &baggage) {
@@ -733,10 +860,14 @@ impl TextMapPropagator for DatadogW3cPropagator {
                 ));
             }
         }
+        let parent = found.as_ref().map(|sc| (sc.trace_id(), sc.span_id()));
         let mut cx = match found {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
+        if !links.is_empty() {
+            cx = cx.with_value(ExtractedLinks { parent, links });
+        }
         if let Some(items) = baggage {
             cx = cx.with_value(items);
         }
