@@ -264,4 +264,80 @@ mod tests {
         assert!(span_links_tag(&[]).is_none());
         assert!(span_links_tag(&[Link::with_context(SpanContext::empty_context())]).is_none());
     }
+
+    /// Spans as they end, through the SDK's simple processor.
+    #[derive(Debug, Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Captured {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+            Ok(())
+        }
+    }
+
+    /// A restarted trace: the local root started on the extracted context gets the link, a
+    /// span under it (whose context holds the links too) does not.
+    #[test]
+    fn the_local_root_of_an_extraction_gets_its_links_and_its_children_none() {
+        use crate::styles::{ExtractBehavior, PropagationStyles};
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use opentelemetry::trace::{
+            Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _,
+        };
+        use std::collections::HashMap;
+
+        let captured = Captured::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(ExtractedLinkProcessor)
+            .with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+                captured.clone(),
+            ))
+            .build();
+        let tracer = provider.tracer("test");
+        let propagator = crate::propagation::DatadogW3cPropagator::with_styles(PropagationStyles {
+            behavior: ExtractBehavior::Restart,
+            ..PropagationStyles::default()
+        });
+        let headers: HashMap<String, String> = [
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "1"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cx = propagator.extract(&headers);
+        let mut root = tracer.build_with_context(tracer.span_builder("root"), &cx);
+        let root_sc = root.span_context().clone();
+        let child_cx = cx.with_remote_span_context(root_sc.clone());
+        let mut child = tracer.build_with_context(tracer.span_builder("child"), &child_cx);
+        child.end();
+        root.end();
+
+        let spans = captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let of = |name: &str| spans.iter().find(|s| s.name == name).expect("ended");
+        let (root, child) = (of("root"), of("child"));
+        assert_ne!(root.span_context.trace_id(), TraceId::from(1u128));
+        assert_eq!(root.parent_span_id, SpanId::INVALID);
+        assert!(child.links.is_empty());
+        let json = parsed(&span_links_tag(&root.links).expect("a link"));
+        assert_eq!(
+            json,
+            serde_json::json!([{
+                "trace_id": "11111111111111110000000000000001",
+                "span_id": "0000000000000001",
+                "attributes": {
+                    "reason": "propagation_behavior_extract",
+                    "context_headers": "datadog"
+                },
+                "flags": 1
+            }])
+        );
+        assert_eq!(child.parent_span_id, root_sc.span_id());
+    }
 }

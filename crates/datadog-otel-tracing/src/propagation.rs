@@ -1763,4 +1763,239 @@ mod tests {
         p.inject_context(&Context::new().with_remote_span_context(sc), &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
+
+    /// test_extract_behavior.py's headers: one trace in Datadog and W3C headers, and baggage.
+    const SAME_TRACE: [(&str, &str); 7] = [
+        ("x-datadog-trace-id", "1"),
+        ("x-datadog-parent-id", "1"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+        (
+            "traceparent",
+            "00-11111111111111110000000000000001-0000000000000001-01",
+        ),
+        ("tracestate", "dd=s:2;t.dm:-4,foo=1"),
+        ("baggage", "key1=value1"),
+    ];
+
+    /// Datadog headers of trace 2 and W3C headers of another trace.
+    const TWO_TRACES: [(&str, &str); 5] = [
+        ("x-datadog-trace-id", "2"),
+        ("x-datadog-parent-id", "2"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ),
+    ];
+
+    fn behaving(behavior: ExtractBehavior, extract_first: bool) -> DatadogW3cPropagator {
+        DatadogW3cPropagator::with_styles(PropagationStyles {
+            behavior,
+            extract_first,
+            ..PropagationStyles::default()
+        })
+    }
+
+    /// The extracted links as (trace id, span id, flags, tracestate header, attributes).
+    type LinkView = (String, String, u8, String, Vec<(String, String)>);
+
+    fn links_of(cx: &Context) -> Vec<LinkView> {
+        cx.get::<ExtractedLinks>()
+            .map(|e| {
+                e.links
+                    .iter()
+                    .map(|l| {
+                        let sc = &l.span_context;
+                        (
+                            sc.trace_id().to_string(),
+                            sc.span_id().to_string(),
+                            sc.trace_flags().to_u8(),
+                            sc.trace_state().header(),
+                            l.attributes
+                                .iter()
+                                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn attrs(reason: &str, style: &str) -> Vec<(String, String)> {
+        vec![
+            ("reason".to_string(), reason.to_string()),
+            ("context_headers".to_string(), style.to_string()),
+        ]
+    }
+
+    /// test_extract_behavior.py::Test_ExtractBehavior_Restart: a new trace (no parent), one
+    /// link to the context that would have been continued, the baggage kept.
+    #[test]
+    fn restart_links_to_the_extracted_context_and_keeps_the_baggage() {
+        let cx = behaving(ExtractBehavior::Restart, false).extract(&Pairs(&SAME_TRACE));
+        assert!(!cx.has_active_span());
+        assert!(has_extracted(&cx));
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "11111111111111110000000000000001".to_string(),
+                "0000000000000001".to_string(),
+                1,
+                String::new(),
+                attrs("propagation_behavior_extract", "datadog"),
+            )]
+        );
+        let extracted = cx.get::<ExtractedLinks>().expect("links");
+        assert!(extracted.belong_to(&cx));
+        // A span under the restarted root has a parent: the links are not its.
+        let child = cx.with_remote_span_context(SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(8u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ));
+        assert!(!extracted.belong_to(&child));
+        assert_eq!(
+            cx.get::<Baggage>().and_then(|b| b.get("key1")),
+            Some("value1")
+        );
+        let mut out: HashMap<String, String> = HashMap::new();
+        behaving(ExtractBehavior::Restart, false).inject_context(&cx, &mut out);
+        assert_eq!(
+            out.get("baggage").map(String::as_str),
+            Some("key1=value1"),
+            "{out:?}"
+        );
+        assert!(!out.contains_key("x-datadog-trace-id"), "{out:?}");
+
+        // A W3C parent of the same trace overrides the Datadog one, in the link too; with
+        // DD_TRACE_PROPAGATION_EXTRACT_FIRST the Datadog one stays.
+        let overriding = [
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "1"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+            (
+                "traceparent",
+                "00-11111111111111110000000000000001-1234567890123456-01",
+            ),
+        ];
+        for (extract_first, span) in [(false, "1234567890123456"), (true, "0000000000000001")] {
+            let cx = behaving(ExtractBehavior::Restart, extract_first).extract(&Pairs(&overriding));
+            let links = links_of(&cx);
+            assert_eq!(links.len(), 1);
+            assert_eq!(links[0].1, span, "extract_first {extract_first}");
+        }
+        // A restart from W3C headers keeps their tracestate in the link.
+        let w3c = [
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-00",
+            ),
+            ("tracestate", "dd=s:-1,foo=1"),
+        ];
+        let links = links_of(&behaving(ExtractBehavior::Restart, false).extract(&Pairs(&w3c)));
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].2, 0);
+        assert_eq!(links[0].3, "dd=s:-1,foo=1");
+        assert_eq!(
+            links[0].4,
+            attrs("propagation_behavior_extract", "tracecontext")
+        );
+    }
+
+    /// Test_ExtractBehavior_Ignore: no context, no baggage, no link.
+    #[test]
+    fn ignore_extracts_nothing_at_all() {
+        let cx = behaving(ExtractBehavior::Ignore, false).extract(&Pairs(&SAME_TRACE));
+        assert!(!cx.has_active_span());
+        assert!(cx.get::<Baggage>().is_none());
+        assert!(links_of(&cx).is_empty());
+        assert!(!has_extracted(&cx));
+        let mut out: HashMap<String, String> = HashMap::new();
+        behaving(ExtractBehavior::Ignore, false).inject_context(&cx, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// Test_ExtractBehavior_Default::test_multiple_tracecontexts: the Datadog context is
+    /// continued, the W3C context of another trace is a `terminated_context` link (with its
+    /// tracestate); with DD_TRACE_PROPAGATION_EXTRACT_FIRST there is none.
+    #[test]
+    fn continue_links_the_contexts_of_other_traces() {
+        let cx = behaving(ExtractBehavior::Continue, false).extract(&Pairs(&TWO_TRACES));
+        let span = cx.span();
+        let sc = span.span_context();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "11111111111111110000000000000002"
+        );
+        assert_eq!(sc.span_id().to_string(), "0000000000000002");
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "12345678901234567890123456789012".to_string(),
+                "1234567890123456".to_string(),
+                1,
+                "dd=s:1".to_string(),
+                attrs("terminated_context", "tracecontext"),
+            )]
+        );
+        let extracted = cx.get::<ExtractedLinks>().expect("links");
+        assert!(extracted.belong_to(&cx));
+        // The local root's children see the local root as their parent: not theirs.
+        let child = cx.with_remote_span_context(SpanContext::new(
+            sc.trace_id(),
+            SpanId::from(99u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ));
+        assert!(!extracted.belong_to(&child));
+
+        let cx = behaving(ExtractBehavior::Continue, true).extract(&Pairs(&TWO_TRACES));
+        assert!(links_of(&cx).is_empty());
+        // One trace in both styles: no link.
+        let cx = behaving(ExtractBehavior::Continue, false).extract(&Pairs(&SAME_TRACE));
+        assert!(links_of(&cx).is_empty());
+        assert!(has_extracted(&cx));
+
+        // Any later style: a b3 context of another trace after a W3C one.
+        let styled = DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract: crate::styles::parse("tracecontext,b3multi").unwrap(),
+            ..PropagationStyles::default()
+        });
+        let cx = styled.extract(&Pairs(&[
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-01",
+            ),
+            ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+            ("x-b3-spanid", "b7ad6b7169203331"),
+            ("x-b3-sampled", "0"),
+        ]));
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "0af7651916cd43dd8448eb211c80319c".to_string(),
+                "b7ad6b7169203331".to_string(),
+                0,
+                String::new(),
+                attrs("terminated_context", "b3multi"),
+            )]
+        );
+    }
+
+    #[test]
+    fn baggage_alone_is_extracted_without_a_parent() {
+        let cx = DatadogW3cPropagator::new().extract(&Pairs(&[("baggage", "a=1")]));
+        assert!(!cx.has_active_span());
+        assert!(has_extracted(&cx));
+        assert!(!has_extracted(
+            &DatadogW3cPropagator::new().extract(&Pairs(&[("x", "y")]))
+        ));
+    }
 }
