@@ -362,6 +362,17 @@ def get_test_agent_api(worker_id: str, request: pytest.FixtureRequest, test_id: 
             yield api
 
 
+def _flush_app(port: int) -> None:
+    """Asks a kept app to send what it holds (`/trace/span/flush`); a failure is left to the
+    next test to show."""
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/trace/span/flush", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, timeout=10).close()
+
+
 def _stop_app(key: tuple) -> None:
     entry = _apps.pop(key, None)
     if entry is not None:
@@ -419,6 +430,12 @@ def get_apm_library(request: pytest.FixtureRequest, worker_id: str, test_id: str
             _stop_app(key)
             if FRESH_APPS:
                 lp.stop()
+        else:
+            # The app is kept for the next test: what this test ended without flushing (a test
+            # that never enters `with test_library`) must reach this test's agent now, not the
+            # next test's (whose agent session starts cleared), as a fresh container per test
+            # guarantees in the suite's own runs.
+            _flush_app(port)
         request.node.add_report_section("teardown", "parametric app", f"log: {lp.log_path}")
 
 
