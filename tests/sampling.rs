@@ -628,12 +628,9 @@ async fn extracted_with(extra: &[(&str, &str)]) -> (Vec<Value>, HashMap<String, 
         .collect();
     let sent = recorded.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
+    let root_id = root["span_id"].clone();
     let mut spans = vec![root];
-    spans.extend(
-        trace
-            .into_iter()
-            .filter(|s| s["span_id"] != spans[0]["span_id"]),
-    );
+    spans.extend(trace.into_iter().filter(|s| s["span_id"] != root_id));
     (spans, sent[0].clone())
 }
 

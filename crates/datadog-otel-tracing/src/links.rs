@@ -22,7 +22,7 @@
 //! the local root span started on an extracted context.
 
 use crate::propagation::{w3c_tracestate, DdState, ExtractedLinks};
-use opentelemetry::trace::{Link, SpanContext};
+use opentelemetry::trace::{Link, SpanContext, TraceId};
 use opentelemetry::{Array, Context, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
@@ -32,11 +32,13 @@ use std::time::Duration;
 /// The meta tag holding a span's links.
 pub(crate) const SPAN_LINKS: &str = "_dd.span_links";
 
-/// The `_dd.span_links` tag of a span with these links (`None` without any valid one).
+/// The `_dd.span_links` tag of a span with these links (`None` without any to a trace: a
+/// link to a trace without a span, as a restart from a context without parent makes, is kept
+/// with span id 0).
 pub(crate) fn span_links_tag(links: &[Link]) -> Option<KeyValue> {
     let list: Vec<Json> = links
         .iter()
-        .filter(|link| link.span_context.is_valid())
+        .filter(|link| link.span_context.trace_id() != TraceId::INVALID)
         .map(link_json)
         .collect();
     if list.is_empty() {
@@ -162,7 +164,7 @@ impl SpanProcessor for ExtractedLinkProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
     use opentelemetry::StringValue;
 
     fn context(trace: u128, span: u64, sampled: bool, state: TraceState) -> SpanContext {

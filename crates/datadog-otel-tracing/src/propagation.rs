@@ -640,13 +640,12 @@ fn extraction_link(sc: &SpanContext, style: Style, reason: &'static str) -> Link
         Style::TraceContext => sc.trace_state().clone(),
         _ => TraceState::default(),
     };
-    let linked = SpanContext::new(
-        sc.trace_id(),
-        sc.span_id(),
-        sampled_flags(keep),
-        true,
-        state,
-    );
+    // A trace continued without a parent (Datadog headers with parent 0) links to no span.
+    let span_id = match sc.span_id() {
+        NO_PARENT if dd.no_parent => SpanId::INVALID,
+        id => id,
+    };
+    let linked = SpanContext::new(sc.trace_id(), span_id, sampled_flags(keep), true, state);
     Link::new(
         linked,
         vec![
@@ -1986,6 +1985,28 @@ mod tests {
                 String::new(),
                 attrs("terminated_context", "b3multi"),
             )]
+        );
+    }
+
+    /// A restart from Datadog headers without a parent (synthetics) links to the trace, span 0.
+    #[test]
+    fn a_restart_from_a_context_without_parent_links_to_span_zero() {
+        let cx = behaving(ExtractBehavior::Restart, false).extract(&Pairs(&[
+            ("x-datadog-trace-id", "123"),
+            ("x-datadog-parent-id", "0"),
+            ("x-datadog-sampling-priority", "1"),
+        ]));
+        let links = links_of(&cx);
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].0, "0000000000000000000000000000007b");
+        assert_eq!(links[0].1, "0000000000000000");
+        let tag = crate::links::span_links_tag(&cx.get::<ExtractedLinks>().expect("links").links)
+            .expect("kept");
+        assert!(
+            tag.value
+                .as_str()
+                .contains(r#""span_id":"0000000000000000""#),
+            "{tag:?}"
         );
     }
 
