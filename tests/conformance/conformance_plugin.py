@@ -13,7 +13,7 @@ copied, never written to) as pytest's rootdir. It:
   `get_test_agent_api` start `ddapm-test-agent` processes on free loopback ports (one per distinct
   agent_env, reset between tests with /test/session/clear as the suite's own pool does), and
   `get_apm_library` starts the parametric app (one process per distinct library_env, restarted
-  after a failing test) and hands the suite's own `ParametricTestClientApi` a stand-in for the
+  after a failing test, flushed after any other) and hands the suite's own `ParametricTestClientApi` a stand-in for the
   Docker container (status, logs, restart; no exec);
 - takes the expected outcomes from docs/CONFORMANCE.md (strict xfail for every case not marked
   `pass`), and with `--conformance-write-table` rewrites that table from the run.
