@@ -589,6 +589,137 @@ async fn b3_and_baggage_in_and_out_within_datadogs_bounds() {
     assert!(sent[1]["x-b3-traceid"].len() == 32 && sent[1]["x-b3-sampled"] == "1");
 }
 
+/// Incoming Datadog and W3C headers of one trace, with baggage (test_extract_behavior.py's).
+const ONE_TRACE_AND_BAGGAGE: [(&str, &str); 7] = [
+    ("x-datadog-trace-id", "1"),
+    ("x-datadog-parent-id", "1"),
+    ("x-datadog-sampling-priority", "2"),
+    ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+    (
+        "traceparent",
+        "00-11111111111111110000000000000001-0000000000000001-01",
+    ),
+    ("tracestate", "dd=s:2;t.dm:-4,foo=1"),
+    ("baggage", "user.id=42"),
+];
+
+/// The `_dd.span_links` tag of a span, parsed (`Null` without one).
+fn span_links(span: &Value) -> Value {
+    meta(span, "_dd.span_links")
+        .map(|json| serde_json::from_str(json).expect("_dd.span_links is JSON"))
+        .unwrap_or(Value::Null)
+}
+
+/// `POST /notes?add_date=y` with [`ONE_TRACE_AND_BAGGAGE`] through notes run with `extra`:
+/// the spans of the trace whose root is the notes server span, and the headers notes sent the
+/// calendar.
+async fn extracted_with(extra: &[(&str, &str)]) -> (Vec<Value>, HashMap<String, String>) {
+    let agent = TestAgent::start().await;
+    let (calendar, recorded) = recording_calendar().await;
+    let notes = notes(&agent.url(), &calendar, extra).await;
+    let url = format!("{}/notes?desc=extract&add_date=y", notes.base_url());
+    assert_eq!(http("POST", &url, &ONE_TRACE_AND_BAGGAGE).await, 201);
+    let root = wait_roots(&agent, "POST /notes", 1).await.remove(0);
+    let trace: Vec<Value> = agent
+        .spans()
+        .await
+        .into_iter()
+        .filter(|s| s["trace_id"] == root["trace_id"])
+        .collect();
+    let sent = recorded.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let root_id = root["span_id"].clone();
+    let mut spans = vec![root];
+    spans.extend(trace.into_iter().filter(|s| s["span_id"] != root_id));
+    (spans, sent[0].clone())
+}
+
+/// DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT=restart through the actix integration: a new trace,
+/// its root linked to the incoming context (and only the root), the baggage passed on.
+#[tokio::test]
+async fn restart_starts_a_new_trace_linked_to_the_incoming_one_and_keeps_the_baggage() {
+    let (spans, sent) =
+        extracted_with(&[("DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT", "restart")]).await;
+    let root = &spans[0];
+    assert_ne!(root["trace_id"].as_u64(), Some(1), "{root}");
+    assert_eq!(root["parent_id"].as_u64().unwrap_or(0), 0, "{root}");
+    assert_ne!(meta(root, "_dd.p.tid"), Some("1111111111111111"));
+    assert_eq!(
+        span_links(root),
+        serde_json::json!([{
+            "trace_id": "11111111111111110000000000000001",
+            "span_id": "0000000000000001",
+            "attributes": {
+                "reason": "propagation_behavior_extract",
+                "context_headers": "datadog"
+            },
+            "flags": 1
+        }])
+    );
+    assert!(spans.len() > 2, "{spans:?}");
+    for span in &spans[1..] {
+        assert_eq!(span_links(span), Value::Null, "{span}");
+    }
+    assert_eq!(sent.get("baggage").map(String::as_str), Some("user.id=42"));
+    assert_eq!(
+        sent.get("x-datadog-trace-id")
+            .and_then(|t| t.parse::<u64>().ok()),
+        root["trace_id"].as_u64(),
+        "{sent:?}"
+    );
+}
+
+/// DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT=ignore: a new trace, no link, no baggage.
+#[tokio::test]
+async fn ignore_keeps_nothing_of_the_incoming_headers() {
+    let (spans, sent) =
+        extracted_with(&[("DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT", "ignore")]).await;
+    let root = &spans[0];
+    assert_ne!(root["trace_id"].as_u64(), Some(1), "{root}");
+    assert_eq!(root["parent_id"].as_u64().unwrap_or(0), 0, "{root}");
+    assert_eq!(span_links(root), Value::Null);
+    assert!(!sent.contains_key("baggage"), "{sent:?}");
+    assert_eq!(meta(root, "baggage.user.id"), None);
+}
+
+/// The default (continue): the Datadog context is continued; W3C headers of another trace
+/// become the root's `terminated_context` link, with their tracestate.
+#[tokio::test]
+async fn a_context_of_another_trace_becomes_a_terminated_context_link() {
+    let agent = TestAgent::start().await;
+    let (calendar, _recorded) = recording_calendar().await;
+    let notes = notes(&agent.url(), &calendar, &[]).await;
+    let headers = [
+        ("x-datadog-trace-id", "2"),
+        ("x-datadog-parent-id", "2"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ),
+        ("tracestate", "dd=s:2;o:rum,foo=1"),
+    ];
+    let url = format!("{}/notes?desc=two&add_date=y", notes.base_url());
+    assert_eq!(http("POST", &url, &headers).await, 201);
+    let root = &wait_roots(&agent, "POST /notes", 1).await[0];
+    assert_eq!(root["trace_id"].as_u64(), Some(2), "{root}");
+    assert_eq!(root["parent_id"].as_u64(), Some(2), "{root}");
+    assert_eq!(
+        span_links(root),
+        serde_json::json!([{
+            "trace_id": "12345678901234567890123456789012",
+            "span_id": "1234567890123456",
+            "attributes": {
+                "reason": "terminated_context",
+                "context_headers": "tracecontext"
+            },
+            "tracestate": "dd=s:2;p:1234567890123456;o:rum;t.tid:1234567890123456,foo=1",
+            "flags": 1
+        }])
+    );
+}
+
 #[tokio::test]
 async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
     for (var, value) in [
@@ -599,6 +730,7 @@ async fn new_settings_with_bad_values_stop_start_up_naming_the_variable() {
         // `none` beside other styles is ignored, as Datadog's tracers do: an unknown style is not.
         ("DD_TRACE_PROPAGATION_STYLE_EXTRACT", "b3,zipkin"),
         ("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "sometimes"),
+        ("DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT", "drop"),
         ("DD_TRACE_PROPAGATION_STYLE_INJECT", "w3c"),
         ("DD_TRACE_OBFUSCATION_QUERY_STRING_REGEXP", "(unclosed"),
         ("DD_TRACE_HEADER_TAGS", ":no-header"),

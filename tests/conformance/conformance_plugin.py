@@ -13,7 +13,7 @@ copied, never written to) as pytest's rootdir. It:
   `get_test_agent_api` start `ddapm-test-agent` processes on free loopback ports (one per distinct
   agent_env, reset between tests with /test/session/clear as the suite's own pool does), and
   `get_apm_library` starts the parametric app (one process per distinct library_env, restarted
-  after a failing test) and hands the suite's own `ParametricTestClientApi` a stand-in for the
+  after a failing test, flushed after any other) and hands the suite's own `ParametricTestClientApi` a stand-in for the
   Docker container (status, logs, restart; no exec);
 - takes the expected outcomes from docs/CONFORMANCE.md (strict xfail for every case not marked
   `pass`), and with `--conformance-write-table` rewrites that table from the run.
@@ -362,6 +362,17 @@ def get_test_agent_api(worker_id: str, request: pytest.FixtureRequest, test_id: 
             yield api
 
 
+def _flush_app(port: int) -> None:
+    """Asks a kept app to send what it holds (`/trace/span/flush`); a failure is left to the
+    next test to show."""
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/trace/span/flush", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, timeout=10).close()
+
+
 def _stop_app(key: tuple) -> None:
     entry = _apps.pop(key, None)
     if entry is not None:
@@ -419,6 +430,12 @@ def get_apm_library(request: pytest.FixtureRequest, worker_id: str, test_id: str
             _stop_app(key)
             if FRESH_APPS:
                 lp.stop()
+        else:
+            # The app is kept for the next test: what this test ended without flushing (a test
+            # that never enters `with test_library`) must reach this test's agent now, not the
+            # next test's (whose agent session starts cleared), as a fresh container per test
+            # guarantees in the suite's own runs.
+            _flush_app(port)
         request.node.add_report_section("teardown", "parametric app", f"log: {lp.log_path}")
 
 

@@ -165,7 +165,7 @@ impl Config {
     /// report in their start-up log and configuration telemetry): `DD_SERVICE`, `DD_ENV`,
     /// `DD_VERSION`, `DD_TAGS`, `DD_TRACE_AGENT_URL`, `DD_TRACE_ENABLED`, `DD_TRACE_SAMPLE_RATE`,
     /// `DD_TRACE_RATE_LIMIT`, `DD_TRACE_PROPAGATION_STYLE_EXTRACT` / `_INJECT`,
-    /// `DD_TRACE_PROPAGATION_EXTRACT_FIRST`,
+    /// `DD_TRACE_PROPAGATION_EXTRACT_FIRST`, `DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT`,
     /// `DD_TRACE_DEBUG`; unset optional ones are left out.
     pub fn effective(&self) -> std::collections::BTreeMap<&'static str, String> {
         let styles = |styles: &[crate::styles::Style]| {
@@ -207,6 +207,10 @@ impl Config {
         out.insert(
             "DD_TRACE_PROPAGATION_EXTRACT_FIRST",
             propagation.extract_first.to_string(),
+        );
+        out.insert(
+            "DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT",
+            propagation.behavior.name().to_string(),
         );
         out.insert("DD_TRACE_DEBUG", self.debug.to_string());
         out

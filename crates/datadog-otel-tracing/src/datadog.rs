@@ -430,6 +430,9 @@ impl Exporter {
                         span.attributes.push(message);
                     }
                 }
+                if let Some(links) = crate::links::span_links_tag(&span.links) {
+                    span.attributes.push(links);
+                }
                 if attr(&span, SERVICE_NAME).is_some_and(|other| *other != *self.service) {
                     let base = Value::from(self.service.clone());
                     span.attributes

@@ -29,15 +29,17 @@
 //! - [`reqwest_client`] (feature `reqwest`): the client span of outgoing calls through
 //!   `reqwest-middleware`;
 //! - [`spans`]: the span fields the export reads, and [`spans::record_error`];
+//! - [`has_extracted`]: whether an extracted context holds anything (a parent, baggage, the
+//!   link of a restarted trace);
 //! - [`logs`]: the JSON log layer with Datadog's correlation fields.
 //!
 //! Layout (each module depends only on the ones before it): `env`; the Datadog-semantics
 //! pieces, standing alone (`glob`, `rate_limiter`, `agent_rates`, `baggage`, `b3`) or on `env`
 //! (`styles`, `redact`, `header_tags`); `rules` (on `glob`); `settings` (gathers `rules`,
 //! `styles`, `redact`, `header_tags`); `config`; `spans`; `web` (on `redact`, `header_tags`,
-//! `config`); `propagation` (on `b3`, `baggage`, `styles`); `facts` and `sampler` (on
+//! `config`); `propagation` (on `b3`, `baggage`, `styles`); `facts`, `sampler` and `links` (on
 //! `propagation`); `chunks`; `payload` (on `spans`); `datadog`, the only module that knows
-//! `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `payload`, `spans`,
+//! `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `links`, `payload`, `spans`,
 //! `config`); `logs`; `pipeline` (on everything above); `actix` and `reqwest_client` (on
 //! `spans`, `web`, `propagation`).
 #![deny(missing_docs)]
@@ -53,6 +55,7 @@ mod env;
 mod facts;
 mod glob;
 mod header_tags;
+mod links;
 pub mod logs;
 mod payload;
 mod pipeline;
@@ -79,6 +82,7 @@ pub use config::Config;
 pub use datadog::ExporterError;
 pub use env::{ConfigError, Env};
 pub use pipeline::{InitError, Pipeline, ShutdownError, TracingGuard};
+pub use propagation::has_extracted;
 pub use web::HttpTracing;
 
 /// The parsers of Datadog's inputs, for the fuzz targets and property tests (feature

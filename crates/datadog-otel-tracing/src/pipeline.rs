@@ -268,6 +268,8 @@ fn project_provider(
     let processor =
         processor::ChunkProcessor::new(exporter, settings).map_err(InitError::Worker)?;
     let provider = SdkTracerProvider::builder()
+        // First: the links an extraction gives a local root are on it before anything reads it.
+        .with_span_processor(crate::links::ExtractedLinkProcessor)
         .with_span_processor(processor)
         .with_sampler(sampler::DatadogSampler::new(
             sampler::SamplerSettings {

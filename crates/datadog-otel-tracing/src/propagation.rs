@@ -18,10 +18,13 @@ use crate::b3::{self, B3Context};
 #[cfg(test)]
 use crate::baggage::BaggageTagKeys;
 use crate::baggage::{self, Baggage};
-use crate::styles::{PropagationStyles, Style};
+use crate::styles::{ExtractBehavior, PropagationStyles, Style};
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry::Context;
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, KeyValue};
 
 const DD_TRACE_ID: &str = "x-datadog-trace-id";
 const DD_PARENT_ID: &str = "x-datadog-parent-id";
@@ -548,25 +551,54 @@ fn extract_style(style: Style, extractor: &dyn Extractor) -> Option<SpanContext>
     }
 }
 
+/// What the styles found in a carrier, resolved as Datadog's tracers do.
+struct Resolved {
+    /// The context continued.
+    context: SpanContext,
+    /// The style that found it.
+    style: Style,
+    /// Contexts of other traces found by later styles: `terminated_context` links.
+    terminated: Vec<Link>,
+}
+
 /// The context extracted with the styles in order, as Datadog's tracers resolve it: the first
-/// style that yields one wins. Unless `extract_first`, a W3C context of the same trace found
-/// by a later style lends its other vendors' `tracestate` members, and its parent when it
-/// differs (the primary's parent, or the `tracestate`'s `p:`, becomes `_dd.parent_id`).
-fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<SpanContext> {
-    let (style, primary) = styles
+/// style that yields one wins. Unless `extract_first`, the later styles are read too: a
+/// context of another trace becomes a `terminated_context` span link, and a W3C context of
+/// the same trace lends its other vendors' `tracestate` members, and its parent when it differs
+/// (the primary's parent, or the `tracestate`'s `p:`, becomes `_dd.parent_id`).
+fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Resolved> {
+    let (index, style, primary) = styles
         .extract
         .iter()
-        .find_map(|style| extract_style(*style, extractor).map(|sc| (*style, sc)))?;
-    if styles.extract_first
-        || style == Style::TraceContext
-        || !styles.extract.contains(&Style::TraceContext)
-    {
-        return Some(primary);
-    }
-    let Some(w3c) = extract_w3c(extractor).filter(|w3c| w3c.trace_id() == primary.trace_id())
-    else {
-        return Some(primary);
+        .enumerate()
+        .find_map(|(i, style)| extract_style(*style, extractor).map(|sc| (i, *style, sc)))?;
+    let mut resolved = Resolved {
+        context: primary,
+        style,
+        terminated: Vec::new(),
     };
+    if styles.extract_first {
+        return Some(resolved);
+    }
+    for later in styles.extract.iter().skip(index + 1) {
+        let Some(other) = extract_style(*later, extractor) else {
+            continue;
+        };
+        if other.trace_id() != resolved.context.trace_id() {
+            resolved
+                .terminated
+                .push(extraction_link(&other, *later, TERMINATED_CONTEXT));
+        } else if *later == Style::TraceContext {
+            resolved.context = merge_w3c(&resolved.context, &other);
+        }
+    }
+    Some(resolved)
+}
+
+/// The primary context with what a W3C context of the same trace adds: its other vendors'
+/// `tracestate` members, and its parent when it differs (the primary's parent, or the
+/// `tracestate`'s `p:`, becomes `_dd.parent_id`).
+fn merge_w3c(primary: &SpanContext, w3c: &SpanContext) -> SpanContext {
     let mut dd = DdState::from_trace_state(primary.trace_state());
     let mut parent = primary.span_id();
     if w3c.span_id() != parent {
@@ -584,13 +616,83 @@ fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Span
         .trace_state()
         .delete("dd")
         .unwrap_or_else(|_| w3c.trace_state().clone());
-    Some(SpanContext::new(
+    SpanContext::new(
         primary.trace_id(),
         parent,
         primary.trace_flags(),
         true,
         dd.write_into(&others),
-    ))
+    )
+}
+
+/// The `reason` of the span link to a context that lost to another trace's.
+const TERMINATED_CONTEXT: &str = "terminated_context";
+/// The `reason` of the span link from a restarted trace to the extracted context.
+const PROPAGATION_BEHAVIOR_EXTRACT: &str = "propagation_behavior_extract";
+
+/// A span link to an extracted context, as Datadog's tracers make one: attributes `reason` and
+/// `context_headers` (the style that found it), sampled when its priority keeps it, and the
+/// context's `tracestate` only when it came from W3C headers (none otherwise).
+fn extraction_link(sc: &SpanContext, style: Style, reason: &'static str) -> Link {
+    let dd = DdState::from_trace_state(sc.trace_state());
+    let keep = dd.priority_or(sc.is_sampled()) > 0;
+    let state = match style {
+        Style::TraceContext => sc.trace_state().clone(),
+        _ => TraceState::default(),
+    };
+    // A trace continued without a parent (Datadog headers with parent 0) links to no span.
+    let span_id = match sc.span_id() {
+        NO_PARENT if dd.no_parent => SpanId::INVALID,
+        id => id,
+    };
+    let linked = SpanContext::new(sc.trace_id(), span_id, sampled_flags(keep), true, state);
+    Link::new(
+        linked,
+        vec![
+            KeyValue::new("reason", reason),
+            KeyValue::new("context_headers", style.name()),
+        ],
+        0,
+    )
+}
+
+/// The span links an extraction gives the local root span started on its context: the
+/// `terminated_context` links of contexts of other traces, or (`restart`) the link to the
+/// extracted context. Carried as a value of the extracted [`Context`] and added to the span by
+/// [`crate::links::ExtractedLinkProcessor`] when it starts.
+#[derive(Debug, Clone)]
+pub(crate) struct ExtractedLinks {
+    /// The remote parent they go with (trace and span id); `None` for a restarted trace.
+    parent: Option<(TraceId, SpanId)>,
+    /// The links.
+    pub(crate) links: Vec<Link>,
+}
+
+impl ExtractedLinks {
+    /// Whether a span started on `cx` is the local root they belong to: its parent is the
+    /// extracted remote one, or, for a restarted trace, it has none. Its descendants, whose
+    /// contexts hold the value too (with a local parent), are not.
+    pub(crate) fn belong_to(&self, cx: &Context) -> bool {
+        match self.parent {
+            None => !cx.has_active_span(),
+            Some((trace_id, span_id)) => {
+                let span = cx.span();
+                let sc = span.span_context();
+                sc.is_remote() && sc.trace_id() == trace_id && sc.span_id() == span_id
+            }
+        }
+    }
+}
+
+/// Whether `cx`, as an extraction returned it, holds anything extracted: a remote parent to
+/// continue, baggage, or the span links of a restarted trace
+/// (`DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT=restart`). A span started on a context holding
+/// none of them is a new trace that keeps nothing of the carrier.
+pub fn has_extracted(cx: &Context) -> bool {
+    cx.span().span_context().is_valid()
+        || cx.get::<Baggage>().is_some()
+        || cx.get::<ExtractedLinks>().is_some()
+        || !cx.baggage().is_empty()
 }
 
 impl DatadogW3cPropagator {
@@ -637,34 +739,13 @@ impl DatadogW3cPropagator {
         if !sc.is_valid() {
             return;
         }
-        let (high, _) = split_trace_id(sc.trace_id());
-        let dd = DdState::from_trace_state(sc.trace_state());
-        let priority = dd.priority_or(sc.is_sampled());
+        let priority = DdState::from_trace_state(sc.trace_state()).priority_or(sc.is_sampled());
         let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
             format!("00-{}-{}-{flags}", sc.trace_id(), sc.span_id()),
         );
-        let mut out = DdState {
-            priority: Some(priority),
-            ..dd
-        };
-        if high != 0 {
-            // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
-            out.tags.push(("tid".into(), format!("{high:016x}")));
-        }
-        // `dd` first, then the other vendors' members as they came, 32 members at most.
-        let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
-        let others = sc.trace_state().header();
-        for member in others
-            .split(',')
-            .filter(|m| !m.is_empty() && !m.starts_with("dd="))
-            .take(MAX_TRACESTATE_MEMBERS - 1)
-        {
-            header.push(',');
-            header.push_str(member);
-        }
-        injector.set(TRACESTATE, header);
+        injector.set(TRACESTATE, w3c_tracestate(sc));
     }
 
     fn inject_b3(&self, cx: &Context, injector: &mut dyn Injector, single: bool) {
@@ -687,6 +768,34 @@ impl DatadogW3cPropagator {
     }
 }
 
+/// The W3C `tracestate` of `sc` as Datadog's tracers write it: the `dd` member first
+/// (priority, `p:` the span itself, origin, propagated tags, the trace id's upper half as
+/// `t.tid`), then the other vendors' members as they came, 32 members at most.
+pub(crate) fn w3c_tracestate(sc: &SpanContext) -> String {
+    let (high, _) = split_trace_id(sc.trace_id());
+    let dd = DdState::from_trace_state(sc.trace_state());
+    let priority = dd.priority_or(sc.is_sampled());
+    let mut out = DdState {
+        priority: Some(priority),
+        ..dd
+    };
+    if high != 0 {
+        // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
+        out.tags.push(("tid".into(), format!("{high:016x}")));
+    }
+    let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
+    let others = sc.trace_state().header();
+    for member in others
+        .split(',')
+        .filter(|m| !m.is_empty() && !m.starts_with("dd="))
+        .take(MAX_TRACESTATE_MEMBERS - 1)
+    {
+        header.push(',');
+        header.push_str(member);
+    }
+    header
+}
+
 impl TextMapPropagator for DatadogW3cPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         for style in &self.styles.inject {
@@ -705,7 +814,11 @@ impl TextMapPropagator for DatadogW3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut found = resolve(&self.styles, extractor);
+        // `ignore`: nothing at all, baggage included.
+        if self.styles.behavior == ExtractBehavior::Ignore {
+            return cx.clone();
+        }
+        let resolved = resolve(&self.styles, extractor);
         let baggage = self
             .styles
             .extract
@@ -713,6 +826,19 @@ impl TextMapPropagator for DatadogW3cPropagator {
             .then(|| extractor.get(baggage::HEADER).map(Baggage::parse))
             .flatten()
             .filter(|b| !b.is_empty());
+        // `restart`: a new trace, linked to the context it would have continued.
+        let (mut found, links) = match resolved {
+            None => (None, Vec::new()),
+            Some(r) if self.styles.behavior == ExtractBehavior::Restart => (
+                None,
+                vec![extraction_link(
+                    &r.context,
+                    r.style,
+                    PROPAGATION_BEHAVIOR_EXTRACT,
+                )],
+            ),
+            Some(r) => (Some(r.context), r.terminated),
+        };
         // The members to tag travel with the context to the local root span (the exporter
         // writes them as `baggage.<key>`, see `TraceFacts::chunk_tags`).
         if let (Some(sc), Some(items)) = (&found, &baggage) {
@@ -733,10 +859,14 @@ impl TextMapPropagator for DatadogW3cPropagator {
                 ));
             }
         }
+        let parent = found.as_ref().map(|sc| (sc.trace_id(), sc.span_id()));
         let mut cx = match found {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
         };
+        if !links.is_empty() {
+            cx = cx.with_value(ExtractedLinks { parent, links });
+        }
         if let Some(items) = baggage {
             cx = cx.with_value(items);
         }
@@ -1631,5 +1761,262 @@ mod tests {
         let mut out: HashMap<String, String> = HashMap::new();
         p.inject_context(&Context::new().with_remote_span_context(sc), &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// test_extract_behavior.py's headers: one trace in Datadog and W3C headers, and baggage.
+    const SAME_TRACE: [(&str, &str); 7] = [
+        ("x-datadog-trace-id", "1"),
+        ("x-datadog-parent-id", "1"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+        (
+            "traceparent",
+            "00-11111111111111110000000000000001-0000000000000001-01",
+        ),
+        ("tracestate", "dd=s:2;t.dm:-4,foo=1"),
+        ("baggage", "key1=value1"),
+    ];
+
+    /// Datadog headers of trace 2 and W3C headers of another trace.
+    const TWO_TRACES: [(&str, &str); 5] = [
+        ("x-datadog-trace-id", "2"),
+        ("x-datadog-parent-id", "2"),
+        ("x-datadog-sampling-priority", "2"),
+        ("x-datadog-tags", "_dd.p.tid=1111111111111111,_dd.p.dm=-4"),
+        (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-01",
+        ),
+    ];
+
+    fn behaving(behavior: ExtractBehavior, extract_first: bool) -> DatadogW3cPropagator {
+        DatadogW3cPropagator::with_styles(PropagationStyles {
+            behavior,
+            extract_first,
+            ..PropagationStyles::default()
+        })
+    }
+
+    /// The extracted links as (trace id, span id, flags, tracestate header, attributes).
+    type LinkView = (String, String, u8, String, Vec<(String, String)>);
+
+    fn links_of(cx: &Context) -> Vec<LinkView> {
+        cx.get::<ExtractedLinks>()
+            .map(|e| {
+                e.links
+                    .iter()
+                    .map(|l| {
+                        let sc = &l.span_context;
+                        (
+                            sc.trace_id().to_string(),
+                            sc.span_id().to_string(),
+                            sc.trace_flags().to_u8(),
+                            sc.trace_state().header(),
+                            l.attributes
+                                .iter()
+                                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn attrs(reason: &str, style: &str) -> Vec<(String, String)> {
+        vec![
+            ("reason".to_string(), reason.to_string()),
+            ("context_headers".to_string(), style.to_string()),
+        ]
+    }
+
+    /// test_extract_behavior.py::Test_ExtractBehavior_Restart: a new trace (no parent), one
+    /// link to the context that would have been continued, the baggage kept.
+    #[test]
+    fn restart_links_to_the_extracted_context_and_keeps_the_baggage() {
+        let cx = behaving(ExtractBehavior::Restart, false).extract(&Pairs(&SAME_TRACE));
+        assert!(!cx.has_active_span());
+        assert!(has_extracted(&cx));
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "11111111111111110000000000000001".to_string(),
+                "0000000000000001".to_string(),
+                1,
+                String::new(),
+                attrs("propagation_behavior_extract", "datadog"),
+            )]
+        );
+        let extracted = cx.get::<ExtractedLinks>().expect("links");
+        assert!(extracted.belong_to(&cx));
+        // A span under the restarted root has a parent: the links are not its.
+        let child = cx.with_remote_span_context(SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(8u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ));
+        assert!(!extracted.belong_to(&child));
+        assert_eq!(
+            cx.get::<Baggage>().and_then(|b| b.get("key1")),
+            Some("value1")
+        );
+        let mut out: HashMap<String, String> = HashMap::new();
+        behaving(ExtractBehavior::Restart, false).inject_context(&cx, &mut out);
+        assert_eq!(
+            out.get("baggage").map(String::as_str),
+            Some("key1=value1"),
+            "{out:?}"
+        );
+        assert!(!out.contains_key("x-datadog-trace-id"), "{out:?}");
+
+        // A W3C parent of the same trace overrides the Datadog one, in the link too; with
+        // DD_TRACE_PROPAGATION_EXTRACT_FIRST the Datadog one stays.
+        let overriding = [
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "1"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-tags", "_dd.p.tid=1111111111111111"),
+            (
+                "traceparent",
+                "00-11111111111111110000000000000001-1234567890123456-01",
+            ),
+        ];
+        for (extract_first, span) in [(false, "1234567890123456"), (true, "0000000000000001")] {
+            let cx = behaving(ExtractBehavior::Restart, extract_first).extract(&Pairs(&overriding));
+            let links = links_of(&cx);
+            assert_eq!(links.len(), 1);
+            assert_eq!(links[0].1, span, "extract_first {extract_first}");
+        }
+        // A restart from W3C headers keeps their tracestate in the link.
+        let w3c = [
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-00",
+            ),
+            ("tracestate", "dd=s:-1,foo=1"),
+        ];
+        let links = links_of(&behaving(ExtractBehavior::Restart, false).extract(&Pairs(&w3c)));
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].2, 0);
+        assert_eq!(links[0].3, "dd=s:-1,foo=1");
+        assert_eq!(
+            links[0].4,
+            attrs("propagation_behavior_extract", "tracecontext")
+        );
+    }
+
+    /// Test_ExtractBehavior_Ignore: no context, no baggage, no link.
+    #[test]
+    fn ignore_extracts_nothing_at_all() {
+        let cx = behaving(ExtractBehavior::Ignore, false).extract(&Pairs(&SAME_TRACE));
+        assert!(!cx.has_active_span());
+        assert!(cx.get::<Baggage>().is_none());
+        assert!(links_of(&cx).is_empty());
+        assert!(!has_extracted(&cx));
+        let mut out: HashMap<String, String> = HashMap::new();
+        behaving(ExtractBehavior::Ignore, false).inject_context(&cx, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// Test_ExtractBehavior_Default::test_multiple_tracecontexts: the Datadog context is
+    /// continued, the W3C context of another trace is a `terminated_context` link (with its
+    /// tracestate); with DD_TRACE_PROPAGATION_EXTRACT_FIRST there is none.
+    #[test]
+    fn continue_links_the_contexts_of_other_traces() {
+        let cx = behaving(ExtractBehavior::Continue, false).extract(&Pairs(&TWO_TRACES));
+        let span = cx.span();
+        let sc = span.span_context();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "11111111111111110000000000000002"
+        );
+        assert_eq!(sc.span_id().to_string(), "0000000000000002");
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "12345678901234567890123456789012".to_string(),
+                "1234567890123456".to_string(),
+                1,
+                "dd=s:1".to_string(),
+                attrs("terminated_context", "tracecontext"),
+            )]
+        );
+        let extracted = cx.get::<ExtractedLinks>().expect("links");
+        assert!(extracted.belong_to(&cx));
+        // The local root's children see the local root as their parent: not theirs.
+        let child = cx.with_remote_span_context(SpanContext::new(
+            sc.trace_id(),
+            SpanId::from(99u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ));
+        assert!(!extracted.belong_to(&child));
+
+        let cx = behaving(ExtractBehavior::Continue, true).extract(&Pairs(&TWO_TRACES));
+        assert!(links_of(&cx).is_empty());
+        // One trace in both styles: no link.
+        let cx = behaving(ExtractBehavior::Continue, false).extract(&Pairs(&SAME_TRACE));
+        assert!(links_of(&cx).is_empty());
+        assert!(has_extracted(&cx));
+
+        // Any later style: a b3 context of another trace after a W3C one.
+        let styled = DatadogW3cPropagator::with_styles(PropagationStyles {
+            extract: crate::styles::parse("tracecontext,b3multi").unwrap(),
+            ..PropagationStyles::default()
+        });
+        let cx = styled.extract(&Pairs(&[
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-01",
+            ),
+            ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+            ("x-b3-spanid", "b7ad6b7169203331"),
+            ("x-b3-sampled", "0"),
+        ]));
+        assert_eq!(
+            links_of(&cx),
+            vec![(
+                "0af7651916cd43dd8448eb211c80319c".to_string(),
+                "b7ad6b7169203331".to_string(),
+                0,
+                String::new(),
+                attrs("terminated_context", "b3multi"),
+            )]
+        );
+    }
+
+    /// A restart from Datadog headers without a parent (synthetics) links to the trace, span 0.
+    #[test]
+    fn a_restart_from_a_context_without_parent_links_to_span_zero() {
+        let cx = behaving(ExtractBehavior::Restart, false).extract(&Pairs(&[
+            ("x-datadog-trace-id", "123"),
+            ("x-datadog-parent-id", "0"),
+            ("x-datadog-sampling-priority", "1"),
+        ]));
+        let links = links_of(&cx);
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].0, "0000000000000000000000000000007b");
+        assert_eq!(links[0].1, "0000000000000000");
+        let tag = crate::links::span_links_tag(&cx.get::<ExtractedLinks>().expect("links").links)
+            .expect("kept");
+        assert!(
+            tag.value
+                .as_str()
+                .contains(r#""span_id":"0000000000000000""#),
+            "{tag:?}"
+        );
+    }
+
+    #[test]
+    fn baggage_alone_is_extracted_without_a_parent() {
+        let cx = DatadogW3cPropagator::new().extract(&Pairs(&[("baggage", "a=1")]));
+        assert!(!cx.has_active_span());
+        assert!(has_extracted(&cx));
+        assert!(!has_extracted(
+            &DatadogW3cPropagator::new().extract(&Pairs(&[("x", "y")]))
+        ));
     }
 }

@@ -73,6 +73,50 @@ pub fn parse(raw: &str) -> Result<Vec<Style>, StyleError> {
     Ok(styles)
 }
 
+/// `DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT`: what an extracted trace context becomes, as in
+/// Datadog's tracers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtractBehavior {
+    /// `continue` (the default): the local spans continue the extracted trace.
+    #[default]
+    Continue,
+    /// `restart`: a new trace, whose local root carries a span link to the extracted context
+    /// (`reason: propagation_behavior_extract`); baggage is kept.
+    Restart,
+    /// `ignore`: nothing is extracted, neither a trace context nor baggage.
+    Ignore,
+}
+
+impl ExtractBehavior {
+    /// The name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtractBehavior::Continue => "continue",
+            ExtractBehavior::Restart => "restart",
+            ExtractBehavior::Ignore => "ignore",
+        }
+    }
+}
+
+/// Why a `DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT` value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown extract behavior {0:?} (use continue, restart or ignore)")]
+pub struct ExtractBehaviorError(String);
+
+impl std::str::FromStr for ExtractBehavior {
+    type Err = ExtractBehaviorError;
+
+    /// `continue`, `restart` or `ignore`, case-insensitive.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "continue" => Ok(ExtractBehavior::Continue),
+            "restart" => Ok(ExtractBehavior::Restart),
+            "ignore" => Ok(ExtractBehavior::Ignore),
+            _ => Err(ExtractBehaviorError(raw.to_string())),
+        }
+    }
+}
+
 /// The extract and inject styles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropagationStyles {
@@ -83,6 +127,8 @@ pub struct PropagationStyles {
     /// `DD_TRACE_PROPAGATION_EXTRACT_FIRST`: the first context found is taken as it is, no
     /// later style is consulted (no W3C parent or `tracestate` from a later `tracecontext`).
     pub extract_first: bool,
+    /// `DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT`: continue, restart or ignore what is extracted.
+    pub behavior: ExtractBehavior,
     /// `DD_TRACE_BAGGAGE_TAG_KEYS`: extracted baggage members tagged on the local root span.
     pub baggage_tag_keys: BaggageTagKeys,
 }
@@ -93,14 +139,15 @@ impl Default for PropagationStyles {
             extract: DEFAULT.to_vec(),
             inject: DEFAULT.to_vec(),
             extract_first: false,
+            behavior: ExtractBehavior::Continue,
             baggage_tag_keys: BaggageTagKeys::default(),
         }
     }
 }
 
 impl PropagationStyles {
-    /// Reads the four style variables, `DD_TRACE_PROPAGATION_EXTRACT_FIRST` and
-    /// `DD_TRACE_BAGGAGE_TAG_KEYS`.
+    /// Reads the four style variables, `DD_TRACE_PROPAGATION_EXTRACT_FIRST`,
+    /// `DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT` and `DD_TRACE_BAGGAGE_TAG_KEYS`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let read = |key: &str| -> Result<Option<Vec<Style>>, ConfigError> {
             env.get(key)
@@ -119,6 +166,10 @@ impl PropagationStyles {
             extract: extract.unwrap_or_else(|| DEFAULT.to_vec()),
             inject: inject.unwrap_or_else(|| DEFAULT.to_vec()),
             extract_first: env.flag("DD_TRACE_PROPAGATION_EXTRACT_FIRST", false)?,
+            behavior: env.parse(
+                "DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT",
+                ExtractBehavior::Continue,
+            )?,
             // Set but empty: no baggage tags.
             baggage_tag_keys: env
                 .raw("DD_TRACE_BAGGAGE_TAG_KEYS")
@@ -185,6 +236,33 @@ mod tests {
         let env = Env::from_pairs([("DD_TRACE_PROPAGATION_EXTRACT_FIRST", "maybe")]);
         let err = PropagationStyles::from_env(&env).unwrap_err();
         assert_eq!(err.variable, "DD_TRACE_PROPAGATION_EXTRACT_FIRST");
+    }
+
+    #[test]
+    fn extract_behavior_is_read_case_insensitively_and_named_when_bad() {
+        let behavior = |value: &str| {
+            PropagationStyles::from_env(&Env::from_pairs([(
+                "DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT",
+                value,
+            )]))
+            .map(|s| s.behavior)
+        };
+        assert_eq!(
+            PropagationStyles::default().behavior,
+            ExtractBehavior::Continue
+        );
+        assert_eq!(behavior(""), Ok(ExtractBehavior::Continue));
+        assert_eq!(behavior("continue"), Ok(ExtractBehavior::Continue));
+        assert_eq!(behavior("Restart"), Ok(ExtractBehavior::Restart));
+        assert_eq!(behavior(" IGNORE "), Ok(ExtractBehavior::Ignore));
+        let err = behavior("drop").unwrap_err();
+        assert_eq!(err.variable, "DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT");
+        assert_eq!(
+            crate::error_chain(&err),
+            "invalid DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT: \"drop\" is not valid: \
+             unknown extract behavior \"drop\" (use continue, restart or ignore)"
+        );
+        assert_eq!(ExtractBehavior::Restart.name(), "restart");
     }
 
     #[test]

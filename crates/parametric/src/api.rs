@@ -9,11 +9,9 @@ use datadog_otel_tracing::spans::{
 };
 use datadog_otel_tracing::{Config, TracingGuard};
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _,
-};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::{SdkTracer, Span};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer, Span};
 use serde_json::{json, Value as Json_};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -29,8 +27,10 @@ pub struct State {
     /// The order they started in: the last one still open is the current span (a started span
     /// is active until it ends, as the suite's apps make it).
     started: Mutex<Vec<(u64, u128)>>,
-    /// The contexts of finished spans and of extracted headers, to parent later spans on.
-    contexts: Mutex<HashMap<u64, SpanContext>>,
+    /// The context of each span (live or finished) and of each extraction, to parent later
+    /// spans on and to inject: a span's context keeps what the context it started on carried
+    /// (baggage, above all).
+    contexts: Mutex<HashMap<u64, Context>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,11 +56,7 @@ impl State {
         let Some(id) = id.filter(|id| *id != 0) else {
             return Context::new();
         };
-        let live = lock(&self.live).get(&id).map(|s| s.span_context().clone());
-        match live.or_else(|| lock(&self.contexts).get(&id).cloned()) {
-            Some(sc) => Context::new().with_remote_span_context(sc),
-            None => Context::new(),
-        }
+        lock(&self.contexts).get(&id).cloned().unwrap_or_default()
     }
 
     fn start(
@@ -83,6 +79,7 @@ impl State {
         let sc = span.span_context().clone();
         let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
         let trace_id = u128::from_be_bytes(sc.trace_id().to_bytes());
+        lock(&self.contexts).insert(span_id, parent.with_remote_span_context(sc));
         lock(&self.live).insert(span_id, span);
         lock(&self.started).push((span_id, trace_id));
         Some((span_id, trace_id))
@@ -103,7 +100,6 @@ impl State {
             return;
         };
         lock(&self.started).retain(|(span_id, _)| *span_id != id);
-        lock(&self.contexts).insert(id, span.span_context().clone());
         match end {
             Some(end) => span.end_with_timestamp(end),
             None => span.end(),
@@ -320,6 +316,20 @@ async fn span_manual_drop(state: Data<State>, body: Json<Json_>) -> HttpResponse
     span_manual(state, body, false).await
 }
 
+/// A span link from span `span_id` to span (or extracted context) `parent_id`.
+async fn span_add_link(state: Data<State>, body: Json<Json_>) -> HttpResponse {
+    let linked = state
+        .parent(id(&body, "parent_id"))
+        .span()
+        .span_context()
+        .clone();
+    if linked.is_valid() {
+        let attrs = attributes(&body, "attributes");
+        state.with_span(id(&body, "span_id"), |s| s.add_link(linked, attrs));
+    }
+    ok()
+}
+
 async fn span_inject(state: Data<State>, body: Json<Json_>) -> HttpResponse {
     let cx = state.parent(id(&body, "span_id"));
     let mut headers = Headers(Vec::new());
@@ -344,12 +354,18 @@ async fn span_extract(state: Data<State>, body: Json<Json_>) -> HttpResponse {
         })
         .unwrap_or_default();
     let cx = state.guard.extract(&Headers(pairs));
-    let sc = cx.span().span_context().clone();
-    if !sc.is_valid() {
+    if !datadog_otel_tracing::has_extracted(&cx) {
         return HttpResponse::Ok().json(json!({ "span_id": null }));
     }
-    let span_id = u64::from_be_bytes(sc.span_id().to_bytes());
-    lock(&state.contexts).insert(span_id, sc);
+    // The parent's id; a context without one (baggage alone, a restarted trace) gets an id of
+    // its own, under which the suite passes it back as a parent.
+    let sc = cx.span().span_context().clone();
+    let span_id = if sc.is_valid() {
+        u64::from_be_bytes(sc.span_id().to_bytes())
+    } else {
+        u64::from_be_bytes(RandomIdGenerator::default().new_span_id().to_bytes())
+    };
+    lock(&state.contexts).insert(span_id, cx);
     HttpResponse::Ok().json(json!({ "span_id": span_id }))
 }
 
@@ -548,6 +564,7 @@ pub async fn serve(state: State, port: u16) -> std::io::Result<()> {
             .route("/trace/span/error", web::post().to(span_error))
             .route("/trace/span/manual_keep", web::post().to(span_manual_keep))
             .route("/trace/span/manual_drop", web::post().to(span_manual_drop))
+            .route("/trace/span/add_link", web::post().to(span_add_link))
             .route("/trace/span/inject_headers", web::post().to(span_inject))
             .route("/trace/span/extract_headers", web::post().to(span_extract))
             .route("/trace/span/flush", web::post().to(flush))
