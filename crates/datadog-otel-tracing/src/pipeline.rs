@@ -104,14 +104,19 @@ impl std::fmt::Debug for TracingGuard {
 }
 
 impl TracingGuard {
-    /// The pipeline's OpenTelemetry tracer (`None` when tracing is off): spans started with
-    /// it are sampled, chunked and exported like the `tracing` spans, and follow the same
-    /// fields ([`crate::spans`]). Use it where spans must outlive a scope or be driven by
-    /// hand (a test harness, a bridge from another tracing API).
-    pub fn tracer(&self) -> Option<SdkTracer> {
-        self.provider
-            .as_ref()
-            .map(|p| p.tracer("datadog-otel-tracing"))
+    /// The pipeline's OpenTelemetry tracer: spans started with it are sampled, chunked and
+    /// exported like the `tracing` spans, and follow the same fields ([`crate::spans`]). Use
+    /// it where spans must outlive a scope or be driven by hand (a test harness, a bridge from
+    /// another tracing API). With tracing off (`DD_TRACE_ENABLED=false`) it still works, as
+    /// Datadog's tracers do: its spans get ids but are neither recorded nor sent.
+    pub fn tracer(&self) -> SdkTracer {
+        match &self.provider {
+            Some(provider) => provider.tracer("datadog-otel-tracing"),
+            None => SdkTracerProvider::builder()
+                .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+                .build()
+                .tracer("datadog-otel-tracing"),
+        }
     }
 
     /// Writes the trace context of `cx` into `carrier` with the configured styles

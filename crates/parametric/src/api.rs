@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct State {
     config: Config,
     guard: TracingGuard,
-    tracer: Option<SdkTracer>,
+    tracer: SdkTracer,
     /// Spans started and not yet finished.
     live: Mutex<HashMap<u64, Span>>,
     /// The order they started in: the last one still open is the current span (a started span
@@ -66,8 +66,8 @@ impl State {
         attributes: Vec<KeyValue>,
         parent: &Context,
         start: Option<SystemTime>,
-    ) -> Option<(u64, u128)> {
-        let tracer = self.tracer.as_ref()?;
+    ) -> (u64, u128) {
+        let tracer = &self.tracer;
         let mut builder = tracer
             .span_builder(name)
             .with_kind(kind)
@@ -82,7 +82,7 @@ impl State {
         lock(&self.contexts).insert(span_id, parent.with_remote_span_context(sc));
         lock(&self.live).insert(span_id, span);
         lock(&self.started).push((span_id, trace_id));
-        Some((span_id, trace_id))
+        (span_id, trace_id)
     }
 
     /// Runs `f` on live span `id` (nothing when it is unknown or ended).
@@ -214,10 +214,6 @@ fn ok() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
 }
 
-fn tracing_off() -> HttpResponse {
-    HttpResponse::ServiceUnavailable().body("tracing is off (DD_TRACE_ENABLED=false)")
-}
-
 async fn span_start(state: Data<State>, body: Json<Json_>) -> HttpResponse {
     let name = text(&body, "name").unwrap_or_else(|| "span".to_string());
     let resource = text(&body, "resource").unwrap_or_else(|| name.clone());
@@ -238,10 +234,8 @@ async fn span_start(state: Data<State>, body: Json<Json_>) -> HttpResponse {
         }
     }
     let parent = state.parent(id(&body, "parent_id"));
-    match state.start(resource, SpanKind::Internal, attrs, &parent, None) {
-        Some((span_id, trace_id)) => ids(span_id, trace_id),
-        None => tracing_off(),
-    }
+    let (span_id, trace_id) = state.start(resource, SpanKind::Internal, attrs, &parent, None);
+    ids(span_id, trace_id)
 }
 
 async fn span_finish(state: Data<State>, body: Json<Json_>) -> HttpResponse {
@@ -444,15 +438,13 @@ async fn otel_start(state: Data<State>, body: Json<Json_>) -> HttpResponse {
     let name = text(&body, "name").unwrap_or_default();
     let attrs = attributes(&body, "attributes");
     let parent = state.parent(id(&body, "parent_id"));
-    let Some((span_id, trace_id)) = state.start(
+    let (span_id, trace_id) = state.start(
         name,
         kind(&body),
         attrs,
         &parent,
         micros(&body, "timestamp"),
-    ) else {
-        return tracing_off();
-    };
+    );
     if let Some(links) = body.get("links").and_then(Json_::as_array) {
         for link in links {
             let sc = state
