@@ -188,7 +188,12 @@ impl ChunkProcessor {
         let refused = full || {
             match self.queue.try_send(Work::Chunk(chunk)) {
                 Ok(()) => false,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => true,
+                Err(TrySendError::Full(_)) => true,
+                // Ended after the shutdown (the worker is gone): nothing can send it any more.
+                Err(TrySendError::Disconnected(_)) => {
+                    self.shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
+                    return;
+                }
             }
         };
         if refused {
