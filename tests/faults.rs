@@ -145,14 +145,23 @@ async fn agent_slow_no_request_waits_and_shutdown_stays_bounded() {
 }
 
 #[tokio::test]
-async fn the_span_queue_is_bounded_and_drops_are_logged_once() {
+async fn the_span_queue_is_bounded_and_drops_are_logged_once_and_counted_in_health_metrics() {
     let mut agent = TestAgent::start().await;
     agent.set_request_delay(3.0).await;
+    // DogStatsD stand-in: the health metrics arrive here over UDP.
+    let statsd = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("udp timeout");
+    let statsd_port = statsd.local_addr().expect("udp address").port().to_string();
     let notes = notes_process(
         &agent.url(),
         &[
             ("DD_TRACE_SPAN_QUEUE_SIZE", "16"),
             ("DD_TRACE_FLUSH_INTERVAL_MS", "5000"),
+            ("DD_TRACE_HEALTH_METRICS_ENABLED", "true"),
+            ("DD_DOGSTATSD_HOST", "127.0.0.1"),
+            ("DD_DOGSTATSD_PORT", &statsd_port),
         ],
     )
     .await;
@@ -166,6 +175,31 @@ async fn the_span_queue_is_bounded_and_drops_are_logged_once() {
         )
         .await;
     assert_eq!(count_logs(&notes, FULL), 1);
+    // Within the metrics' 10 s interval (and a margin), a datagram counts the dropped spans.
+    let dropped = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(25);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            let Ok(n) = statsd.recv(&mut buf) else { continue };
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let count = text
+                .lines()
+                .find_map(|l| l.strip_prefix("datadog.tracer.queue.dropped.spans:"))
+                .and_then(|rest| rest.split('|').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(count) = count.filter(|n| *n > 0) {
+                assert!(text.contains("|#service:notes"), "untagged: {text}");
+                return Some(count);
+            }
+        }
+        None
+    })
+    .await
+    .expect("udp task");
+    assert!(
+        dropped.is_some(),
+        "no health metric counted the dropped spans within 25 s"
+    );
 }
 
 #[tokio::test]

@@ -62,6 +62,13 @@ pub struct Config {
     /// partial chunk (`DD_TRACE_PARTIAL_FLUSH_MIN_SPANS`, default 1000;
     /// `DD_TRACE_PARTIAL_FLUSH_ENABLED=false`: `None`).
     pub(crate) partial_flush_min_spans: Option<usize>,
+    /// `DD_TRACE_HEALTH_METRICS_ENABLED` (default false): the tracer's health metrics over
+    /// DogStatsD ([`crate::health`]).
+    pub(crate) health_metrics: bool,
+    /// `DD_DOGSTATSD_HOST` (default `DD_AGENT_HOST`, else `localhost`).
+    pub(crate) dogstatsd_host: String,
+    /// `DD_DOGSTATSD_PORT` (default 8125).
+    pub(crate) dogstatsd_port: u16,
     /// `RUST_LOG` (default `info`).
     pub(crate) log_filter: String,
     /// Sampling rules and limit, propagation styles, query obfuscation, header tags.
@@ -117,6 +124,12 @@ impl Config {
                 env.flag("DD_TRACE_PARTIAL_FLUSH_ENABLED", true)?
                     .then_some(min_spans)
             },
+            health_metrics: env.flag("DD_TRACE_HEALTH_METRICS_ENABLED", false)?,
+            dogstatsd_host: match env.get("DD_DOGSTATSD_HOST") {
+                Some(_) => env.host("DD_DOGSTATSD_HOST", "localhost")?,
+                None => env.host("DD_AGENT_HOST", "localhost")?,
+            },
+            dogstatsd_port: env.port("DD_DOGSTATSD_PORT", 8125)?,
             log_filter: env.string("RUST_LOG", "info"),
             datadog: settings::DatadogSettings::from_env(env)?,
         })
@@ -191,6 +204,12 @@ impl Config {
         };
         out.insert("DD_TRACE_AGENT_URL", agent);
         out.insert("DD_TRACE_ENABLED", self.enabled.to_string());
+        out.insert("DD_DOGSTATSD_HOST", self.dogstatsd_host.clone());
+        out.insert("DD_DOGSTATSD_PORT", self.dogstatsd_port.to_string());
+        out.insert(
+            "DD_TRACE_HEALTH_METRICS_ENABLED",
+            self.health_metrics.to_string(),
+        );
         if let Some(rate) = self.sample_rate {
             out.insert("DD_TRACE_SAMPLE_RATE", rate.to_string());
         }

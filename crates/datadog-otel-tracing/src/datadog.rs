@@ -475,6 +475,15 @@ impl Exporter {
 }
 
 impl Exporter {
+    /// Spans lost so far: those the Agent did not take, those of payloads that could not be
+    /// built (for the health metrics).
+    pub(crate) fn dropped_totals(&self) -> (u64, u64) {
+        (
+            self.client.lost_spans.load(Ordering::Relaxed),
+            self.client.unprocessable_spans.load(Ordering::Relaxed),
+        )
+    }
+
     /// The stats this exporter feeds (for the processor's worker and the pipeline's flush).
     pub(crate) fn stats(&self) -> &Arc<Stats> {
         &self.stats
@@ -879,7 +888,7 @@ mod tests {
         let mut settings = ProcessorSettings::new(100, Duration::from_millis(50));
         settings.max_age = max_age;
         settings.tick = Duration::from_millis(50);
-        let processor = ChunkProcessor::new(exporter(capture), settings).unwrap();
+        let processor = ChunkProcessor::new(exporter(capture), settings, None).unwrap();
         SdkTracerProvider::builder()
             .with_span_processor(processor)
             .build()
@@ -1249,7 +1258,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         });
         let mut settings = ProcessorSettings::new(4, Duration::from_millis(10));
         settings.max_batch = 1;
-        let processor = ChunkProcessor::new(exporter(capture.clone()), settings).unwrap();
+        let processor = ChunkProcessor::new(exporter(capture.clone()), settings, None).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !processor.exporter().stats.enabled() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

@@ -55,6 +55,7 @@ mod env;
 mod facts;
 mod glob;
 mod header_tags;
+mod health;
 mod links;
 pub mod logs;
 mod payload;

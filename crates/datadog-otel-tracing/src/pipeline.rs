@@ -270,8 +270,17 @@ fn project_provider(
         partial_flush_min_spans: config.partial_flush_min_spans,
         ..processor::ProcessorSettings::new(config.queue_size, config.flush_interval)
     };
+    let health = config.health_metrics.then(|| {
+        crate::health::HealthMetrics::new(
+            &config.dogstatsd_host,
+            config.dogstatsd_port,
+            &config.service,
+            config.env.as_deref(),
+            config.version.as_deref(),
+        )
+    });
     let processor =
-        processor::ChunkProcessor::new(exporter, settings).map_err(InitError::Worker)?;
+        processor::ChunkProcessor::new(exporter, settings, health).map_err(InitError::Worker)?;
     let provider = SdkTracerProvider::builder()
         // First: the links an extraction gives a local root are on it before anything reads it.
         .with_span_processor(crate::links::ExtractedLinkProcessor)

@@ -19,6 +19,7 @@
 
 use crate::chunks::{Chunk, ChunkBuffer};
 use crate::datadog::{lock, Exporter};
+use crate::health::{self, HealthMetrics, Totals};
 use opentelemetry::trace::{Span as _, TraceId};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -139,8 +140,12 @@ pub(crate) struct ChunkProcessor {
 }
 
 impl ChunkProcessor {
-    /// Starts the worker thread for `exporter`.
-    pub(crate) fn new(exporter: Exporter, settings: ProcessorSettings) -> std::io::Result<Self> {
+    /// Starts the worker thread for `exporter`, which also sends `health` metrics (when on).
+    pub(crate) fn new(
+        exporter: Exporter,
+        settings: ProcessorSettings,
+        health: Option<HealthMetrics>,
+    ) -> std::io::Result<Self> {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(
@@ -163,7 +168,7 @@ impl ChunkProcessor {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("dd-trace-export".into())
-                .spawn(move || work(&shared, &chunks, &ordered, settings))?
+                .spawn(move || work(&shared, &chunks, &ordered, settings, health))?
         };
         Ok(Self {
             shared,
@@ -288,7 +293,9 @@ fn work(
     chunks: &Receiver<Work>,
     orders: &Receiver<Work>,
     settings: ProcessorSettings,
+    mut health: Option<HealthMetrics>,
 ) {
+    let mut last_health = Instant::now();
     // Sending to the Agent must not make spans of its own (HTTP client instrumentation).
     let _suppressed = Context::enter_telemetry_suppressed_scope();
     let exporter = &shared.exporter;
@@ -368,6 +375,19 @@ fn work(
                 batch.push(chunk);
             }
             exporter.stats().flush(false);
+            if let Some(health) = health
+                .as_mut()
+                .filter(|_| now >= last_health + health::INTERVAL)
+            {
+                last_health = now;
+                let (api_dropped_spans, payload_dropped_spans) = exporter.dropped_totals();
+                let totals = Totals {
+                    queue_dropped_spans: shared.lost_spans.load(Ordering::Relaxed),
+                    api_dropped_spans,
+                    payload_dropped_spans,
+                };
+                health.send(totals, shared.queued_spans.load(Ordering::Relaxed));
+            }
         }
         if now >= last_send + settings.flush_interval {
             let _ = send(&mut batch, &mut batch_spans);
