@@ -281,6 +281,39 @@ thread_local! {
     static IN_LOOKUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The line being written, reused from line to line.
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The ids [`in_span_context`] gives the lines logged inside it.
+    static GIVEN_IDS: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the log lines it writes (on this thread) correlated with `context`: they carry
+/// its `dd.trace_id` and `dd.span_id` instead of those of the current `tracing` span. For spans
+/// driven through the OpenTelemetry API ([`crate::TracingGuard::tracer`]), which are not
+/// `tracing` spans. Nothing changes when the pipeline's trace ids are off (tracing off) or the
+/// context is invalid.
+///
+/// ```
+/// use opentelemetry::trace::{Span as _, Tracer as _};
+///
+/// fn checkout(tracer: &opentelemetry_sdk::trace::SdkTracer) {
+///     let span = tracer.start("checkout");
+///     datadog_otel_tracing::logs::in_span_context(span.span_context(), || {
+///         tracing::info!("paid"); // carries the span's dd.trace_id and dd.span_id
+///     });
+/// }
+/// ```
+pub fn in_span_context<R>(context: &opentelemetry::trace::SpanContext, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(u64, u64)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = GIVEN_IDS.try_with(|ids| ids.set(self.0));
+        }
+    }
+    let ids = context.is_valid().then(|| {
+        let trace_low = u128::from_be_bytes(context.trace_id().to_bytes()) as u64;
+        (trace_low, u64::from_be_bytes(context.span_id().to_bytes()))
+    });
+    let _restore = Restore(GIVEN_IDS.with(|given| given.replace(ids)));
+    f()
 }
 
 /// Marks this thread as looking up span ids until dropped.
@@ -315,8 +348,13 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let ids = if Lookup::active() {
+        let given = if self.carry_ids {
+            GIVEN_IDS.try_with(std::cell::Cell::get).ok().flatten()
+        } else {
             None
+        };
+        let ids = if given.is_some() || Lookup::active() {
+            given
         } else {
             self.trace_ids::<S>(event)
         };
@@ -452,6 +490,40 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["dd.trace_id"], expected.0.as_str());
         assert_eq!(lines[0]["dd.span_id"], expected.1.as_str());
+    }
+
+    /// Lines inside `in_span_context` carry the given span's ids, even inside a `tracing`
+    /// span; after it, the `tracing` span's again.
+    #[test]
+    fn lines_inside_in_span_context_carry_that_spans_ids() {
+        use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_context_activation(false);
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let layer = JsonLogLayer::new(DatadogJsonFormat::new("notes", None, None), move || {
+            writer.clone()
+        })
+        .with_trace_ids();
+        let subscriber = tracing_subscriber::registry().with(layer).with(otel);
+        let api_span = provider.tracer("api").start("checkout");
+        let sc = api_span.span_context().clone();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("outer");
+            let _entered = span.enter();
+            in_span_context(&sc, || tracing::info!("given"));
+            tracing::info!("after");
+        });
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 2);
+        let trace_low = (u128::from_be_bytes(sc.trace_id().to_bytes()) as u64).to_string();
+        let span_id = u64::from_be_bytes(sc.span_id().to_bytes()).to_string();
+        assert_eq!(lines[0]["dd.trace_id"], trace_low.as_str());
+        assert_eq!(lines[0]["dd.span_id"], span_id.as_str());
+        assert_ne!(lines[1]["dd.span_id"], span_id.as_str(), "{}", lines[1]);
+        assert!(lines[1]["dd.span_id"].is_string(), "{}", lines[1]);
     }
 
     #[test]

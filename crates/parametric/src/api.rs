@@ -27,6 +27,8 @@ pub struct State {
     /// The order they started in: the last one still open is the current span (a started span
     /// is active until it ends, as the suite's apps make it).
     started: Mutex<Vec<(u64, u128)>>,
+    /// The loggers of `/otel/logger/create`: name → the least level written.
+    loggers: Mutex<HashMap<String, tracing::Level>>,
     /// The context of each span (live or finished) and of each extraction, to parent later
     /// spans on and to inject: a span's context keeps what the context it started on carried
     /// (baggage, above all).
@@ -48,6 +50,7 @@ impl State {
             live: Mutex::new(HashMap::new()),
             started: Mutex::new(Vec::new()),
             contexts: Mutex::new(HashMap::new()),
+            loggers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -388,6 +391,57 @@ async fn current(state: Data<State>) -> HttpResponse {
     ids(span_id, trace_id)
 }
 
+/// The suite's log level names.
+fn level(body: &Json_, key: &str) -> Option<tracing::Level> {
+    match text(body, key)?.to_ascii_uppercase().as_str() {
+        "DEBUG" => Some(tracing::Level::DEBUG),
+        "INFO" => Some(tracing::Level::INFO),
+        "WARN" => Some(tracing::Level::WARN),
+        "ERROR" => Some(tracing::Level::ERROR),
+        _ => None,
+    }
+}
+
+/// `/otel/logger/create`: a named logger writing from `level` up. The library's logs are JSON
+/// lines on stdout (`datadog_otel_tracing::logs`), not OpenTelemetry log records: the logger is
+/// a name and a level over them.
+async fn logger_create(state: Data<State>, body: Json<Json_>) -> HttpResponse {
+    let (Some(name), Some(level)) = (text(&body, "name"), level(&body, "level")) else {
+        return HttpResponse::BadRequest().json(json!({"success": false}));
+    };
+    lock(&state.loggers).insert(name, level);
+    HttpResponse::Ok().json(json!({"success": true}))
+}
+
+/// `/otel/logger/write`: one JSON log line from logger `logger_name` at `level`, correlated
+/// with span `span_id` when given (`logs::in_span_context`); below the logger's level, nothing.
+async fn logger_write(state: Data<State>, body: Json<Json_>) -> HttpResponse {
+    let (Some(logger), Some(level)) = (text(&body, "logger_name"), level(&body, "level")) else {
+        return HttpResponse::BadRequest().json(json!({"success": false}));
+    };
+    let Some(least) = lock(&state.loggers).get(&logger).copied() else {
+        return HttpResponse::NotFound().json(json!({"success": false}));
+    };
+    let message = text(&body, "message").unwrap_or_default();
+    // tracing's levels order the other way round: ERROR < WARN < INFO < DEBUG.
+    if level <= least {
+        let write = || match level {
+            tracing::Level::ERROR => tracing::error!(logger, "{message}"),
+            tracing::Level::WARN => tracing::warn!(logger, "{message}"),
+            tracing::Level::INFO => tracing::info!(logger, "{message}"),
+            _ => tracing::debug!(logger, "{message}"),
+        };
+        match id(&body, "span_id").map(|id| state.parent(Some(id))) {
+            Some(cx) => {
+                let sc = cx.span().span_context().clone();
+                datadog_otel_tracing::logs::in_span_context(&sc, write);
+            }
+            None => write(),
+        }
+    }
+    HttpResponse::Ok().json(json!({"success": true}))
+}
+
 async fn config(state: Data<State>) -> HttpResponse {
     let effective = state.config.effective();
     let get = |key: &str| effective.get(key).cloned();
@@ -586,6 +640,8 @@ pub async fn serve(state: State, port: u16) -> std::io::Result<()> {
             )
             .route("/trace/otel/flush", web::post().to(flush))
             .route("/trace/otel/current_span", web::get().to(current))
+            .route("/otel/logger/create", web::post().to(logger_create))
+            .route("/otel/logger/write", web::post().to(logger_write))
             .default_service(web::to(not_implemented))
     })
     .workers(2)
