@@ -180,7 +180,9 @@ async fn the_span_queue_is_bounded_and_drops_are_logged_once_and_counted_in_heal
         let deadline = Instant::now() + Duration::from_secs(25);
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
-            let Ok(n) = statsd.recv(&mut buf) else { continue };
+            let Ok(n) = statsd.recv(&mut buf) else {
+                continue;
+            };
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
             let count = text
                 .lines()
