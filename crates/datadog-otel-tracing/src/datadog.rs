@@ -6,7 +6,9 @@
 //! The path from a finished span to the Agent, in order:
 //! 1. The span processor ([`crate::processor`]) assembles trace chunks ([`crate::chunks`]) on
 //!    the threads that end the spans, and hands each chunk whose last open span has ended to
-//!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, the chunk is counted
+//!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, OpenTelemetry's
+//!    conventions are mapped to Datadog's ([`crate::mapping`]: operation names from semantic
+//!    conventions, reserved attributes, arrays, events, exceptions), the chunk is counted
 //!    in the client-side stats ([`crate::stats`]), and a priority-0 chunk the Agent need not see
 //!    is dropped there (it costs no mapping, encoding or HTTP). What is admitted waits in the
 //!    processor's bounded queue; its worker thread calls [`Exporter::send`] with a batch.
@@ -343,6 +345,9 @@ impl Exporter {
     /// (no error span in it): counted for the next payload's headers, never sent.
     pub(crate) fn admit(&self, mut chunk: Chunk) -> Option<Chunk> {
         chunk.manual = take_manual_decision(&mut chunk.spans);
+        // Datadog's semantics first (operation names, reserved attributes, events): the stats
+        // and the payload read the mapped spans.
+        chunk.spans.iter_mut().for_each(crate::mapping::apply);
         if !self.stats.enabled() {
             return Some(chunk);
         }

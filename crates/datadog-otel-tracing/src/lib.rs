@@ -34,11 +34,11 @@
 //! Layout (each module depends only on the ones before it): `env`; the Datadog-semantics
 //! pieces, standing alone (`glob`, `rate_limiter`, `agent_rates`, `baggage`, `b3`) or on `env`
 //! (`styles`, `redact`, `header_tags`); `rules` (on `glob`); `settings` (gathers `rules`,
-//! `styles`, `redact`, `header_tags`); `config`; `spans`; `web` (on `redact`, `header_tags`,
-//! `config`); `propagation` (on `b3`, `baggage`, `styles`); `facts` and `sampler` (on
-//! `propagation`); `chunks`; `payload` (on `spans`); `datadog`, the only module that knows
-//! `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `payload`, `spans`,
-//! `config`); `logs`; `pipeline` (on everything above); `actix` and `reqwest_client` (on
+//! `styles`, `redact`, `header_tags`); `config`; `spans`; `mapping` (on `spans`: OpenTelemetry spans with Datadog's semantics);
+//! `web` (on `redact`, `header_tags`, `config`); `propagation` (on `b3`, `baggage`, `styles`); `facts` and `sampler` (on
+//! `propagation`, `mapping`); `chunks`; `payload` (on `spans`); `datadog`, the only module that knows
+//! `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `mapping`, `payload`,
+//! `spans`, `config`); `logs`; `pipeline` (on everything above); `actix` and `reqwest_client` (on
 //! `spans`, `web`, `propagation`).
 #![deny(missing_docs)]
 
@@ -54,6 +54,7 @@ mod facts;
 mod glob;
 mod header_tags;
 pub mod logs;
+mod mapping;
 mod payload;
 mod pipeline;
 mod processor;

@@ -5,7 +5,8 @@
 use actix_web::web::{self, Data, Json};
 use actix_web::{App, HttpResponse, HttpServer};
 use datadog_otel_tracing::spans::{
-    MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
+    record_exception, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
+    SPAN_TYPE,
 };
 use datadog_otel_tracing::{Config, TracingGuard};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -491,11 +492,24 @@ async fn otel_add_event(state: Data<State>, body: Json<Json_>) -> HttpResponse {
     ok()
 }
 
+/// The exception the suite asks to record: only its message is given.
+#[derive(Debug)]
+struct Exception(String);
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Exception {}
+
 async fn otel_record_exception(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let message = text(&body, "message").unwrap_or_default();
-    let mut attrs = attributes(&body, "attributes");
-    attrs.push(KeyValue::new("exception.message", message));
-    state.with_span(id(&body, "span_id"), |s| s.add_event("exception", attrs));
+    let exception = Exception(text(&body, "message").unwrap_or_default());
+    let attrs = attributes(&body, "attributes");
+    state.with_span(id(&body, "span_id"), |s| {
+        record_exception(s, &exception, attrs)
+    });
     ok()
 }
 
