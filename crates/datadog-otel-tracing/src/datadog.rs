@@ -1042,6 +1042,63 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(render(body), GOLDEN);
     }
 
+    /// A span made with the OpenTelemetry API, through the real exporter: operation name from
+    /// its kind and conventions, reserved attributes as fields, arrays flattened, events as
+    /// JSON, error tags from its exception, and the stats see the same operation name.
+    #[test]
+    fn an_opentelemetry_api_span_goes_out_with_datadogs_semantics() {
+        use opentelemetry::Array;
+        let capture = Arc::new(Capture::default());
+        let exporter = exporter(capture.clone());
+        let mut root = span(
+            1,
+            0,
+            false,
+            "dd=s:1",
+            "process order",
+            vec![
+                KeyValue::new("messaging.system", "Kafka"),
+                KeyValue::new("messaging.operation", "Receive"),
+                KeyValue::new("span.type", "worker"),
+                KeyValue::new("analytics.event", true),
+                KeyValue::new("http.response.status_code", 200i64),
+                KeyValue::new("ids", Value::Array(Array::I64(vec![3, 4]))),
+            ],
+        );
+        root.span_kind = SpanKind::Consumer;
+        root.status = Status::error("failed");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        root.events.events = vec![opentelemetry::trace::Event::new(
+            "exception",
+            at,
+            vec![
+                KeyValue::new("exception.type", "io::Error"),
+                KeyValue::new("exception.message", "boom"),
+            ],
+            0,
+        )];
+        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        let posts = lock(&capture.posts);
+        let text = render(&posts[0].2);
+        for line in [
+            "error 1: notes kafka.receive process order type=worker",
+            "  meta error.message=boom",
+            "  meta error.type=io::Error",
+            r#"  meta events=[{"attributes":{"exception.message":"boom","exception.type":"io::Error"},"name":"exception","time_unix_nano":1700000000000000000}]"#,
+            "  meta http.status_code=200",
+            "  meta span.kind=consumer",
+            "  meta messaging.system=Kafka",
+            "  metric _dd1.sr.eausr=1",
+            "  metric ids.0=3",
+            "  metric ids.1=4",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        for absent in ["analytics.event", "http.response", "span.type=", "meta ids"] {
+            assert!(!text.contains(absent), "{absent} in:\n{text}");
+        }
+    }
+
     /// A trace continued without a parent (Datadog headers with parent 0) goes out with parent
     /// 0; the last Datadog parent and baggage tags carried in the dd state go on the root.
     #[test]

@@ -17,7 +17,10 @@
 //!   text (Datadog reads it as a tag);
 //! - arrays are flattened into `key.0`, `key.1`, …: numbers become metrics, strings and
 //!   booleans tags;
-//! - span events go in the `events` tag, as JSON: `[{"name", "time_unix_nano", "attributes"}]`;
+//! - span events go in the `events` tag, as JSON: `[{"name", "time_unix_nano", "attributes"}]`,
+//!   except on the spans of `tracing` (instrumentation scope [`TRACING_SCOPE`]), whose events
+//!   are their log lines, sent as logs with the span's ids already (repeating them in every span
+//!   would double them, and their `error` fields would overwrite the span's error tags);
 //! - a failed span (status error) takes `error.message`, `error.type` and `error.stack` from the
 //!   `exception.message`, `exception.type` and `exception.stacktrace` of its `exception` events
 //!   (the last one wins), unless all three are set on the span already.
@@ -29,6 +32,8 @@ use opentelemetry_sdk::trace::SpanData;
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The instrumentation scope of the spans the `tracing` layer makes.
+pub(crate) const TRACING_SCOPE: &str = "datadog-otel-tracing/tracing";
 /// The attribute that marks a span for App Analytics (Datadog's legacy trace search).
 pub(crate) const ANALYTICS_EVENT: &str = "analytics.event";
 /// The metric `analytics.event` becomes.
@@ -60,7 +65,7 @@ pub(crate) fn apply(span: &mut SpanData) {
         let name = operation_name(&span.span_kind, &span.attributes);
         span.attributes.push(KeyValue::new(OPERATION_NAME, name));
     }
-    if !span.events.is_empty() {
+    if !span.events.is_empty() && span.instrumentation_scope.name() != TRACING_SCOPE {
         let events = events_json(&span.events);
         span.attributes.retain(|kv| kv.key.as_str() != EVENTS);
         span.attributes.push(KeyValue::new(EVENTS, events));
@@ -362,5 +367,547 @@ fn error_from_exceptions(attributes: &mut Vec<KeyValue>, events: &[Event]) {
             attributes.retain(|kv| kv.key.as_str() != tag);
             attributes.push(KeyValue::new(tag, text_of(&value.value)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::SpanEvents;
+    use std::time::Duration;
+
+    fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> SpanData {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(1u128),
+                SpanId::from(1u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: "otel_span_name".into(),
+            start_time: start,
+            end_time: start + Duration::from_millis(1),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    /// The span's attributes as sorted `key=value` lines (values in their Debug form, so that
+    /// types show: `I64(1)`, `String(Owned("x"))` …).
+    fn attrs(span: &SpanData) -> Vec<String> {
+        let mut out: Vec<String> = span
+            .attributes
+            .iter()
+            .map(|kv| format!("{}={:?}", kv.key.as_str(), kv.value))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn value<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    fn text(span: &SpanData, key: &str) -> Option<String> {
+        value(span, key).map(|v| match v {
+            Value::String(s) => s.as_str().to_string(),
+            other => panic!("{key} is not a string: {other:?}"),
+        })
+    }
+
+    /// The suite's cases (test_otel_span_methods.py, test_otel_span_operation_name) and a few
+    /// more of the rules.
+    #[test]
+    fn operation_names_follow_the_semantic_conventions_and_the_kind() {
+        use SpanKind::*;
+        let cases: Vec<(&str, SpanKind, Vec<(&str, &str)>)> = vec![
+            (
+                "http.server.request",
+                Server,
+                vec![("http.request.method", "GET")],
+            ),
+            (
+                "http.client.request",
+                Client,
+                vec![("http.request.method", "GET")],
+            ),
+            ("http.client.request", Client, vec![("http.method", "GET")]),
+            ("redis.query", Client, vec![("db.system", "Redis")]),
+            (
+                "postgresql.query",
+                Client,
+                vec![("db.system.name", "PostgreSQL")],
+            ),
+            (
+                "kafka.receive",
+                Client,
+                vec![
+                    ("messaging.system", "Kafka"),
+                    ("messaging.operation", "Receive"),
+                ],
+            ),
+            (
+                "kafka.receive",
+                Server,
+                vec![
+                    ("messaging.system", "Kafka"),
+                    ("messaging.operation", "Receive"),
+                ],
+            ),
+            (
+                "kafka.receive",
+                Producer,
+                vec![
+                    ("messaging.system", "Kafka"),
+                    ("messaging.operation", "Receive"),
+                ],
+            ),
+            (
+                "kafka.receive",
+                Consumer,
+                vec![
+                    ("messaging.system", "Kafka"),
+                    ("messaging.operation", "Receive"),
+                ],
+            ),
+            (
+                "rabbitmq.publish",
+                Producer,
+                vec![
+                    ("messaging.system", "RabbitMQ"),
+                    ("messaging.operation.type", "publish"),
+                ],
+            ),
+            (
+                "aws.s3.request",
+                Client,
+                vec![("rpc.system", "aws-api"), ("rpc.service", "S3")],
+            ),
+            (
+                "aws.client.request",
+                Client,
+                vec![("rpc.system", "aws-api")],
+            ),
+            ("grpc.client.request", Client, vec![("rpc.system", "GRPC")]),
+            ("grpc.server.request", Server, vec![("rpc.system", "GRPC")]),
+            (
+                "aws.my-function.invoke",
+                Client,
+                vec![
+                    ("faas.invoked_provider", "aws"),
+                    ("faas.invoked_name", "My-Function"),
+                ],
+            ),
+            (
+                "datasource.invoke",
+                Server,
+                vec![("faas.trigger", "Datasource")],
+            ),
+            (
+                "graphql.server.request",
+                Server,
+                vec![("graphql.operation.type", "query")],
+            ),
+            (
+                "graphql.server.request",
+                Internal,
+                vec![("graphql.operation.type", "query")],
+            ),
+            (
+                "amqp.server.request",
+                Server,
+                vec![("network.protocol.name", "Amqp")],
+            ),
+            (
+                "amqp.client.request",
+                Client,
+                vec![("network.protocol.name", "Amqp")],
+            ),
+            ("server.request", Server, vec![]),
+            ("client.request", Client, vec![]),
+            ("internal", Internal, vec![]),
+            ("consumer", Consumer, vec![]),
+            ("producer", Producer, vec![]),
+            // Rules that need a kind do not apply without it.
+            (
+                "internal",
+                Internal,
+                vec![("http.request.method", "GET"), ("db.system", "redis")],
+            ),
+            (
+                "internal",
+                Internal,
+                vec![
+                    ("messaging.system", "Kafka"),
+                    ("messaging.operation", "Receive"),
+                ],
+            ),
+            ("server.request", Server, vec![("db.system", "redis")]),
+            // An empty value counts as none.
+            ("client.request", Client, vec![("db.system", "")]),
+        ];
+        for (expected, kind, pairs) in cases {
+            let attributes: Vec<KeyValue> =
+                pairs.iter().map(|(k, v)| KeyValue::new(*k, *v)).collect();
+            assert_eq!(
+                operation_name(&kind, &attributes),
+                expected,
+                "{kind:?} {pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_explicit_operation_name_wins_and_an_empty_one_does_not() {
+        let mut s = span(
+            SpanKind::Server,
+            vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new(OPERATION_NAME, "actix_web.request"),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(
+            text(&s, OPERATION_NAME).as_deref(),
+            Some("actix_web.request")
+        );
+
+        let mut s = span(
+            SpanKind::Server,
+            vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new(OPERATION_NAME, ""),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(
+            text(&s, OPERATION_NAME).as_deref(),
+            Some("http.server.request")
+        );
+        let names = s
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == OPERATION_NAME)
+            .count();
+        assert_eq!(names, 1);
+    }
+
+    /// As the suite's test_otel_span_reserved_attributes_overrides sets them, and of other types.
+    #[test]
+    fn reserved_attributes_become_text_and_analytics_event_a_metric() {
+        let mut s = span(
+            SpanKind::Server,
+            vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new(RESOURCE_NAME, "new.name"),
+                KeyValue::new(OPERATION_NAME, "overriden.name"),
+                KeyValue::new(SERVICE_NAME, 42i64),
+                KeyValue::new(SPAN_TYPE, true),
+                KeyValue::new(ANALYTICS_EVENT, "true"),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(
+            attrs(&s),
+            [
+                "_dd1.sr.eausr=F64(1.0)",
+                "http.request.method=String(Static(\"GET\"))",
+                "operation.name=String(Static(\"overriden.name\"))",
+                "resource.name=String(Static(\"new.name\"))",
+                "service.name=String(Owned(\"42\"))",
+                "span.type=String(Owned(\"true\"))",
+            ]
+        );
+    }
+
+    #[test]
+    fn analytics_event_reads_like_go_parse_bool() {
+        let cases: Vec<(Value, Option<f64>)> = vec![
+            (true.into(), Some(1.0)),
+            (false.into(), Some(0.0)),
+            (1i64.into(), Some(1.0)),
+            (0i64.into(), Some(0.0)),
+            ("2".into(), None),
+            ("something-else".into(), None),
+            ("fAlse".into(), None),
+            ("trUe".into(), None),
+            ("".into(), None),
+        ];
+        let texts = [
+            ("true", 1.0),
+            ("TRUE", 1.0),
+            ("True", 1.0),
+            ("t", 1.0),
+            ("T", 1.0),
+            ("1", 1.0),
+            ("false", 0.0),
+            ("FALSE", 0.0),
+            ("False", 0.0),
+            ("f", 0.0),
+            ("F", 0.0),
+            ("0", 0.0),
+        ];
+        let cases = cases.into_iter().chain(
+            texts
+                .into_iter()
+                .map(|(t, metric)| (Value::from(t), Some(metric))),
+        );
+        for (input, expected) in cases {
+            let mut s = span(
+                SpanKind::Server,
+                vec![KeyValue::new(ANALYTICS_EVENT, input.clone())],
+            );
+            apply(&mut s);
+            let metric = value(&s, ANALYTICS_METRIC).map(|v| match v {
+                Value::F64(f) => *f,
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(metric, expected, "{input:?}");
+            assert!(value(&s, ANALYTICS_EVENT).is_none(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn status_codes_are_text_under_datadogs_name() {
+        let mut s = span(
+            SpanKind::Server,
+            vec![KeyValue::new("http.response.status_code", 200i64)],
+        );
+        apply(&mut s);
+        assert_eq!(text(&s, "http.status_code").as_deref(), Some("200"));
+        assert!(value(&s, "http.response.status_code").is_none());
+
+        let mut s = span(
+            SpanKind::Server,
+            vec![KeyValue::new("http.status_code", 503i64)],
+        );
+        apply(&mut s);
+        assert_eq!(text(&s, "http.status_code").as_deref(), Some("503"));
+
+        // Both: the Datadog name is kept, the other dropped.
+        let mut s = span(
+            SpanKind::Server,
+            vec![
+                KeyValue::new("http.response.status_code", 201i64),
+                KeyValue::new("http.status_code", "200"),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(text(&s, "http.status_code").as_deref(), Some("200"));
+        assert!(value(&s, "http.response.status_code").is_none());
+    }
+
+    #[test]
+    fn arrays_are_flattened_with_their_types() {
+        let mut s = span(
+            SpanKind::Producer,
+            vec![
+                KeyValue::new(
+                    "array_val_str",
+                    Value::Array(Array::String(vec!["val1".into(), "val2".into()])),
+                ),
+                KeyValue::new("array_val_int", Value::Array(vec![10i64, 20].into())),
+                KeyValue::new("array_val_bool", Value::Array(vec![true, false].into())),
+                KeyValue::new("array_val_double", Value::Array(vec![10.1, 20.2].into())),
+                KeyValue::new("empty", Value::Array(Vec::<i64>::new().into())),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(
+            attrs(&s),
+            [
+                "array_val_bool.0=Bool(true)",
+                "array_val_bool.1=Bool(false)",
+                "array_val_double.0=F64(10.1)",
+                "array_val_double.1=F64(20.2)",
+                "array_val_int.0=I64(10)",
+                "array_val_int.1=I64(20)",
+                "array_val_str.0=String(Static(\"val1\"))",
+                "array_val_str.1=String(Static(\"val2\"))",
+                "operation.name=String(Owned(\"producer\"))",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repeated_attribute_keeps_its_last_value() {
+        let mut s = span(
+            SpanKind::Internal,
+            vec![
+                KeyValue::new("a", "first"),
+                KeyValue::new("b", 1i64),
+                KeyValue::new("a", "second"),
+                KeyValue::new(SERVICE_NAME, "one"),
+                KeyValue::new(SERVICE_NAME, "two"),
+            ],
+        );
+        apply(&mut s);
+        assert_eq!(
+            attrs(&s),
+            [
+                "a=String(Static(\"second\"))",
+                "b=I64(1)",
+                "operation.name=String(Owned(\"internal\"))",
+                "service.name=String(Static(\"two\"))",
+            ]
+        );
+    }
+
+    fn event(name: &'static str, nanos: u64, attributes: Vec<KeyValue>) -> Event {
+        Event::new(
+            name,
+            UNIX_EPOCH + Duration::from_nanos(nanos),
+            attributes,
+            0,
+        )
+    }
+
+    /// As the suite's test_otel_add_event_meta_serialization adds them.
+    #[test]
+    fn events_become_one_json_tag() {
+        let mut s = span(SpanKind::Internal, vec![]);
+        s.events.events = vec![
+            event("first_event", 1_730_393_556_000_000_000, vec![]),
+            event(
+                "second_event",
+                1_000,
+                vec![
+                    KeyValue::new("int_val", 1i64),
+                    KeyValue::new("string_val", "2"),
+                    KeyValue::new("int_array", Value::Array(vec![3i64, 4].into())),
+                    KeyValue::new(
+                        "string_array",
+                        Value::Array(Array::String(vec!["5".into(), "6".into()])),
+                    ),
+                    KeyValue::new("double", 0.5),
+                    KeyValue::new("flag", true),
+                ],
+            ),
+        ];
+        apply(&mut s);
+        assert_eq!(
+            text(&s, EVENTS).as_deref(),
+            Some(concat!(
+                r#"[{"name":"first_event","time_unix_nano":1730393556000000000},"#,
+                r#"{"attributes":{"double":0.5,"flag":true,"int_array":[3,4],"int_val":1,"#,
+                r#""string_array":["5","6"],"string_val":"2"},"name":"second_event","time_unix_nano":1000}]"#,
+            ))
+        );
+        assert!(s.status == Status::Unset);
+        assert!(value(&s, "error.message").is_none());
+    }
+
+    /// The events of a `tracing` span are its log lines: not sent again, and no error tags
+    /// from them.
+    #[test]
+    fn the_events_of_tracing_spans_stay_logs() {
+        let mut s = span(SpanKind::Server, vec![KeyValue::new("error.type", "Mine")]);
+        s.instrumentation_scope =
+            opentelemetry::InstrumentationScope::builder(TRACING_SCOPE).build();
+        s.events.events = vec![event(
+            "exception",
+            1,
+            vec![KeyValue::new("exception.message", "from a log line")],
+        )];
+        s.status = Status::error("");
+        apply(&mut s);
+        assert_eq!(
+            attrs(&s),
+            [
+                "error.type=String(Static(\"Mine\"))",
+                "operation.name=String(Owned(\"server.request\"))",
+            ]
+        );
+    }
+
+    /// As the suite's test_otel_record_exception_attributes_serialization records them: the
+    /// last exception's message wins, the stack stays from the one that had it.
+    #[test]
+    fn a_failed_span_takes_its_error_tags_from_its_exceptions() {
+        let events = vec![
+            event(
+                "exception",
+                1,
+                vec![
+                    KeyValue::new("exception.type", "parametric::Exception"),
+                    KeyValue::new("exception.message", "woof1"),
+                    KeyValue::new("exception.stacktrace", "stacktrace1"),
+                ],
+            ),
+            event(
+                "non_exception_event",
+                2,
+                vec![KeyValue::new("exception.stacktrace", "non-error")],
+            ),
+            event(
+                "exception",
+                3,
+                vec![KeyValue::new("exception.message", "message override")],
+            ),
+        ];
+        let mut s = span(SpanKind::Internal, vec![]);
+        s.events.events = events.clone();
+        s.status = Status::error("error_desc");
+        apply(&mut s);
+        assert_eq!(
+            text(&s, "error.message").as_deref(),
+            Some("message override")
+        );
+        assert_eq!(
+            text(&s, "error.type").as_deref(),
+            Some("parametric::Exception")
+        );
+        assert_eq!(text(&s, "error.stack").as_deref(), Some("stacktrace1"));
+
+        // Not failed: the events are only events.
+        let mut s = span(SpanKind::Internal, vec![]);
+        s.events.events = events.clone();
+        apply(&mut s);
+        assert!(value(&s, "error.message").is_none());
+        assert!(value(&s, EVENTS).is_some());
+
+        // All three set on the span already: kept.
+        let mut s = span(
+            SpanKind::Internal,
+            vec![
+                KeyValue::new("error.message", "mine"),
+                KeyValue::new("error.type", "MyError"),
+                KeyValue::new("error.stack", "here"),
+            ],
+        );
+        s.events.events = events;
+        s.status = Status::error("error_desc");
+        apply(&mut s);
+        assert_eq!(text(&s, "error.message").as_deref(), Some("mine"));
+        assert_eq!(text(&s, "error.type").as_deref(), Some("MyError"));
+    }
+
+    /// A span as the library's own integrations make it (explicit fields, string status code)
+    /// is left as it is, but for the operation name it already has.
+    #[test]
+    fn an_integration_span_is_unchanged() {
+        let attributes = vec![
+            KeyValue::new(OPERATION_NAME, "actix_web.request"),
+            KeyValue::new(SPAN_TYPE, "web"),
+            KeyValue::new("http.status_code", "200"),
+            KeyValue::new("http.method", "GET"),
+            KeyValue::new("code.lineno", 12i64),
+        ];
+        let mut s = span(SpanKind::Server, attributes.clone());
+        apply(&mut s);
+        assert_eq!(s.attributes, attributes);
     }
 }

@@ -525,9 +525,10 @@ async fn otel_span_context(state: Data<State>, body: Json<Json_>) -> HttpRespons
         .span()
         .span_context()
         .clone();
+    // The suite's convention: the trace id in hex, the span id as a number.
     HttpResponse::Ok().json(json!({
         "trace_id": format!("{:032x}", sc.trace_id()),
-        "span_id": format!("{:016x}", sc.span_id()),
+        "span_id": u64::from_be_bytes(sc.span_id().to_bytes()),
         "trace_flags": format!("{:02x}", sc.trace_flags().to_u8()),
         "trace_state": sc.trace_state().header(),
         "remote": sc.is_remote(),
