@@ -433,7 +433,8 @@ mod tests {
     #[test]
     fn operation_names_follow_the_semantic_conventions_and_the_kind() {
         use SpanKind::*;
-        let cases: Vec<(&str, SpanKind, Vec<(&str, &str)>)> = vec![
+        type Case = (&'static str, SpanKind, Vec<(&'static str, &'static str)>);
+        let cases: Vec<Case> = vec![
             (
                 "http.server.request",
                 Server,
