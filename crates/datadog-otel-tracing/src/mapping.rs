@@ -78,7 +78,16 @@ pub(crate) fn apply(span: &mut SpanData) {
 /// Removes every value of an attribute but its last, keeping the order of those left.
 fn keep_last_values(attributes: &mut Vec<KeyValue>) {
     let n = attributes.len();
-    if n < 2 {
+    // The common case, no key twice, is told without allocating for spans of usual size.
+    let repeated = if n <= 32 {
+        (1..n).any(|i| {
+            let key = attributes[i].key.as_str();
+            attributes[..i].iter().any(|kv| kv.key.as_str() == key)
+        })
+    } else {
+        true
+    };
+    if !repeated {
         return;
     }
     let mut keep = vec![true; n];
