@@ -160,14 +160,27 @@ fn attribute(value: &Json_) -> Option<Value> {
     })
 }
 
+/// The attributes of `key` = `value`: one, except for a list of lists, which OpenTelemetry
+/// cannot hold: each inner list becomes an attribute of its own, `key.0`, `key.1`, … (the
+/// export flattens those in turn, into `key.0.0`, as Datadog's tracers flatten nested lists).
+fn key_values(key: &str, value: &Json_) -> Vec<KeyValue> {
+    match value {
+        Json_::Array(items) if !items.is_empty() && items.iter().all(Json_::is_array) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, item)| key_values(&format!("{key}.{i}"), item))
+            .collect(),
+        other => attribute(other)
+            .map(|v| KeyValue::new(key.to_string(), v))
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn attributes(body: &Json_, key: &str) -> Vec<KeyValue> {
     body.get(key)
         .and_then(Json_::as_object)
-        .map(|map| {
-            map.iter()
-                .filter_map(|(k, v)| attribute(v).map(|v| KeyValue::new(k.clone(), v)))
-                .collect()
-        })
+        .map(|map| map.iter().flat_map(|(k, v)| key_values(k, v)).collect())
         .unwrap_or_default()
 }
 
@@ -264,28 +277,28 @@ async fn span_set_resource(state: Data<State>, body: Json<Json_>) -> HttpRespons
 }
 
 async fn span_set_meta(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let key = text(&body, "key");
-    let value = body.get("value").and_then(|v| match v {
-        Json_::String(s) => Some(Value::String(s.clone().into())),
-        Json_::Bool(b) => Some(Value::String(b.to_string().into())),
-        other => attribute(other),
-    });
-    if let (Some(key), Some(value)) = (key, value) {
-        state.with_span(id(&body, "span_id"), |s| {
-            s.set_attribute(KeyValue::new(key, value))
-        });
-    }
+    let (Some(key), Some(value)) = (text(&body, "key"), body.get("value")) else {
+        return ok();
+    };
+    // A tag is text: a boolean too.
+    let attrs = match value {
+        Json_::Bool(b) => vec![KeyValue::new(key, b.to_string())],
+        other => key_values(&key, other),
+    };
+    state.with_span(id(&body, "span_id"), |s| s.set_attributes(attrs));
     ok()
 }
 
 async fn span_set_metric(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let key = text(&body, "key");
-    let value = body.get("value").and_then(Json_::as_f64);
-    if let (Some(key), Some(value)) = (key, value) {
-        state.with_span(id(&body, "span_id"), |s| {
-            s.set_attribute(KeyValue::new(key, value))
-        });
-    }
+    let (Some(key), Some(value)) = (text(&body, "key"), body.get("value")) else {
+        return ok();
+    };
+    // A metric is a number (a list of numbers is flattened by the export).
+    let attrs = match value.as_f64() {
+        Some(number) => vec![KeyValue::new(key, number)],
+        None => key_values(&key, value),
+    };
+    state.with_span(id(&body, "span_id"), |s| s.set_attributes(attrs));
     ok()
 }
 
