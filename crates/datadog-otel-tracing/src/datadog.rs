@@ -1048,8 +1048,16 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
     #[test]
     fn an_opentelemetry_api_span_goes_out_with_datadogs_semantics() {
         use opentelemetry::Array;
-        let capture = Arc::new(Capture::default());
-        let exporter = exporter(capture.clone());
+        let capture = Arc::new(Capture {
+            info: Some(r#"{"endpoints":["/v0.4/traces","/v0.6/stats"]}"#.into()),
+            ..Capture::default()
+        });
+        let harness = Harness::new(capture.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !harness.exporter.stats.enabled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(harness.exporter.stats.enabled(), "/info was not read");
         let mut root = span(
             1,
             0,
@@ -1077,8 +1085,17 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ],
             0,
         )];
-        futures::executor::block_on(exporter.export(vec![root])).unwrap();
+        harness.export(vec![root]);
+        harness.exporter.stats.flush(true);
         let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 2, "a trace payload and a stats payload");
+        let (url, _, body) = &posts[1];
+        assert_eq!(url.path(), "/v0.6/stats");
+        let stats = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+        let entry = &stats["Stats"][0]["Stats"][0];
+        assert_eq!(entry["Name"].as_str(), Some("kafka.receive"), "{stats}");
+        assert_eq!(entry["Type"].as_str(), Some("worker"), "{stats}");
+        assert_eq!(entry["HTTPStatusCode"].as_u64(), Some(200), "{stats}");
         let text = render(&posts[0].2);
         for line in [
             "error 1: notes kafka.receive process order type=worker",
