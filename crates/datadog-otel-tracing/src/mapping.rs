@@ -3,6 +3,7 @@
 //! finished span before its chunk is counted in the stats and encoded, so that the stats, the
 //! sampler's view and the payload agree:
 //!
+//! - a span that starts before 1970 starts at the epoch (the encoder cannot write it);
 //! - an attribute set more than once keeps its last value (the SDK keeps every
 //!   `set_attribute`, and the Agent would keep whichever the payload lists last);
 //! - the reserved attributes `operation.name`, `service.name`, `resource.name` and `span.type`
@@ -53,6 +54,12 @@ const ERROR_FROM_EXCEPTION: [(&str, &str); 3] = [
 
 /// Maps `span` in place (see the module docs).
 pub(crate) fn apply(span: &mut SpanData) {
+    // A start before 1970 (a timestamp given through the OpenTelemetry API) would panic in
+    // `opentelemetry-datadog`'s encoder: it starts at the epoch instead, its end no earlier.
+    if span.start_time < UNIX_EPOCH {
+        span.start_time = UNIX_EPOCH;
+        span.end_time = span.end_time.max(UNIX_EPOCH);
+    }
     keep_last_values(&mut span.attributes);
     if span.attributes.iter().any(needs_rewrite) {
         rewrite_attributes(&mut span.attributes);
@@ -903,6 +910,15 @@ mod tests {
         apply(&mut s);
         assert_eq!(text(&s, "error.message").as_deref(), Some("mine"));
         assert_eq!(text(&s, "error.type").as_deref(), Some("MyError"));
+    }
+
+    #[test]
+    fn a_start_before_1970_starts_at_the_epoch() {
+        let mut s = span(SpanKind::Internal, vec![]);
+        s.start_time = UNIX_EPOCH - Duration::from_secs(5);
+        s.end_time = UNIX_EPOCH - Duration::from_secs(1);
+        apply(&mut s);
+        assert_eq!((s.start_time, s.end_time), (UNIX_EPOCH, UNIX_EPOCH));
     }
 
     /// A span as the library's own integrations make it (explicit fields, string status code)
