@@ -6,7 +6,9 @@
 //! The path from a finished span to the Agent, in order:
 //! 1. The span processor ([`crate::processor`]) assembles trace chunks ([`crate::chunks`]) on
 //!    the threads that end the spans, and hands each chunk whose last open span has ended to
-//!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, the chunk is counted
+//!    [`Exporter::admit`]: a keep or drop by hand is taken off its spans, OpenTelemetry's
+//!    conventions are mapped to Datadog's ([`crate::mapping`]: operation names from semantic
+//!    conventions, reserved attributes, arrays, events, exceptions), the chunk is counted
 //!    in the client-side stats ([`crate::stats`]), and a priority-0 chunk the Agent need not see
 //!    is dropped there (it costs no mapping, encoding or HTTP). What is admitted waits in the
 //!    processor's bounded queue; its worker thread calls [`Exporter::send`] with a batch.
@@ -343,6 +345,9 @@ impl Exporter {
     /// (no error span in it): counted for the next payload's headers, never sent.
     pub(crate) fn admit(&self, mut chunk: Chunk) -> Option<Chunk> {
         chunk.manual = take_manual_decision(&mut chunk.spans);
+        // Datadog's semantics first (operation names, reserved attributes, events): the stats
+        // and the payload read the mapped spans.
+        chunk.spans.iter_mut().for_each(crate::mapping::apply);
         if !self.stats.enabled() {
             return Some(chunk);
         }
@@ -1047,6 +1052,80 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         assert_eq!(headers["x-datadog-trace-count"], "1");
         assert_eq!(headers["content-type"], "application/msgpack");
         assert_eq!(render(body), GOLDEN);
+    }
+
+    /// A span made with the OpenTelemetry API, through the real exporter: operation name from
+    /// its kind and conventions, reserved attributes as fields, arrays flattened, events as
+    /// JSON, error tags from its exception, and the stats see the same operation name.
+    #[test]
+    fn an_opentelemetry_api_span_goes_out_with_datadogs_semantics() {
+        use opentelemetry::Array;
+        let capture = Arc::new(Capture {
+            info: Some(r#"{"endpoints":["/v0.4/traces","/v0.6/stats"]}"#.into()),
+            ..Capture::default()
+        });
+        let harness = Harness::new(capture.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !harness.exporter.stats.enabled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(harness.exporter.stats.enabled(), "/info was not read");
+        let mut root = span(
+            1,
+            0,
+            false,
+            "dd=s:1",
+            "process order",
+            vec![
+                KeyValue::new("messaging.system", "Kafka"),
+                KeyValue::new("messaging.operation", "Receive"),
+                KeyValue::new("span.type", "worker"),
+                KeyValue::new("analytics.event", true),
+                KeyValue::new("http.response.status_code", 200i64),
+                KeyValue::new("ids", Value::Array(Array::I64(vec![3, 4]))),
+            ],
+        );
+        root.span_kind = SpanKind::Consumer;
+        root.status = Status::error("failed");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        root.events.events = vec![opentelemetry::trace::Event::new(
+            "exception",
+            at,
+            vec![
+                KeyValue::new("exception.type", "io::Error"),
+                KeyValue::new("exception.message", "boom"),
+            ],
+            0,
+        )];
+        harness.export(vec![root]);
+        harness.exporter.stats.flush(true);
+        let posts = lock(&capture.posts);
+        assert_eq!(posts.len(), 2, "a trace payload and a stats payload");
+        let (url, _, body) = &posts[1];
+        assert_eq!(url.path(), "/v0.6/stats");
+        let stats = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+        let entry = &stats["Stats"][0]["Stats"][0];
+        assert_eq!(entry["Name"].as_str(), Some("kafka.receive"), "{stats}");
+        assert_eq!(entry["Type"].as_str(), Some("worker"), "{stats}");
+        assert_eq!(entry["HTTPStatusCode"].as_u64(), Some(200), "{stats}");
+        let text = render(&posts[0].2);
+        for line in [
+            "error 1: notes kafka.receive process order type=worker",
+            "  meta error.message=boom",
+            "  meta error.type=io::Error",
+            r#"  meta events=[{"attributes":{"exception.message":"boom","exception.type":"io::Error"},"name":"exception","time_unix_nano":1700000000000000000}]"#,
+            "  meta http.status_code=200",
+            "  meta span.kind=consumer",
+            "  meta messaging.system=Kafka",
+            "  metric _dd1.sr.eausr=1",
+            "  metric ids.0=3",
+            "  metric ids.1=4",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        for absent in ["analytics.event", "http.response", "span.type=", "meta ids"] {
+            assert!(!text.contains(absent), "{absent} in:\n{text}");
+        }
     }
 
     /// A trace continued without a parent (Datadog headers with parent 0) goes out with parent

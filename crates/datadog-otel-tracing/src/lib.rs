@@ -36,11 +36,13 @@
 //! Layout (each module depends only on the ones before it): `env`; the Datadog-semantics
 //! pieces, standing alone (`glob`, `rate_limiter`, `agent_rates`, `baggage`, `b3`) or on `env`
 //! (`styles`, `redact`, `header_tags`); `rules` (on `glob`); `settings` (gathers `rules`,
-//! `styles`, `redact`, `header_tags`); `config`; `spans`; `web` (on `redact`, `header_tags`,
-//! `config`); `propagation` (on `b3`, `baggage`, `styles`); `facts`, `sampler` and `links` (on
-//! `propagation`); `chunks`; `payload` (on `spans`); `datadog`, the only module that knows
-//! `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `links`, `payload`, `spans`,
-//! `config`); `logs`; `pipeline` (on everything above); `actix` and `reqwest_client` (on
+//! `styles`, `redact`, `header_tags`); `config`; `spans`; `mapping` (on `spans`: OpenTelemetry
+//! spans with Datadog's semantics); `web` (on `redact`, `header_tags`, `config`); `propagation`
+//! (on `b3`, `baggage`, `styles`); `facts`, `sampler` and `links` (on `propagation`; the
+//! sampler on `mapping` too); `chunks`; `payload` (on `spans`); `datadog`, the only module that
+//! knows `opentelemetry-datadog` (on `agent_rates`, `chunks`, `facts`, `links`, `mapping`,
+//! `payload`, `spans`, `config`); `health`; `processor` (on `chunks`, `datadog`, `health`);
+//! `logs`; `pipeline` (on everything above); `actix` and `reqwest_client` (on
 //! `spans`, `web`, `propagation`).
 #![deny(missing_docs)]
 
@@ -58,6 +60,7 @@ mod header_tags;
 mod health;
 mod links;
 pub mod logs;
+mod mapping;
 mod payload;
 mod pipeline;
 mod processor;

@@ -200,7 +200,11 @@ impl Pipeline {
         let (provider, propagator) = crate::sdk::provider(config);
         #[cfg(feature = "datadog-sdk")]
         let stats = None;
-        let tracer = provider.tracer("datadog-otel-tracing");
+        // The `tracing` spans' own scope: their events are their log lines, which go out as
+        // logs, not as span events (see `crate::mapping`).
+        let scope =
+            opentelemetry::InstrumentationScope::builder(crate::mapping::TRACING_SCOPE).build();
+        let tracer = provider.tracer_with_scope(scope);
 
         let otel_layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)

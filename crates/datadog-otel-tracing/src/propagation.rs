@@ -503,7 +503,7 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
     let mut dd = state.get("dd").map(DdState::from_w3c).unwrap_or_default();
     // The W3C flag is authoritative; the dd priority refines it, as in Datadog's tracers. When
     // the flag overrides it, the decision maker is reset: default (`-0`) for a keep, none for a
-    // drop.
+    // drop. A keep by the flag alone (no dd priority) is the default decision maker's too.
     dd.priority = match dd.priority {
         Some(p) if (p > 0) == sampled => Some(p),
         Some(_) => {
@@ -514,7 +514,12 @@ fn extract_w3c(extractor: &dyn Extractor) -> Option<SpanContext> {
             }
             Some(i32::from(sampled))
         }
-        None => Some(i32::from(sampled)),
+        None => {
+            if sampled && dd.tag("dm").is_none() {
+                dd.set_tag("dm", "-0");
+            }
+            Some(i32::from(sampled))
+        }
     };
     let state = dd.write_into(&state);
     let flags = sampled_flags(sampled);

@@ -23,7 +23,7 @@ use crate::facts::SamplingPriority;
 use crate::propagation::DdState;
 use crate::rate_limiter::RateLimiter;
 use crate::rules::{sampled_by_rate, RootFacts, SamplingRules};
-use crate::spans::{DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
+use crate::spans::{OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME};
 use opentelemetry::trace::{Link, SpanId, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{
@@ -122,7 +122,13 @@ impl DatadogSampler {
     }
 
     /// The decision for a trace whose local root is this span.
-    fn decide(&self, trace_id: TraceId, name: &str, attributes: &[KeyValue]) -> Decision {
+    fn decide(
+        &self,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+    ) -> Decision {
         let inner = &self.inner;
         let settings = &inner.settings;
         let id = u128::from_be_bytes(trace_id.to_bytes());
@@ -145,7 +151,11 @@ impl DatadogSampler {
                 })
             };
             let service = attr(SERVICE_NAME).unwrap_or_else(|| settings.service.clone());
-            let operation = attr(OPERATION_NAME).unwrap_or_else(|| DEFAULT_OPERATION.into());
+            // Without an explicit one, the name the export will give the span (from its
+            // semantic-convention attributes at start and its kind).
+            let operation = attr(OPERATION_NAME)
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| crate::mapping::operation_name(kind, attributes));
             let resource = attr(RESOURCE_NAME).unwrap_or_else(|| name.to_string());
             let facts = RootFacts {
                 service: &service,
@@ -260,7 +270,7 @@ impl ShouldSample for DatadogSampler {
         parent_context: Option<&Context>,
         trace_id: TraceId,
         name: &str,
-        _span_kind: &SpanKind,
+        span_kind: &SpanKind,
         attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
@@ -283,7 +293,7 @@ impl ShouldSample for DatadogSampler {
                     Some(p) => result(p, state, dd, None, Vec::new(), remote),
                     // A caller that left the decision to us (Datadog headers without priority).
                     None if remote && parent.is_sampled() => {
-                        let d = self.decide(trace_id, name, attributes);
+                        let d = self.decide(trace_id, name, span_kind, attributes);
                         result(d.priority, state, dd, Some((d.maker, d.ksr)), d.tags, true)
                     }
                     None => result(
@@ -297,7 +307,7 @@ impl ShouldSample for DatadogSampler {
                 };
             }
         }
-        let d = self.decide(trace_id, name, attributes);
+        let d = self.decide(trace_id, name, span_kind, attributes);
         result(
             d.priority,
             &TraceState::default(),

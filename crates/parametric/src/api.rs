@@ -5,7 +5,8 @@
 use actix_web::web::{self, Data, Json};
 use actix_web::{App, HttpResponse, HttpServer};
 use datadog_otel_tracing::spans::{
-    MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
+    record_exception, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME,
+    SPAN_TYPE,
 };
 use datadog_otel_tracing::{Config, TracingGuard};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -158,14 +159,27 @@ fn attribute(value: &Json_) -> Option<Value> {
     })
 }
 
+/// The attributes of `key` = `value`: one, except for a list of lists, which OpenTelemetry
+/// cannot hold: each inner list becomes an attribute of its own, `key.0`, `key.1`, … (the
+/// export flattens those in turn, into `key.0.0`, as Datadog's tracers flatten nested lists).
+fn key_values(key: &str, value: &Json_) -> Vec<KeyValue> {
+    match value {
+        Json_::Array(items) if !items.is_empty() && items.iter().all(Json_::is_array) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, item)| key_values(&format!("{key}.{i}"), item))
+            .collect(),
+        other => attribute(other)
+            .map(|v| KeyValue::new(key.to_string(), v))
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn attributes(body: &Json_, key: &str) -> Vec<KeyValue> {
     body.get(key)
         .and_then(Json_::as_object)
-        .map(|map| {
-            map.iter()
-                .filter_map(|(k, v)| attribute(v).map(|v| KeyValue::new(k.clone(), v)))
-                .collect()
-        })
+        .map(|map| map.iter().flat_map(|(k, v)| key_values(k, v)).collect())
         .unwrap_or_default()
 }
 
@@ -256,28 +270,28 @@ async fn span_set_resource(state: Data<State>, body: Json<Json_>) -> HttpRespons
 }
 
 async fn span_set_meta(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let key = text(&body, "key");
-    let value = body.get("value").and_then(|v| match v {
-        Json_::String(s) => Some(Value::String(s.clone().into())),
-        Json_::Bool(b) => Some(Value::String(b.to_string().into())),
-        other => attribute(other),
-    });
-    if let (Some(key), Some(value)) = (key, value) {
-        state.with_span(id(&body, "span_id"), |s| {
-            s.set_attribute(KeyValue::new(key, value))
-        });
-    }
+    let (Some(key), Some(value)) = (text(&body, "key"), body.get("value")) else {
+        return ok();
+    };
+    // A tag is text: a boolean too.
+    let attrs = match value {
+        Json_::Bool(b) => vec![KeyValue::new(key, b.to_string())],
+        other => key_values(&key, other),
+    };
+    state.with_span(id(&body, "span_id"), |s| s.set_attributes(attrs));
     ok()
 }
 
 async fn span_set_metric(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let key = text(&body, "key");
-    let value = body.get("value").and_then(Json_::as_f64);
-    if let (Some(key), Some(value)) = (key, value) {
-        state.with_span(id(&body, "span_id"), |s| {
-            s.set_attribute(KeyValue::new(key, value))
-        });
-    }
+    let (Some(key), Some(value)) = (text(&body, "key"), body.get("value")) else {
+        return ok();
+    };
+    // A metric is a number (a list of numbers is flattened by the export).
+    let attrs = match value.as_f64() {
+        Some(number) => vec![KeyValue::new(key, number)],
+        None => key_values(&key, value),
+    };
+    state.with_span(id(&body, "span_id"), |s| s.set_attributes(attrs));
     ok()
 }
 
@@ -553,11 +567,24 @@ async fn otel_add_event(state: Data<State>, body: Json<Json_>) -> HttpResponse {
     ok()
 }
 
+/// The exception the suite asks to record: only its message is given.
+#[derive(Debug)]
+struct Exception(String);
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Exception {}
+
 async fn otel_record_exception(state: Data<State>, body: Json<Json_>) -> HttpResponse {
-    let message = text(&body, "message").unwrap_or_default();
-    let mut attrs = attributes(&body, "attributes");
-    attrs.push(KeyValue::new("exception.message", message));
-    state.with_span(id(&body, "span_id"), |s| s.add_event("exception", attrs));
+    let exception = Exception(text(&body, "message").unwrap_or_default());
+    let attrs = attributes(&body, "attributes");
+    state.with_span(id(&body, "span_id"), |s| {
+        record_exception(s, &exception, attrs)
+    });
     ok()
 }
 
@@ -573,9 +600,10 @@ async fn otel_span_context(state: Data<State>, body: Json<Json_>) -> HttpRespons
         .span()
         .span_context()
         .clone();
+    // The suite's convention: the trace id in hex, the span id as a number.
     HttpResponse::Ok().json(json!({
         "trace_id": format!("{:032x}", sc.trace_id()),
-        "span_id": format!("{:016x}", sc.span_id()),
+        "span_id": u64::from_be_bytes(sc.span_id().to_bytes()),
         "trace_flags": format!("{:02x}", sc.trace_flags().to_u8()),
         "trace_state": sc.trace_state().header(),
         "remote": sc.is_remote(),
