@@ -18,16 +18,20 @@
 //! - `flags` is the W3C sampled flag: 1 when the linked context's priority keeps it, else 0.
 //!
 //! Links come from OpenTelemetry (`Span::add_link`, `SpanBuilder::with_links`) and from
-//! extraction ([`crate::propagation::ExtractedLinks`]): [`ExtractedLinkProcessor`] adds those to
+//! extraction ([`crate::propagation::ExtractedLinks`]): [`add_extracted_links`] adds those to
 //! the local root span started on an extracted context.
 
 use crate::propagation::{w3c_tracestate, DdState, ExtractedLinks};
 use opentelemetry::trace::{Link, SpanContext, TraceId};
 use opentelemetry::{Array, Context, KeyValue, Value};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::Span;
 use serde_json::{Map, Value as Json};
-use std::time::Duration;
+#[cfg(test)]
+use {
+    opentelemetry_sdk::error::OTelSdkResult,
+    opentelemetry_sdk::trace::{SpanData, SpanProcessor},
+    std::time::Duration,
+};
 
 /// The meta tag holding a span's links.
 pub(crate) const SPAN_LINKS: &str = "_dd.span_links";
@@ -130,24 +134,33 @@ fn float(f: f64) -> String {
     }
 }
 
-/// Adds the span links an extraction left in the parent context
-/// ([`ExtractedLinks`]: `terminated_context` links, or the link of a restarted trace) to the
-/// local root span started on it; its descendants, whose contexts hold them too, get none.
+/// Adds the span links an extraction left in the parent context `cx`
+/// ([`ExtractedLinks`]: `terminated_context` links, or the link of a restarted trace) to
+/// `span`, the local root started on it; its descendants, whose contexts hold them too, get
+/// none. The pipeline's span processor ([`crate::processor`]) calls it for every span it sees
+/// start (one processor: the SDK copies a span's data once per extra processor).
+pub(crate) fn add_extracted_links(span: &mut Span, cx: &Context) {
+    use opentelemetry::trace::Span as _;
+    let Some(extracted) = cx.get::<ExtractedLinks>() else {
+        return;
+    };
+    if !extracted.belong_to(cx) {
+        return;
+    }
+    for link in &extracted.links {
+        span.add_link(link.span_context.clone(), link.attributes.clone());
+    }
+}
+
+/// [`add_extracted_links`] as a span processor of its own (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct ExtractedLinkProcessor;
 
+#[cfg(test)]
 impl SpanProcessor for ExtractedLinkProcessor {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        use opentelemetry::trace::Span as _;
-        let Some(extracted) = cx.get::<ExtractedLinks>() else {
-            return;
-        };
-        if !extracted.belong_to(cx) {
-            return;
-        }
-        for link in &extracted.links {
-            span.add_link(link.span_context.clone(), link.attributes.clone());
-        }
+        add_extracted_links(span, cx);
     }
 
     fn on_end(&self, _span: SpanData) {}

@@ -286,8 +286,8 @@ fn project_provider(
     let processor =
         processor::ChunkProcessor::new(exporter, settings, health).map_err(InitError::Worker)?;
     let provider = SdkTracerProvider::builder()
-        // First: the links an extraction gives a local root are on it before anything reads it.
-        .with_span_processor(crate::links::ExtractedLinkProcessor)
+        // One processor (it adds an extraction's links too): the SDK hands every extra one a
+        // copy of each span's data.
         .with_span_processor(processor)
         .with_sampler(sampler::DatadogSampler::new(
             sampler::SamplerSettings {

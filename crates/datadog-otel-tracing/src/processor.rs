@@ -246,7 +246,8 @@ impl ChunkProcessor {
 }
 
 impl SpanProcessor for ChunkProcessor {
-    fn on_start(&self, span: &mut Span, _cx: &Context) {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        crate::links::add_extracted_links(span, cx);
         let trace = span.span_context().trace_id();
         lock(self.shared.shard(trace)).start(trace, Instant::now);
     }

@@ -664,7 +664,7 @@ fn extraction_link(sc: &SpanContext, style: Style, reason: &'static str) -> Link
 /// The span links an extraction gives the local root span started on its context: the
 /// `terminated_context` links of contexts of other traces, or (`restart`) the link to the
 /// extracted context. Carried as a value of the extracted [`Context`] and added to the span by
-/// [`crate::links::ExtractedLinkProcessor`] when it starts.
+/// [`crate::links::add_extracted_links`] when it starts.
 #[derive(Debug, Clone)]
 pub(crate) struct ExtractedLinks {
     /// The remote parent they go with (trace and span id); `None` for a restarted trace.
@@ -1944,7 +1944,8 @@ mod tests {
                 "12345678901234567890123456789012".to_string(),
                 "1234567890123456".to_string(),
                 1,
-                "dd=s:1".to_string(),
+                // A sampled traceparent without a dd priority: priority 1, decision maker -0.
+                "dd=s:1;t.dm:-0".to_string(),
                 attrs("terminated_context", "tracecontext"),
             )]
         );
