@@ -218,8 +218,9 @@ impl ChunkBuffer {
         for trace in old {
             let abandoned = self.waiting.get(&trace).is_some_and(|w| w.spans.is_empty());
             if abandoned {
-                // Open spans and nothing to send: spans never ended (leaked). Forget the count;
-                // should one end after all, it goes out alone.
+                // Open spans and nothing to send: spans that never ended (leaked), or a root open
+                // longer than the age with nothing ended under it yet (a long poll). Forget the
+                // count; spans that end later go out as they end, in pieces.
                 self.waiting.remove(&trace);
             } else {
                 self.release(trace, now, ready);
@@ -246,7 +247,10 @@ impl ChunkBuffer {
             let spans = std::mem::take(&mut waiting.spans);
             waiting.since = now;
             self.waiting_spans -= spans.len();
-            ready.push(Chunk::new(spans, false));
+            // The root may be among them (it ended before a child that is still open): then it
+            // carries the chunk's facts.
+            let complete = spans.iter().any(is_local_root);
+            ready.push(Chunk::new(spans, complete));
         }
     }
 
@@ -256,7 +260,10 @@ impl ChunkBuffer {
         self.waiting
             .drain()
             .filter(|(_, w)| !w.spans.is_empty())
-            .map(|(_, w)| Chunk::new(w.spans, false))
+            .map(|(_, w)| {
+                let complete = w.spans.iter().any(is_local_root);
+                Chunk::new(w.spans, complete)
+            })
             .collect()
     }
 }
@@ -404,6 +411,26 @@ pub(crate) mod tests {
         let ready = end(&mut buffer, root);
         assert_eq!(ids(&ready[0]), vec![1]);
         assert!(ready[0].complete);
+    }
+
+    /// A partial chunk that holds the root (it ended before a child still open) has the root
+    /// carry the chunk's facts, not its first span.
+    #[test]
+    fn a_partial_chunk_with_the_root_has_the_root_as_head() {
+        let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10)).with_partial_flush(Some(2));
+        let now = Instant::now();
+        let spans = [
+            span(1, 1, 0, false),
+            span(1, 2, 1, false),
+            span(1, 3, 1, false),
+        ];
+        start(&mut buffer, &spans.iter().collect::<Vec<_>>(), now);
+        let [root, two, _three] = spans;
+        assert!(end(&mut buffer, two).is_empty());
+        let ready = end(&mut buffer, root);
+        assert_eq!(ids(&ready[0]), vec![2, 1]);
+        assert!(ready[0].complete);
+        assert_eq!(ready[0].head(), 1);
     }
 
     /// Spans that start and never end are forgotten after the age, not kept forever.

@@ -188,8 +188,16 @@ impl ChunkProcessor {
     /// stats already), logged the first time.
     fn enqueue(&self, chunk: Chunk) {
         let spans = chunk.spans.len();
-        let queued = self.shared.queued_spans.fetch_add(spans, Ordering::Relaxed);
-        let full = queued + spans > self.shared.max_queued_spans;
+        let max = self.shared.max_queued_spans;
+        // Room reserved only when there is some: a chunk that fits is never refused because
+        // another thread's reservation was counted for a moment.
+        let full = self
+            .shared
+            .queued_spans
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                (queued + spans <= max).then_some(queued + spans)
+            })
+            .is_err();
         let refused = full || {
             match self.queue.try_send(Work::Chunk(chunk)) {
                 Ok(()) => false,
@@ -202,7 +210,9 @@ impl ChunkProcessor {
             }
         };
         if refused {
-            self.shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
+            if !full {
+                self.shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
+            }
             let before = self
                 .shared
                 .lost_spans
@@ -312,8 +322,13 @@ fn work(
         futures::executor::block_on(exporter.send(std::mem::take(batch)))
     };
     // Moves what is queued into the batch (sending each full batch).
+    // Moves what is queued now into the batch: at most as many entries as were queued when
+    // asked (each chunk holds a span at least), so that a steady flow of new chunks cannot keep
+    // the worker here.
     let drain = |batch: &mut Vec<Chunk>, batch_spans: &mut usize| {
-        while let Ok(work) = chunks.try_recv() {
+        let queued_now = shared.queued_spans.load(Ordering::Relaxed) + 8;
+        for _ in 0..queued_now {
+            let Ok(work) = chunks.try_recv() else { break };
             if let Work::Chunk(chunk) = work {
                 take(shared, chunk, batch, batch_spans);
                 if *batch_spans >= settings.max_batch {
@@ -335,9 +350,16 @@ fn work(
                 Work::Shutdown(answer) => {
                     drain(&mut batch, &mut batch_spans);
                     batch.extend(shared.drained());
-                    let result = send(&mut batch, &mut batch_spans);
+                    let mut result = send(&mut batch, &mut batch_spans);
+                    // Chunks that ended while the above was sent (their spans were counted in
+                    // the stats already): they go too, then the stats.
+                    drain(&mut batch, &mut batch_spans);
+                    if !batch.is_empty() {
+                        result = result.and(send(&mut batch, &mut batch_spans));
+                    }
                     exporter.stats().stop();
                     exporter.stats().flush(true);
+                    send_health(shared, exporter, health.as_mut());
                     let _ = answer.send(result);
                     return;
                 }
@@ -365,6 +387,7 @@ fn work(
                 let _ = send(&mut batch, &mut batch_spans);
                 exporter.stats().stop();
                 exporter.stats().flush(true);
+                send_health(shared, exporter, health.as_mut());
                 return;
             }
         }
@@ -374,20 +397,15 @@ fn work(
             for chunk in shared.expired(now) {
                 batch_spans += chunk.spans.len();
                 batch.push(chunk);
+                if batch_spans >= settings.max_batch {
+                    let _ = send(&mut batch, &mut batch_spans);
+                    last_send = Instant::now();
+                }
             }
             exporter.stats().flush(false);
-            if let Some(health) = health
-                .as_mut()
-                .filter(|_| now >= last_health + health::INTERVAL)
-            {
+            if now >= last_health + health::INTERVAL {
                 last_health = now;
-                let (api_dropped_spans, payload_dropped_spans) = exporter.dropped_totals();
-                let totals = Totals {
-                    queue_dropped_spans: shared.lost_spans.load(Ordering::Relaxed),
-                    api_dropped_spans,
-                    payload_dropped_spans,
-                };
-                health.send(totals, shared.queued_spans.load(Ordering::Relaxed));
+                send_health(shared, exporter, health.as_mut());
             }
         }
         if now >= last_send + settings.flush_interval {
@@ -395,6 +413,18 @@ fn work(
             last_send = now;
         }
     }
+}
+
+/// Sends the health metrics (when on) with the export's totals now.
+fn send_health(shared: &Shared, exporter: &Exporter, health: Option<&mut HealthMetrics>) {
+    let Some(health) = health else { return };
+    let (api_dropped_spans, payload_dropped_spans) = exporter.dropped_totals();
+    let totals = Totals {
+        queue_dropped_spans: shared.lost_spans.load(Ordering::Relaxed),
+        api_dropped_spans,
+        payload_dropped_spans,
+    };
+    health.send(totals, shared.queued_spans.load(Ordering::Relaxed));
 }
 
 /// Moves a queued chunk into the batch.
