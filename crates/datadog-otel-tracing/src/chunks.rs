@@ -10,7 +10,7 @@
 //! started here, or more waiting spans than the bound) is sent as it is, a partial chunk, as
 //! Datadog's partial flush does; shutdown sends everything.
 
-use crate::facts::SamplingPriority;
+use crate::facts::{SamplingPriority, TraceFacts};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 use std::collections::HashMap;
@@ -34,6 +34,8 @@ pub struct Chunk {
     pub manual: Option<SamplingPriority>,
     /// Whether the chunk was counted in the client-side stats.
     pub counted: bool,
+    /// Its trace's facts, when `datadog::Exporter::admit` read them (for the stats).
+    pub facts: Option<TraceFacts>,
 }
 
 impl Chunk {
@@ -43,6 +45,7 @@ impl Chunk {
             complete,
             manual: None,
             counted: false,
+            facts: None,
         }
     }
 

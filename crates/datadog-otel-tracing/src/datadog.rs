@@ -297,6 +297,17 @@ pub(crate) fn resource(config: &Config) -> Resource {
         .build()
 }
 
+/// The facts of `chunk`'s trace, read from the span that carries them (the local root; a
+/// partial chunk's first span), with a keep or drop by hand applied; `None` for no span.
+fn chunk_facts(chunk: &Chunk) -> Option<TraceFacts> {
+    let head = chunk.spans.get(chunk.head())?;
+    let mut facts = TraceFacts::of(&head.span_context);
+    if let Some(priority) = chunk.manual {
+        facts.decide_manually(priority);
+    }
+    Some(facts)
+}
+
 /// The rates the sampler writes on a local root (`_dd.rule_psr`, `_dd.limit_psr`,
 /// `_dd.agent_psr`), removed when the trace was kept or dropped by hand.
 const SAMPLER_RATES: [&str; 3] = [RULE_PSR, LIMIT_PSR, AGENT_PSR];
@@ -351,13 +362,7 @@ impl Exporter {
         if !self.stats.enabled() {
             return Some(chunk);
         }
-        // The chunk root carries the chunk-level facts; a partial chunk, its first span.
-        let head = chunk.head();
-        let head_span = chunk.spans.get(head)?;
-        let mut facts = TraceFacts::of(&head_span.span_context);
-        if let Some(priority) = chunk.manual {
-            facts.decide_manually(priority);
-        }
+        let facts = chunk_facts(&chunk)?;
         let chunk_facts = ChunkFacts {
             service: &self.service,
             origin: facts.origin.as_deref(),
@@ -375,6 +380,8 @@ impl Exporter {
             self.client.count_dropped(1, chunk.spans.len() as u64);
             return None;
         }
+        // Read once: `prepare` writes them.
+        chunk.facts = Some(facts);
         Some(chunk)
     }
 
@@ -384,16 +391,12 @@ impl Exporter {
         let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.len()).sum());
         // The payload says its spans went through the stats exactly when they did.
         plan.computed_stats = !chunks.is_empty() && chunks.iter().all(|c| c.counted);
-        for chunk in chunks {
+        for mut chunk in chunks {
             let head = chunk.head();
-            let Some(head_span) = chunk.spans.get(head) else {
+            let Some(facts) = chunk.facts.take().or_else(|| chunk_facts(&chunk)) else {
                 continue;
             };
-            let mut facts = TraceFacts::of(&head_span.span_context);
             let manual = chunk.manual;
-            if let Some(priority) = manual {
-                facts.decide_manually(priority);
-            }
             let mut spans = chunk.spans;
             // Shared by every span of the chunk (reference-counted, not copied).
             let origin = facts
@@ -846,6 +849,15 @@ mod tests {
         build_exporter(&config, capture, rates).unwrap()
     }
 
+    /// Waits (at most 5 s) until `exporter` has read the Agent's `/info` and computes stats.
+    fn wait_for_stats(exporter: &Exporter) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !exporter.stats.enabled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(exporter.stats.enabled(), "/info was not read");
+    }
+
     /// What the processor does with ended spans, on the test's thread: chunks assembled,
     /// admitted, sent.
     struct Harness {
@@ -1065,11 +1077,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ..Capture::default()
         });
         let harness = Harness::new(capture.clone());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !harness.exporter.stats.enabled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(harness.exporter.stats.enabled(), "/info was not read");
+        wait_for_stats(&harness.exporter);
         let mut root = span(
             1,
             0,
@@ -1166,11 +1174,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
             ..Capture::default()
         });
         let harness = Harness::new(capture.clone());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !harness.exporter.stats.enabled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(harness.exporter.stats.enabled(), "/info was not read");
+        wait_for_stats(&harness.exporter);
         let dropped = span(1, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
         let kept = span(2, 0, false, "dd=s:1;t.dm:-1", "GET /", vec![]);
         let mut failed = span(3, 0, false, "dd=s:0;t.dm:-1", "GET /", vec![]);
@@ -1338,11 +1342,7 @@ trace 0 span 2 parent 1 trace_id 5277134972075981726 start 1700000000000000000 d
         let mut settings = ProcessorSettings::new(4, Duration::from_millis(10));
         settings.max_batch = 1;
         let processor = ChunkProcessor::new(exporter(capture.clone()), settings, None).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !processor.exporter().stats.enabled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(processor.exporter().stats.enabled(), "/info was not read");
+        wait_for_stats(processor.exporter());
         let requests = 40u64;
         for i in 0..requests {
             let mut root = span(1, 0, false, "dd=s:1", "GET /", vec![]);

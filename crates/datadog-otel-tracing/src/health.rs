@@ -86,27 +86,25 @@ impl HealthMetrics {
 
     /// The DogStatsD lines for `totals` (counts since the last send) and the `queued` spans.
     fn lines(&self, totals: Totals, queued: usize) -> String {
+        let sent = self.sent;
         let counts = [
             (
                 "datadog.tracer.queue.dropped.spans",
-                totals.queue_dropped_spans
-                    - self
-                        .sent
-                        .queue_dropped_spans
-                        .min(totals.queue_dropped_spans),
+                totals
+                    .queue_dropped_spans
+                    .saturating_sub(sent.queue_dropped_spans),
             ),
             (
                 "datadog.tracer.api.dropped.spans",
-                totals.api_dropped_spans
-                    - self.sent.api_dropped_spans.min(totals.api_dropped_spans),
+                totals
+                    .api_dropped_spans
+                    .saturating_sub(sent.api_dropped_spans),
             ),
             (
                 "datadog.tracer.payload.dropped.spans",
-                totals.payload_dropped_spans
-                    - self
-                        .sent
-                        .payload_dropped_spans
-                        .min(totals.payload_dropped_spans),
+                totals
+                    .payload_dropped_spans
+                    .saturating_sub(sent.payload_dropped_spans),
             ),
         ];
         let mut out = String::new();

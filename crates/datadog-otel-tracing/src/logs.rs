@@ -462,10 +462,15 @@ mod tests {
         assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
     }
 
-    #[test]
-    fn lines_in_a_traced_span_carry_its_ids_without_context_activation() {
+    /// A subscriber with the log layer (trace ids on) and `tracing-opentelemetry` over a
+    /// provider of its own (context activation off, as the pipeline has it): the provider,
+    /// what the layer writes, the subscriber.
+    fn traced_logs() -> (
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        Sink,
+        impl tracing::Subscriber + Send + Sync,
+    ) {
         use opentelemetry::trace::TracerProvider as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("test"))
@@ -477,6 +482,13 @@ mod tests {
         })
         .with_trace_ids();
         let subscriber = tracing_subscriber::registry().with(layer).with(otel);
+        (provider, sink, subscriber)
+    }
+
+    #[test]
+    fn lines_in_a_traced_span_carry_its_ids_without_context_activation() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let (_provider, sink, subscriber) = traced_logs();
         let expected = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("outer");
             let _entered = span.enter();
@@ -497,17 +509,7 @@ mod tests {
     #[test]
     fn lines_inside_in_span_context_carry_that_spans_ids() {
         use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let otel = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("test"))
-            .with_context_activation(false);
-        let sink = Sink::default();
-        let writer = sink.clone();
-        let layer = JsonLogLayer::new(DatadogJsonFormat::new("notes", None, None), move || {
-            writer.clone()
-        })
-        .with_trace_ids();
-        let subscriber = tracing_subscriber::registry().with(layer).with(otel);
+        let (provider, sink, subscriber) = traced_logs();
         let api_span = provider.tracer("api").start("checkout");
         let sc = api_span.span_context().clone();
         tracing::subscriber::with_default(subscriber, || {

@@ -108,24 +108,24 @@ impl Shared {
         &self.shards[usize::from(last) % self.shards.len()]
     }
 
-    /// Every chunk whose root never ended within its age, admitted (on the worker).
-    fn expired(&self, now: Instant) -> Vec<Chunk> {
+    /// The chunks `take` takes from each shard, admitted (each shard's lock released first).
+    fn admitted(&self, take: impl Fn(&mut ChunkBuffer) -> Vec<Chunk>) -> Vec<Chunk> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let expired = lock(shard).expired(now);
-            out.extend(expired.into_iter().filter_map(|c| self.exporter.admit(c)));
+            let taken = take(&mut lock(shard));
+            out.extend(taken.into_iter().filter_map(|c| self.exporter.admit(c)));
         }
         out
     }
 
+    /// Every chunk still open past its age, admitted (on the worker).
+    fn expired(&self, now: Instant) -> Vec<Chunk> {
+        self.admitted(|buffer| buffer.expired(now))
+    }
+
     /// Every waiting chunk as a partial chunk, admitted (at shutdown).
     fn drained(&self) -> Vec<Chunk> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let drained = lock(shard).drain();
-            out.extend(drained.into_iter().filter_map(|c| self.exporter.admit(c)));
-        }
-        out
+        self.admitted(ChunkBuffer::drain)
     }
 }
 
@@ -297,6 +297,37 @@ impl SpanProcessor for ChunkProcessor {
     }
 }
 
+/// The chunks the worker is gathering for its next send.
+struct Batch<'a> {
+    exporter: &'a Exporter,
+    chunks: Vec<Chunk>,
+    spans: usize,
+    max_spans: usize,
+    last_send: Instant,
+}
+
+impl Batch<'_> {
+    /// Adds `chunk`; a batch that reaches its size is sent at once.
+    fn add(&mut self, chunk: Chunk) {
+        self.spans += chunk.spans.len();
+        self.chunks.push(chunk);
+        if self.spans >= self.max_spans {
+            // A failed send was counted and logged by the client.
+            let _ = self.send();
+        }
+    }
+
+    /// Sends what is gathered (nothing when empty).
+    fn send(&mut self) -> OTelSdkResult {
+        self.spans = 0;
+        self.last_send = Instant::now();
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        futures::executor::block_on(self.exporter.send(std::mem::take(&mut self.chunks)))
+    }
+}
+
 /// The worker: batches the queued chunks and sends them; ages partial chunks; closes stats
 /// buckets; answers flushes and the shutdown.
 fn work(
@@ -306,88 +337,80 @@ fn work(
     settings: ProcessorSettings,
     mut health: Option<HealthMetrics>,
 ) {
-    let mut last_health = Instant::now();
     // Sending to the Agent must not make spans of its own (HTTP client instrumentation).
     let _suppressed = Context::enter_telemetry_suppressed_scope();
     let exporter = &shared.exporter;
-    let mut batch: Vec<Chunk> = Vec::new();
-    let mut batch_spans = 0usize;
-    let mut last_send = Instant::now();
-    let mut last_tick = Instant::now();
-    let send = |batch: &mut Vec<Chunk>, batch_spans: &mut usize| -> OTelSdkResult {
-        *batch_spans = 0;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        futures::executor::block_on(exporter.send(std::mem::take(batch)))
+    let mut batch = Batch {
+        exporter,
+        chunks: Vec::new(),
+        spans: 0,
+        max_spans: settings.max_batch,
+        last_send: Instant::now(),
     };
-    // Moves what is queued into the batch (sending each full batch).
+    let mut last_tick = Instant::now();
+    let mut last_health = Instant::now();
+    // Moves a queued chunk into the batch.
+    let take = |batch: &mut Batch<'_>, chunk: Chunk| {
+        shared
+            .queued_spans
+            .fetch_sub(chunk.spans.len(), Ordering::Relaxed);
+        batch.add(chunk);
+    };
     // Moves what is queued now into the batch: at most as many entries as were queued when
     // asked (each chunk holds a span at least), so that a steady flow of new chunks cannot keep
     // the worker here.
-    let drain = |batch: &mut Vec<Chunk>, batch_spans: &mut usize| {
+    let drain = |batch: &mut Batch<'_>| {
         let queued_now = shared.queued_spans.load(Ordering::Relaxed) + 8;
         for _ in 0..queued_now {
             let Ok(work) = chunks.try_recv() else { break };
             if let Work::Chunk(chunk) = work {
-                take(shared, chunk, batch, batch_spans);
-                if *batch_spans >= settings.max_batch {
-                    // A failed send was counted and logged by the client.
-                    let _ = send(batch, batch_spans);
-                }
+                take(batch, chunk);
             }
         }
+    };
+    // The end: chunks still waiting for spans go partial, then the stats and the health
+    // metrics, for the last time.
+    let finish = |batch: &mut Batch<'_>, health: Option<&mut HealthMetrics>| {
+        for chunk in shared.drained() {
+            batch.add(chunk);
+        }
+        let mut result = batch.send();
+        // Chunks that ended while the above was sent (their spans were counted in the stats
+        // already) go too.
+        drain(batch);
+        result = result.and(batch.send());
+        exporter.stats().stop();
+        exporter.stats().flush(true);
+        send_health(shared, exporter, health);
+        result
     };
     loop {
         if let Ok(order) = orders.try_recv() {
             match order {
                 Work::Flush(answer) => {
-                    drain(&mut batch, &mut batch_spans);
-                    let result = send(&mut batch, &mut batch_spans);
-                    last_send = Instant::now();
-                    let _ = answer.send(result);
+                    drain(&mut batch);
+                    let _ = answer.send(batch.send());
                 }
                 Work::Shutdown(answer) => {
-                    drain(&mut batch, &mut batch_spans);
-                    batch.extend(shared.drained());
-                    let mut result = send(&mut batch, &mut batch_spans);
-                    // Chunks that ended while the above was sent (their spans were counted in
-                    // the stats already): they go too, then the stats.
-                    drain(&mut batch, &mut batch_spans);
-                    if !batch.is_empty() {
-                        result = result.and(send(&mut batch, &mut batch_spans));
-                    }
-                    exporter.stats().stop();
-                    exporter.stats().flush(true);
-                    send_health(shared, exporter, health.as_mut());
-                    let _ = answer.send(result);
+                    drain(&mut batch);
+                    let _ = answer.send(finish(&mut batch, health.as_mut()));
                     return;
                 }
                 Work::Chunk(_) | Work::Wake => {}
             }
             continue;
         }
-        let now = Instant::now();
-        let next_send = last_send + settings.flush_interval;
+        let next_send = batch.last_send + settings.flush_interval;
         let next_tick = last_tick + settings.tick;
-        let wait = next_send.min(next_tick).saturating_duration_since(now);
+        let wait = next_send
+            .min(next_tick)
+            .saturating_duration_since(Instant::now());
         match chunks.recv_timeout(wait) {
-            Ok(Work::Chunk(chunk)) => {
-                take(shared, chunk, &mut batch, &mut batch_spans);
-                if batch_spans >= settings.max_batch {
-                    let _ = send(&mut batch, &mut batch_spans);
-                    last_send = Instant::now();
-                }
-            }
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Work::Chunk(chunk)) => take(&mut batch, chunk),
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             // The processor is gone without a shutdown: send what is left, then stop.
             Err(RecvTimeoutError::Disconnected) => {
-                batch.extend(shared.drained());
-                let _ = send(&mut batch, &mut batch_spans);
-                exporter.stats().stop();
-                exporter.stats().flush(true);
-                send_health(shared, exporter, health.as_mut());
+                let _ = finish(&mut batch, health.as_mut());
                 return;
             }
         }
@@ -395,12 +418,7 @@ fn work(
         if now >= last_tick + settings.tick {
             last_tick = now;
             for chunk in shared.expired(now) {
-                batch_spans += chunk.spans.len();
-                batch.push(chunk);
-                if batch_spans >= settings.max_batch {
-                    let _ = send(&mut batch, &mut batch_spans);
-                    last_send = Instant::now();
-                }
+                batch.add(chunk);
             }
             exporter.stats().flush(false);
             if now >= last_health + health::INTERVAL {
@@ -408,9 +426,8 @@ fn work(
                 send_health(shared, exporter, health.as_mut());
             }
         }
-        if now >= last_send + settings.flush_interval {
-            let _ = send(&mut batch, &mut batch_spans);
-            last_send = now;
+        if now >= batch.last_send + settings.flush_interval {
+            let _ = batch.send();
         }
     }
 }
@@ -425,12 +442,4 @@ fn send_health(shared: &Shared, exporter: &Exporter, health: Option<&mut HealthM
         payload_dropped_spans,
     };
     health.send(totals, shared.queued_spans.load(Ordering::Relaxed));
-}
-
-/// Moves a queued chunk into the batch.
-fn take(shared: &Shared, chunk: Chunk, batch: &mut Vec<Chunk>, batch_spans: &mut usize) {
-    let spans = chunk.spans.len();
-    shared.queued_spans.fetch_sub(spans, Ordering::Relaxed);
-    *batch_spans += spans;
-    batch.push(chunk);
 }
