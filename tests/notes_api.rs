@@ -560,6 +560,12 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("CALENDAR_TIMEOUT_MS", "soon"),
         ("DD_TRACE_SAMPLE_RATE", "7"),
         ("DATABASE_URL", "mysql://root@localhost/notes"),
+        ("DD_TRACE_PARTIAL_FLUSH_MIN_SPANS", "0"),
+        ("DD_TRACE_PARTIAL_FLUSH_ENABLED", "maybe"),
+        ("DD_TRACE_HEALTH_METRICS_ENABLED", "maybe"),
+        ("DD_DOGSTATSD_PORT", "99999"),
+        ("DD_DOGSTATSD_HOST", "no host"),
+        ("DD_TRACE_PROPAGATION_BEHAVIOR_EXTRACT", "sometimes"),
     ] {
         test_support::service::assert_bad_setting_stops_start_up("notes", var, value);
     }
