@@ -32,11 +32,12 @@ use crate::spans::record_error;
 use crate::web::HttpTracing;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::Method;
 use actix_web::web::ServiceConfig;
 use actix_web::{FromRequest, Handler, HttpRequest, Responder};
 use opentelemetry::propagation::Extractor;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use tracing::field::Empty;
@@ -72,9 +73,34 @@ pub struct ServerSpanBuilder<E = std::convert::Infallible>(PhantomData<E>);
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
+/// The trace-context headers as `HeaderName`s: a lookup by `&str` parses the name, and copies
+/// it when it is not a standard header (all of these but `baggage`).
+static CONTEXT_HEADERS: [HeaderName; 13] = {
+    let h = propagation::HEADERS;
+    [
+        HeaderName::from_static(h[0]),
+        HeaderName::from_static(h[1]),
+        HeaderName::from_static(h[2]),
+        HeaderName::from_static(h[3]),
+        HeaderName::from_static(h[4]),
+        HeaderName::from_static(h[5]),
+        HeaderName::from_static(h[6]),
+        HeaderName::from_static(h[7]),
+        HeaderName::from_static(h[8]),
+        HeaderName::from_static(h[9]),
+        HeaderName::from_static(h[10]),
+        HeaderName::from_static(h[11]),
+        HeaderName::from_static(h[12]),
+    ]
+};
+
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = match CONTEXT_HEADERS.iter().find(|name| name.as_str() == key) {
+            Some(name) => self.0.get(name),
+            None => self.0.get(key),
+        };
+        value.and_then(|v| v.to_str().ok())
     }
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
@@ -103,14 +129,13 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
         let routing = Routing::of(request.request());
         let resource = routing.resource(request.method());
         let method = request.method().as_str();
-        let info = request.connection_info();
-        let (scheme, host) = (info.scheme(), info.host());
+        let (scheme, host) = scheme_and_host(request.request());
         let target = request
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let url = [scheme, "://", host, target].concat();
+        let url = [&*scheme, "://", &*host, target].concat();
         let user_agent = request
             .headers()
             .get(header::USER_AGENT)
@@ -130,7 +155,7 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             span.type = "web",
             component = "actix-web",
             http.method = method,
-            http.route = Empty,
+            http.route = routing.route(),
             http.url = http.redact_url(&url).as_ref(),
             http.useragent = user_agent,
             http.status_code = Empty,
@@ -166,7 +191,7 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             Ok(response) => (response.status(), response.response().error()),
             Err(error) => (error.as_response_error().status_code(), Some(error)),
         };
-        span.record("http.status_code", status.as_u16().to_string());
+        span.record("http.status_code", status.as_str());
         if let Ok(response) = outcome {
             let header_tags = settings(response.request()).header_tags();
             if !header_tags.is_empty() {
@@ -174,10 +199,6 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
                 for (tag, value) in header_tags.tags_with(true, |name| joined(headers, name)) {
                     span.set_attribute(tag, value);
                 }
-            }
-            // The resource was set at the start (`Routing`); a 405 or 404 has no route.
-            if let Routing::Routed(route) = Routing::of(response.request()) {
-                span.record("http.route", route);
             }
         }
         if status.is_server_error() {
@@ -193,6 +214,38 @@ impl<E: TracedError> RootSpanBuilder for ServerSpanBuilder<E> {
             }
         }
     }
+}
+
+/// The request's scheme and host as [`HttpRequest::connection_info`] gives them, without
+/// building it (it also formats the peer's address, and is kept in the request's extensions):
+/// `X-Forwarded-Proto`, the URI's scheme, then the app's `secure` setting; `X-Forwarded-Host`,
+/// `Host`, the URI's authority, then the app's host. A request with a `Forwarded` header is
+/// left to actix-web.
+fn scheme_and_host(request: &HttpRequest) -> (Cow<'_, str>, Cow<'_, str>) {
+    let headers = request.headers();
+    if headers.contains_key(header::FORWARDED) {
+        let info = request.connection_info();
+        return (
+            Cow::Owned(info.scheme().to_string()),
+            Cow::Owned(info.host().to_string()),
+        );
+    }
+    static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    // By `HeaderName`: a lookup by `&str` parses the name first.
+    let first = |name: &HeaderName| {
+        let value = headers.get(name)?.to_str().ok()?;
+        value.split(',').next().map(str::trim)
+    };
+    let config = request.app_config();
+    let scheme = first(&X_FORWARDED_PROTO)
+        .or_else(|| request.uri().scheme_str())
+        .unwrap_or(if config.secure() { "https" } else { "http" });
+    let host = first(&X_FORWARDED_HOST)
+        .or_else(|| headers.get(header::HOST)?.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_else(|| config.host());
+    (Cow::Borrowed(scheme), Cow::Borrowed(host))
 }
 
 /// A header's values joined with `,` (`None` when absent), for the header tags.
@@ -233,6 +286,14 @@ impl Routing {
                 }
                 _ => Routing::Routed(pattern),
             },
+        }
+    }
+
+    /// The matched route (`/notes/{id}`), when a route takes the request (`http.route`).
+    pub fn route(&self) -> Option<&str> {
+        match self {
+            Routing::Routed(pattern) => Some(pattern),
+            _ => None,
         }
     }
 
@@ -374,6 +435,42 @@ impl Routes {
         cfg.app_data(RoutedMethods(self.methods));
         for resource in self.resources {
             cfg.service(resource);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    /// The scheme and host of the server span's URL are those actix-web's connection info
+    /// gives, whatever the proxy headers.
+    #[test]
+    fn scheme_and_host_are_those_of_the_connection_info() {
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![],
+            vec![("host", "notes:8080")],
+            vec![("host", "notes:8080"), ("x-forwarded-host", "a.example, b")],
+            vec![("x-forwarded-proto", " https , http"), ("host", "h")],
+            vec![("forwarded", "for=1.2.3.4; proto=https; host=f.example")],
+            vec![("forwarded", "for=1.2.3.4"), ("x-forwarded-host", "x")],
+        ];
+        for headers in cases {
+            for uri in ["/notes?id=1", "http://u.example:81/notes"] {
+                let mut request = TestRequest::get().uri(uri);
+                for (name, value) in &headers {
+                    request = request.insert_header((*name, *value));
+                }
+                let request = request.to_http_request();
+                let (scheme, host) = scheme_and_host(&request);
+                let info = request.connection_info();
+                assert_eq!(
+                    (&*scheme, &*host),
+                    (info.scheme(), info.host()),
+                    "{uri} {headers:?}"
+                );
+            }
         }
     }
 }

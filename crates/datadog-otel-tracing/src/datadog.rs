@@ -35,6 +35,7 @@ use crate::chunks::Chunk;
 use crate::config::Config;
 use crate::facts::{SamplingPriority, TraceFacts};
 use crate::payload::{self, BatchPlan};
+use crate::propagation::DdState;
 use crate::sampler::{AGENT_PSR, LIMIT_PSR, RULE_PSR};
 use crate::spans::{
     kind_name, str_attr as attr, DEFAULT_OPERATION, MANUAL_DROP, MANUAL_KEEP, OPERATION_NAME,
@@ -362,16 +363,22 @@ impl Exporter {
         if !self.stats.enabled() {
             return Some(chunk);
         }
-        let facts = chunk_facts(&chunk)?;
-        let chunk_facts = ChunkFacts {
+        // Only the priority and the origin here: the chunk's other facts are read for the
+        // chunks that are sent, most are not.
+        let head = chunk.spans.get(chunk.head())?;
+        let (priority, origin) = DdState::priority_and_origin(head.span_context.trace_state());
+        let priority = chunk.manual.unwrap_or(SamplingPriority(
+            priority.unwrap_or(i32::from(head.span_context.is_sampled())),
+        ));
+        let stats_facts = ChunkFacts {
             service: &self.service,
-            origin: facts.origin.as_deref(),
+            origin: origin.as_deref(),
         };
         // Held for this chunk's additions only, never across a send.
-        lock(&self.stats.concentrator).add_chunk(&chunk.spans, chunk_facts);
+        lock(&self.stats.concentrator).add_chunk(&chunk.spans, stats_facts);
         chunk.counted = true;
         if self.stats.drops_p0s()
-            && !facts.priority.is_keep()
+            && !priority.is_keep()
             && !chunk
                 .spans
                 .iter()
@@ -380,6 +387,7 @@ impl Exporter {
             self.client.count_dropped(1, chunk.spans.len() as u64);
             return None;
         }
+        let facts = chunk_facts(&chunk)?;
         // Read once: `prepare` writes them.
         chunk.facts = Some(facts);
         Some(chunk)

@@ -184,6 +184,24 @@ impl DdState {
         self.priority.unwrap_or(i32::from(sampled))
     }
 
+    /// The priority and origin of a span's trace state, without reading the rest: what the
+    /// stats and the local drop of a finished chunk need (most chunks are dropped).
+    pub(crate) fn priority_and_origin(state: &TraceState) -> (Option<i32>, Option<String>) {
+        let (mut priority, mut origin) = (None, None);
+        if let Some(value) = state.get("dd") {
+            for part in value.split(';') {
+                if let Some(p) = part.strip_prefix("s:") {
+                    priority = p.parse().ok();
+                } else if let Some(o) = part.strip_prefix("o:") {
+                    if !o.is_empty() {
+                        origin = Some(unescape(o));
+                    }
+                }
+            }
+        }
+        (priority, origin)
+    }
+
     /// Reads the `dd` member of a span's trace state (the in-process form).
     pub fn from_trace_state(state: &TraceState) -> Self {
         let mut out = DdState::default();
@@ -307,35 +325,38 @@ impl DdState {
         state.insert("dd", value).unwrap_or_else(|_| state.clone())
     }
 
-    /// The `dd` member of an outgoing `tracestate` header, as Datadog's tracers write it
-    /// (`s:1;p:<parent>;o:…;t.dm:-0`), within W3C's 256 characters (tags that do not fit are
-    /// left out).
-    fn w3c_value(&self, parent: SpanId) -> String {
+    /// Writes the `dd` member's value of an outgoing `tracestate` header into `out`, as Datadog's
+    /// tracers write it (`s:1;p:<parent>;o:…;t.dm:-0;t.tid:…`), within W3C's 256 characters
+    /// (tags that do not fit are left out).
+    fn write_w3c_value(&self, out: &mut String, priority: i32, parent: SpanId, tid: Option<u64>) {
         use std::fmt::Write as _;
-        let mut value = String::with_capacity(64);
-        if let Some(p) = self.priority {
-            let _ = write!(value, "s:{p};");
-        }
-        let _ = write!(value, "p:{parent}");
-        if let Some(origin) = &self.origin {
-            let start = value.len();
-            value.push_str(";o:");
-            w3c_value_chars(&mut value, origin);
-            if value.len() > MAX_MEMBER_LEN {
-                value.truncate(start);
+        let begin = out.len();
+        let _ = write!(out, "s:{priority};p:{parent}");
+        // A part that would make the value too long is left out.
+        let fits = |out: &mut String, start: usize| {
+            if out.len() - begin > MAX_MEMBER_LEN {
+                out.truncate(start);
             }
+        };
+        if let Some(origin) = &self.origin {
+            let start = out.len();
+            out.push_str(";o:");
+            w3c_value_chars(out, origin);
+            fits(out, start);
         }
         for (name, tag) in &self.tags {
-            let start = value.len();
-            value.push_str(";t.");
-            w3c_key_chars(&mut value, name);
-            value.push(':');
-            w3c_value_chars(&mut value, tag);
-            if value.len() > MAX_MEMBER_LEN {
-                value.truncate(start);
-            }
+            let start = out.len();
+            out.push_str(";t.");
+            w3c_key_chars(out, name);
+            out.push(':');
+            w3c_value_chars(out, tag);
+            fits(out, start);
         }
-        value
+        if let Some(high) = tid {
+            let start = out.len();
+            let _ = write!(out, ";t.tid:{high:016x}");
+            fits(out, start);
+        }
     }
 }
 
@@ -586,6 +607,9 @@ fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Reso
         return Some(resolved);
     }
     for later in styles.extract.iter().skip(index + 1) {
+        if *later == Style::TraceContext && w3c_adds_nothing(&resolved.context, extractor) {
+            continue;
+        }
         let Some(other) = extract_style(*later, extractor) else {
             continue;
         };
@@ -600,10 +624,40 @@ fn resolve(styles: &PropagationStyles, extractor: &dyn Extractor) -> Option<Reso
     Some(resolved)
 }
 
+/// Whether the W3C headers hold the primary context itself (same trace, same parent) and no
+/// other vendor's `tracestate` member: then they add nothing to it (see [`merge_w3c`]), and
+/// are not read any further. The usual case: a caller that sends both styles.
+fn w3c_adds_nothing(primary: &SpanContext, extractor: &dyn Extractor) -> bool {
+    let Some((trace_id, span_id, _)) = parse_traceparent(extractor) else {
+        return false;
+    };
+    if trace_id != primary.trace_id() || span_id != primary.span_id() {
+        return false;
+    }
+    extractor.get_all(TRACESTATE).is_none_or(|headers| {
+        headers
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(|m| m.trim_matches([' ', '\t']))
+            .all(|m| m.is_empty() || m.starts_with("dd="))
+    })
+}
+
 /// The primary context with what a W3C context of the same trace adds: its other vendors'
 /// `tracestate` members, and its parent when it differs (the primary's parent, or the
 /// `tracestate`'s `p:`, becomes `_dd.parent_id`).
 fn merge_w3c(primary: &SpanContext, w3c: &SpanContext) -> SpanContext {
+    // The usual case, a caller that sent both styles from one context: the same parent, and
+    // no other vendor in the `tracestate`: nothing to add.
+    if w3c.span_id() == primary.span_id()
+        && w3c
+            .trace_state()
+            .header_delimited("=", ",")
+            .split(',')
+            .all(|m| m.starts_with("dd="))
+    {
+        return primary.clone();
+    }
     let mut dd = DdState::from_trace_state(primary.trace_state());
     let mut parent = primary.span_id();
     if w3c.span_id() != parent {
@@ -701,14 +755,9 @@ pub fn has_extracted(cx: &Context) -> bool {
 }
 
 impl DatadogW3cPropagator {
-    fn inject_datadog(&self, cx: &Context, injector: &mut dyn Injector) {
-        let span = cx.span();
-        let sc = span.span_context();
-        if !sc.is_valid() {
-            return;
-        }
+    fn inject_datadog(&self, sc: &SpanContext, dd: &DdState, injector: &mut dyn Injector) {
+        use std::fmt::Write as _;
         let (high, low) = split_trace_id(sc.trace_id());
-        let dd = DdState::from_trace_state(sc.trace_state());
         // The priority decides; spans are recorded either way (the Agent drops, after stats).
         let priority = dd.priority_or(sc.is_sampled());
         // The stand-in parent of a trace continued without one is no span: none is sent.
@@ -723,43 +772,33 @@ impl DatadogW3cPropagator {
         if let Some(origin) = &dd.origin {
             injector.set(DD_ORIGIN, origin.clone());
         }
-        let mut tags: Vec<String> = dd
-            .tags
-            .iter()
-            .map(|(k, v)| format!("_dd.p.{k}={v}"))
-            .collect();
-        if high != 0 {
-            tags.push(format!("_dd.p.tid={high:016x}"));
+        // `_dd.p.<name>=<value>,…`, then the trace id's upper half.
+        let mut tags = String::new();
+        for (k, v) in &dd.tags {
+            let comma = if tags.is_empty() { "" } else { "," };
+            let _ = write!(tags, "{comma}_dd.p.{k}={v}");
         }
-        let tags = tags.join(",");
+        if high != 0 {
+            let comma = if tags.is_empty() { "" } else { "," };
+            let _ = write!(tags, "{comma}_dd.p.tid={high:016x}");
+        }
         // Longer than Datadog's tracers accept: left out, as they do.
         if !tags.is_empty() && tags.len() <= MAX_TAGS_LEN {
             injector.set(DD_TAGS, tags);
         }
     }
 
-    fn inject_w3c(&self, cx: &Context, injector: &mut dyn Injector) {
-        let span = cx.span();
-        let sc = span.span_context();
-        if !sc.is_valid() {
-            return;
-        }
-        let priority = DdState::from_trace_state(sc.trace_state()).priority_or(sc.is_sampled());
+    fn inject_w3c(&self, sc: &SpanContext, dd: &DdState, injector: &mut dyn Injector) {
+        let priority = dd.priority_or(sc.is_sampled());
         let flags = if priority > 0 { "01" } else { "00" };
         injector.set(
             TRACEPARENT,
             format!("00-{}-{}-{flags}", sc.trace_id(), sc.span_id()),
         );
-        injector.set(TRACESTATE, w3c_tracestate(sc));
+        injector.set(TRACESTATE, w3c_tracestate_of(sc, dd));
     }
 
-    fn inject_b3(&self, cx: &Context, injector: &mut dyn Injector, single: bool) {
-        let span = cx.span();
-        let sc = span.span_context();
-        if !sc.is_valid() {
-            return;
-        }
-        let dd = DdState::from_trace_state(sc.trace_state());
+    fn inject_b3(&self, sc: &SpanContext, dd: &DdState, injector: &mut dyn Injector, single: bool) {
         let b3 = B3Context {
             trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
             span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
@@ -777,18 +816,22 @@ impl DatadogW3cPropagator {
 /// (priority, `p:` the span itself, origin, propagated tags, the trace id's upper half as
 /// `t.tid`), then the other vendors' members as they came, 32 members at most.
 pub(crate) fn w3c_tracestate(sc: &SpanContext) -> String {
+    w3c_tracestate_of(sc, &DdState::from_trace_state(sc.trace_state()))
+}
+
+/// [`w3c_tracestate`] with `sc`'s `dd` member read already.
+fn w3c_tracestate_of(sc: &SpanContext, dd: &DdState) -> String {
     let (high, _) = split_trace_id(sc.trace_id());
-    let dd = DdState::from_trace_state(sc.trace_state());
     let priority = dd.priority_or(sc.is_sampled());
-    let mut out = DdState {
-        priority: Some(priority),
-        ..dd
-    };
-    if high != 0 {
-        // Carried in the tracestate member too, as Datadog's tracers do (not kept in tags).
-        out.tags.push(("tid".into(), format!("{high:016x}")));
-    }
-    let mut header = format!("dd={}", out.w3c_value(sc.span_id()));
+    // The trace id's upper half is carried in the member too, as Datadog's tracers do.
+    let mut header = String::with_capacity(96);
+    header.push_str("dd=");
+    dd.write_w3c_value(
+        &mut header,
+        priority,
+        sc.span_id(),
+        (high != 0).then_some(high),
+    );
     let others = sc.trace_state().header();
     for member in others
         .split(',')
@@ -803,17 +846,25 @@ pub(crate) fn w3c_tracestate(sc: &SpanContext) -> String {
 
 impl TextMapPropagator for DatadogW3cPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        // The trace's Datadog state, read once for every style.
+        let dd = sc
+            .is_valid()
+            .then(|| DdState::from_trace_state(sc.trace_state()));
         for style in &self.styles.inject {
-            match style {
-                Style::Datadog => self.inject_datadog(cx, injector),
-                Style::TraceContext => self.inject_w3c(cx, injector),
-                Style::B3Multi => self.inject_b3(cx, injector, false),
-                Style::B3 => self.inject_b3(cx, injector, true),
-                Style::Baggage => {
+            match (style, &dd) {
+                (Style::Datadog, Some(dd)) => self.inject_datadog(sc, dd, injector),
+                (Style::TraceContext, Some(dd)) => self.inject_w3c(sc, dd, injector),
+                (Style::B3Multi, Some(dd)) => self.inject_b3(sc, dd, injector, false),
+                (Style::B3, Some(dd)) => self.inject_b3(sc, dd, injector, true),
+                (Style::Baggage, _) => {
                     if let Some(header) = cx.get::<Baggage>().and_then(Baggage::header) {
                         injector.set(baggage::HEADER, header);
                     }
                 }
+                // No valid span: no trace context to send.
+                _ => {}
             }
         }
     }
@@ -1193,6 +1244,39 @@ mod tests {
         assert_eq!(
             DdState::from_trace_state(sc.trace_state()).tag("dm"),
             Some("-4")
+        );
+    }
+
+    /// W3C headers written from the same context as the Datadog ones add nothing to it; a
+    /// W3C parent of its own is taken, the Datadog one kept as `_dd.parent_id`.
+    #[test]
+    fn w3c_headers_of_the_same_context_add_nothing() {
+        let datadog = [
+            ("x-datadog-trace-id", "9532127138774266268"),
+            ("x-datadog-parent-id", "13235353014750950193"),
+            ("x-datadog-sampling-priority", "1"),
+            ("x-datadog-tags", "_dd.p.tid=0af7651916cd43dd,_dd.p.dm=-4"),
+        ];
+        let alone = extract_any(&datadog);
+        let with_w3c = |parent: &str| {
+            let traceparent = format!("00-0af7651916cd43dd8448eb211c80319c-{parent}-01");
+            let mut headers = datadog.to_vec();
+            headers.push(("traceparent", &traceparent));
+            headers.push(("tracestate", "dd=s:1;p:b7ad6b7169203331;t.dm:-4"));
+            extract_any(&headers)
+        };
+        assert_eq!(with_w3c("b7ad6b7169203331"), alone);
+        let other = with_w3c("00f067aa0ba902b7");
+        assert_eq!(other.trace_id(), alone.trace_id());
+        assert_eq!(
+            other.span_id(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
+        assert_eq!(
+            DdState::from_trace_state(other.trace_state())
+                .parent_id
+                .as_deref(),
+            Some("b7ad6b7169203331")
         );
     }
 

@@ -91,7 +91,7 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
         match outcome {
             Ok(response) => {
                 let status = response.status();
-                span.record("http.status_code", status.as_u16().to_string());
+                span.record("http.status_code", status.as_str());
                 let header_tags = ext
                     .get::<HttpTracing>()
                     .unwrap_or_else(|| HttpTracing::defaults())

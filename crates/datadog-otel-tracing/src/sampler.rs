@@ -232,6 +232,13 @@ fn format_knuth_rate(rate: f64) -> String {
     }
 }
 
+/// The tags of a local root: `runtime-id` (one per process) and `process_id`, as ddtrace
+/// writes them.
+fn push_root_tags(attributes: &mut Vec<KeyValue>) {
+    attributes.push(KeyValue::new("runtime-id", runtime_id()));
+    attributes.push(KeyValue::new("process_id", i64::from(std::process::id())));
+}
+
 /// Every span is recorded and exported, whatever the priority: as with Datadog's tracers, the
 /// Agent computes its statistics from all traces and then drops those whose priority is 0 or
 /// -1. The priority (and the decision maker, `_dd.p.dm`) travels in the `dd` tracestate.
@@ -254,8 +261,7 @@ fn result(
         }
     }
     if local_root {
-        attributes.push(KeyValue::new("runtime-id", runtime_id()));
-        attributes.push(KeyValue::new("process_id", i64::from(std::process::id())));
+        push_root_tags(&mut attributes);
     }
     SamplingResult {
         decision: SamplingDecision::RecordAndSample,
@@ -287,8 +293,21 @@ impl ShouldSample for DatadogSampler {
             }
             if parent.is_valid() {
                 let state = parent.trace_state();
-                let dd = DdState::from_trace_state(state);
                 let remote = parent.is_remote();
+                // A decision that came with the context (the usual case: a caller traced by
+                // Datadog's rules) is kept, and its state as it came: the propagator wrote it.
+                if DdState::priority_and_origin(state).0.is_some() {
+                    let mut attributes = Vec::new();
+                    if remote {
+                        push_root_tags(&mut attributes);
+                    }
+                    return SamplingResult {
+                        decision: SamplingDecision::RecordAndSample,
+                        attributes,
+                        trace_state: state.clone(),
+                    };
+                }
+                let dd = DdState::from_trace_state(state);
                 return match dd.priority {
                     Some(p) => result(p, state, dd, None, Vec::new(), remote),
                     // A caller that left the decision to us (Datadog headers without priority).
@@ -307,16 +326,52 @@ impl ShouldSample for DatadogSampler {
                 };
             }
         }
-        let d = self.decide(trace_id, name, span_kind, attributes);
-        result(
-            d.priority,
-            &TraceState::default(),
-            DdState::default(),
-            Some((d.maker, d.ksr)),
-            d.tags,
-            true,
-        )
+        // A new trace: its state depends only on the decision, and decisions repeat.
+        let mut d = self.decide(trace_id, name, span_kind, attributes);
+        push_root_tags(&mut d.tags);
+        SamplingResult {
+            decision: SamplingDecision::RecordAndSample,
+            attributes: d.tags,
+            trace_state: root_state(d.priority, d.maker, d.ksr.as_deref()),
+        }
     }
+}
+
+/// The trace state of a new trace decided here (as [`result`] writes it from an empty state),
+/// made once per decision and thread: building it costs more than the rest of the decision.
+fn root_state(priority: i32, maker: &'static str, ksr: Option<&str>) -> TraceState {
+    type Made = (i32, &'static str, Option<String>, TraceState);
+    thread_local! {
+        static MADE: std::cell::RefCell<Vec<Made>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let make = || {
+        let mut dd = DdState {
+            priority: Some(priority),
+            ..DdState::default()
+        };
+        dd.set_tag("dm", maker);
+        if let Some(ksr) = ksr {
+            dd.set_tag("ksr", ksr);
+        }
+        dd.write_into(&TraceState::default())
+    };
+    MADE.try_with(|made| {
+        let mut made = made.borrow_mut();
+        let known = made
+            .iter()
+            .find(|(p, m, k, _)| *p == priority && *m == maker && k.as_deref() == ksr);
+        if let Some((.., state)) = known {
+            return state.clone();
+        }
+        let state = make();
+        // A few decisions at a time (kept and dropped, a rule's rate and the Agent's).
+        if made.len() >= 8 {
+            made.remove(0);
+        }
+        made.push((priority, maker, ksr.map(str::to_string), state.clone()));
+        state
+    })
+    .unwrap_or_else(|_| make())
 }
 
 /// Trace ids as Datadog's tracers make them: 128 bits whose upper 32 are the Unix time in
@@ -381,6 +436,35 @@ mod tests {
         }
     }
     use opentelemetry::trace::{SpanContext, TraceFlags};
+
+    /// A new trace's state, made once per decision, is the one the decision writes.
+    #[test]
+    fn a_new_traces_state_is_the_decisions_own() {
+        let decisions = [
+            (1, "-1", Some("0.01")),
+            (0, "-1", Some("0.01")),
+            (2, "-3", Some("1")),
+            (-1, "-3", Some("0.5")),
+            (1, "-0", None),
+        ];
+        for _ in 0..2 {
+            for (priority, maker, ksr) in decisions {
+                let written = result(
+                    priority,
+                    &TraceState::default(),
+                    DdState::default(),
+                    Some((maker, ksr.map(str::to_string))),
+                    Vec::new(),
+                    true,
+                );
+                assert_eq!(
+                    root_state(priority, maker, ksr).header(),
+                    written.trace_state.header(),
+                    "{priority} {maker} {ksr:?}"
+                );
+            }
+        }
+    }
 
     fn remote(state: &str, sampled: bool) -> Context {
         let flags = if sampled {

@@ -14,7 +14,7 @@
 //! endpoint.
 
 use crate::spans::{
-    kind_name, str_attr, DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
+    kind_name, DEFAULT_OPERATION, OPERATION_NAME, RESOURCE_NAME, SERVICE_NAME, SPAN_TYPE,
 };
 use libdd_ddsketch::DDSketch;
 use opentelemetry::trace::{SpanId, Status};
@@ -22,6 +22,7 @@ use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The bucket width.
@@ -64,22 +65,21 @@ struct KeyRef<'a> {
     http_status: u32,
     synthetics: bool,
     span_kind: &'static str,
-    peer_tags: Vec<String>,
+    /// `(key, value)`, written `key:value` in the owned key.
+    peer_tags: Vec<(&'a str, Cow<'a, str>)>,
     is_trace_root: u8,
     http_method: Cow<'a, str>,
     http_endpoint: Cow<'a, str>,
 }
 
 impl KeyRef<'_> {
-    /// FNV-1a over the fields: cheap, and the buckets' maps compare the whole key anyway.
+    /// A cheap hash of the fields ([`Fx`]); the buckets' maps compare the whole key anyway.
     fn hash(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = Fx::default();
         let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            h.write(bytes);
             // A separator, so that ("ab", "c") and ("a", "bc") differ.
-            h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+            h.add(0xff);
         };
         eat(self.service.as_bytes());
         eat(self.name.as_bytes());
@@ -88,12 +88,13 @@ impl KeyRef<'_> {
         eat(&self.http_status.to_le_bytes());
         eat(&[u8::from(self.synthetics), self.is_trace_root]);
         eat(self.span_kind.as_bytes());
-        for tag in &self.peer_tags {
-            eat(tag.as_bytes());
+        for (key, value) in &self.peer_tags {
+            eat(key.as_bytes());
+            eat(value.as_bytes());
         }
         eat(self.http_method.as_bytes());
         eat(self.http_endpoint.as_bytes());
-        h
+        h.finish()
     }
 
     fn matches(&self, key: &Key) -> bool {
@@ -104,7 +105,12 @@ impl KeyRef<'_> {
             && self.http_status == key.http_status
             && self.synthetics == key.synthetics
             && self.span_kind == key.span_kind
-            && self.peer_tags == key.peer_tags
+            && self.peer_tags.len() == key.peer_tags.len()
+            && self
+                .peer_tags
+                .iter()
+                .zip(&key.peer_tags)
+                .all(|((k, v), tag)| is_peer_tag(tag, k, v))
             && self.is_trace_root == key.is_trace_root
             && *self.http_method == key.http_method
             && *self.http_endpoint == key.http_endpoint
@@ -119,12 +125,24 @@ impl KeyRef<'_> {
             http_status: self.http_status,
             synthetics: self.synthetics,
             span_kind: self.span_kind,
-            peer_tags: self.peer_tags.clone(),
+            peer_tags: self
+                .peer_tags
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect(),
             is_trace_root: self.is_trace_root,
             http_method: self.http_method.to_string(),
             http_endpoint: self.http_endpoint.to_string(),
         }
     }
+}
+
+/// Whether `tag` is `key:value`.
+fn is_peer_tag(tag: &str, key: &str, value: &str) -> bool {
+    tag.len() == key.len() + 1 + value.len()
+        && tag.starts_with(key)
+        && tag.as_bytes()[key.len()] == b':'
+        && tag.ends_with(value)
 }
 
 #[derive(Debug, Default)]
@@ -137,13 +155,51 @@ struct Group {
     error: DDSketch,
 }
 
+/// A word-at-a-time hash (rustc's "Fx" hash), for the aggregation keys and the buckets' maps:
+/// their keys are short strings and hashes already, and SipHash, or a byte-at-a-time hash,
+/// costs more than the rest of a span's stats.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    /// A key's hash is already one: kept as it is.
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<Fx>;
+
 /// One bucket's groups, by the hash of their key.
 #[derive(Debug, Default)]
 struct Groups {
-    by_hash: HashMap<u64, Vec<(Key, Group)>>,
+    by_hash: HashMap<u64, Vec<(Key, Group)>, FxBuild>,
     len: usize,
     /// The distinct resources seen, for the resource cardinality limit.
-    resources: std::collections::HashSet<String>,
+    resources: std::collections::HashSet<String, FxBuild>,
 }
 
 impl Groups {
@@ -225,17 +281,13 @@ pub struct Concentrator {
     limits: Limits,
     /// The tags the Agent aggregates client spans on (`peer_tags` of its `/info`).
     peer_tag_keys: Vec<String>,
+    /// Bit `n` set when a peer tag key is `n` bytes long (63: longer): most attributes of a
+    /// span are told apart from the peer tags by their length alone.
+    peer_tag_lengths: u64,
 }
 
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
-fn text<'a>(span: &'a SpanData, key: &str) -> Option<Cow<'a, str>> {
-    attr(span, key).map(Value::as_str)
+fn length_bit(key: &str) -> u64 {
+    1 << key.len().min(63)
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -244,17 +296,84 @@ fn nanos(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The span's kind: its `span.kind` tag when set (a span made through a Datadog-style API
-/// says it that way), else its OpenTelemetry kind.
-fn span_kind(span: &SpanData) -> &'static str {
-    if let Some(kind) = str_attr(span, "span.kind") {
-        for name in ["server", "client", "producer", "consumer", "internal"] {
-            if kind.eq_ignore_ascii_case(name) {
-                return name;
+/// What the stats read of one span, found in one pass over its attributes (the first value of
+/// each key, as a lookup by key finds it; the tags read as text only when they are strings).
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    /// `service.name` (a string).
+    service: Option<&'a str>,
+    /// `_dd.origin` (a string).
+    origin: Option<&'a str>,
+    /// `span.kind` (a string).
+    kind_tag: Option<&'a str>,
+    /// `operation.name` (a string).
+    operation: Option<&'a str>,
+    partial: bool,
+    measured: bool,
+    resource: Option<&'a Value>,
+    span_type: Option<&'a Value>,
+    http_status: Option<&'a Value>,
+    http_method: Option<&'a Value>,
+    http_route: Option<&'a Value>,
+    http_endpoint: Option<&'a Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(span: &'a SpanData) -> Self {
+        let mut f = Fields::default();
+        let mut measured: Option<&Value> = None;
+        for kv in &span.attributes {
+            let value = &kv.value;
+            let string = match value {
+                Value::String(s) => Some(s.as_str()),
+                _ => None,
+            };
+            let first_str = |slot: &mut Option<&'a str>| {
+                if slot.is_none() {
+                    *slot = string;
+                }
+            };
+            let first = |slot: &mut Option<&'a Value>| {
+                slot.get_or_insert(value);
+            };
+            match kv.key.as_str() {
+                SERVICE_NAME => first_str(&mut f.service),
+                "_dd.origin" => first_str(&mut f.origin),
+                "span.kind" => first_str(&mut f.kind_tag),
+                OPERATION_NAME => first_str(&mut f.operation),
+                "_dd.partial_version" => f.partial = true,
+                "_dd.measured" => first(&mut measured),
+                RESOURCE_NAME => first(&mut f.resource),
+                SPAN_TYPE => first(&mut f.span_type),
+                "http.status_code" => first(&mut f.http_status),
+                "http.method" => first(&mut f.http_method),
+                "http.route" => first(&mut f.http_route),
+                "http.endpoint" => first(&mut f.http_endpoint),
+                _ => {}
             }
         }
+        f.measured = measured.is_some_and(|v| match v {
+            Value::I64(n) => *n == 1,
+            Value::F64(f) => *f == 1.0,
+            Value::Bool(b) => *b,
+            Value::String(s) => s.as_str() == "1",
+            _ => false,
+        });
+        f
     }
-    kind_name(&span.span_kind)
+
+    /// The span's kind: its `span.kind` tag when set (a span made through a Datadog-style API
+    /// says it that way), else its OpenTelemetry kind.
+    fn kind(&self, span: &SpanData) -> &'static str {
+        if let Some(kind) = self.kind_tag {
+            for name in ["server", "client", "producer", "consumer", "internal"] {
+                if kind.eq_ignore_ascii_case(name) {
+                    return name;
+                }
+            }
+        }
+        kind_name(&span.span_kind)
+    }
 }
 
 /// What the stats need of one chunk beyond its spans.
@@ -277,20 +396,21 @@ impl Concentrator {
 
     /// Sets the peer tags the Agent aggregates on.
     pub fn set_peer_tags(&mut self, keys: Vec<String>) {
+        self.peer_tag_lengths = keys.iter().fold(0, |bits, k| bits | length_bit(k));
         self.peer_tag_keys = keys;
     }
 
     /// Counts the eligible spans of one chunk.
     pub fn add_chunk(&mut self, spans: &[SpanData], facts: ChunkFacts<'_>) {
-        fn service_of(span: &SpanData) -> Option<&str> {
-            str_attr(span, SERVICE_NAME)
-        }
+        // What the stats read of each span, in one pass over its attributes.
+        let fields: Vec<Fields<'_>> = spans.iter().map(Fields::of).collect();
         // The service of a span of the chunk by id, to tell top-level spans (parent of another
         // service) from their children; chunks are small, a map only pays for large ones.
         let map: Option<HashMap<SpanId, Option<&str>>> = (spans.len() > 16).then(|| {
             spans
                 .iter()
-                .map(|s| (s.span_context.span_id(), service_of(s)))
+                .zip(&fields)
+                .map(|(s, f)| (s.span_context.span_id(), f.service))
                 .collect()
         });
         let service_by_id = |id: SpanId| -> Option<Option<&str>> {
@@ -298,43 +418,37 @@ impl Concentrator {
                 Some(map) => map.get(&id).copied(),
                 None => spans
                     .iter()
-                    .find(|s| s.span_context.span_id() == id)
-                    .map(service_of),
+                    .position(|s| s.span_context.span_id() == id)
+                    .map(|i| fields[i].service),
             }
         };
         let chunk_synthetics = facts.origin.is_some_and(|o| o.starts_with("synthetics"));
-        for span in spans {
+        for (span, fields) in spans.iter().zip(&fields) {
             // Partial snapshots of a span still open are not counted (the span will be).
-            if attr(span, "_dd.partial_version").is_some() {
+            if fields.partial {
                 continue;
             }
-            let synthetics = chunk_synthetics
-                || str_attr(span, "_dd.origin").is_some_and(|o| o.starts_with("synthetics"));
-            let own = service_of(span);
+            let synthetics =
+                chunk_synthetics || fields.origin.is_some_and(|o| o.starts_with("synthetics"));
+            let own = fields.service;
             let local_parent =
                 span.parent_span_id != SpanId::INVALID && !span.parent_span_is_remote;
             let top_level = !local_parent
                 || service_by_id(span.parent_span_id).is_none_or(|parent| parent != own);
-            let measured = attr(span, "_dd.measured").is_some_and(|v| match v {
-                Value::I64(n) => *n == 1,
-                Value::F64(f) => *f == 1.0,
-                Value::Bool(b) => *b,
-                Value::String(s) => s.as_str() == "1",
-                _ => false,
-            });
-            let kind = span_kind(span);
+            let kind = fields.kind(span);
             let kind_eligible = matches!(kind, "server" | "client" | "producer" | "consumer");
-            if !(top_level || measured || kind_eligible) {
+            if !(top_level || fields.measured || kind_eligible) {
                 continue;
             }
             let service = own.unwrap_or(facts.service);
-            self.add_span(span, service, top_level, synthetics, kind);
+            self.add_span(span, fields, service, top_level, synthetics, kind);
         }
     }
 
     fn add_span(
         &mut self,
         span: &SpanData,
+        fields: &Fields<'_>,
         service: &str,
         top_level: bool,
         synthetics: bool,
@@ -342,25 +456,28 @@ impl Concentrator {
     ) {
         let end = nanos(span.end_time);
         let duration = end.saturating_sub(nanos(span.start_time));
-        let http_status = attr(span, "http.status_code")
+        let http_status = fields
+            .http_status
             .and_then(|v| match v {
                 Value::I64(n) => u32::try_from(*n).ok(),
                 other => other.as_str().parse().ok(),
             })
             .unwrap_or(0);
-        let peer_tags = if matches!(span_kind, "client" | "producer" | "consumer") {
-            self.peer_tag_keys
-                .iter()
-                .filter_map(|k| text(span, k).map(|v| format!("{k}:{v}")))
-                .collect()
+        let peer_tags = if matches!(span_kind, "client" | "producer" | "consumer")
+            && !self.peer_tag_keys.is_empty()
+        {
+            self.peer_tags_of(span)
         } else {
             Vec::new()
         };
+        fn text(v: Option<&Value>) -> Option<Cow<'_, str>> {
+            v.map(Value::as_str)
+        }
         let key = KeyRef {
             service,
-            name: str_attr(span, OPERATION_NAME).unwrap_or(DEFAULT_OPERATION),
-            resource: text(span, RESOURCE_NAME).unwrap_or(Cow::Borrowed(span.name.as_ref())),
-            span_type: text(span, SPAN_TYPE).unwrap_or_default(),
+            name: fields.operation.unwrap_or(DEFAULT_OPERATION),
+            resource: text(fields.resource).unwrap_or(Cow::Borrowed(span.name.as_ref())),
+            span_type: text(fields.span_type).unwrap_or_default(),
             http_status,
             synthetics,
             span_kind,
@@ -370,10 +487,8 @@ impl Concentrator {
             } else {
                 2
             },
-            http_method: text(span, "http.method").unwrap_or_default(),
-            http_endpoint: text(span, "http.route")
-                .or_else(|| text(span, "http.endpoint"))
-                .unwrap_or_default(),
+            http_method: text(fields.http_method).unwrap_or_default(),
+            http_endpoint: text(fields.http_route.or(fields.http_endpoint)).unwrap_or_default(),
         };
         let group = self
             .buckets
@@ -392,6 +507,25 @@ impl Concentrator {
         } else {
             let _ = group.ok.add(duration as f64);
         }
+    }
+
+    /// The span's peer tags, in the order of the Agent's list: one pass over its attributes.
+    fn peer_tags_of<'a>(&self, span: &'a SpanData) -> Vec<(&'a str, Cow<'a, str>)> {
+        let mut found: Vec<(usize, &'a str, Cow<'a, str>)> = Vec::new();
+        for kv in &span.attributes {
+            let key = kv.key.as_str();
+            if self.peer_tag_lengths & length_bit(key) == 0 {
+                continue;
+            }
+            if let Some(i) = self.peer_tag_keys.iter().position(|k| k == key) {
+                // The first value of a key, as a lookup by key would find it.
+                if !found.iter().any(|(j, _, _)| *j == i) {
+                    found.push((i, key, kv.value.as_str()));
+                }
+            }
+        }
+        found.sort_unstable_by_key(|(i, _, _)| *i);
+        found.into_iter().map(|(_, k, v)| (k, v)).collect()
     }
 
     /// Whether no span waits.
@@ -666,5 +800,58 @@ mod tests {
             .unwrap();
         let sketch = DDSketch::from_encoded(ok).unwrap();
         assert_eq!(sketch.count(), 1.0);
+    }
+
+    #[test]
+    fn peer_tags_follow_the_agents_order_and_group_client_spans() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_005);
+        let mut c = Concentrator::default();
+        c.set_peer_tags(vec![
+            "db.instance".to_string(),
+            "out.host".to_string(),
+            "peer.service".to_string(),
+        ]);
+        let client = |id: u64, host: &str| {
+            span(
+                id,
+                1,
+                "SELECT 1",
+                SpanKind::Client,
+                vec![
+                    // Not a peer tag, of the same length as one (`out.host`).
+                    KeyValue::new("db.user1", "u"),
+                    KeyValue::new("peer.service", "postgres"),
+                    KeyValue::new("out.host", host.to_string()),
+                    KeyValue::new("db.instance", "notes"),
+                    // A second value of a key counts as no more than the first.
+                    KeyValue::new("out.host", "ignored"),
+                ],
+                false,
+                now,
+            )
+        };
+        let spans = vec![
+            span(1, 0, "GET /notes", SpanKind::Server, vec![], false, now),
+            client(2, "db1"),
+            client(3, "db1"),
+            client(4, "db2"),
+        ];
+        c.add_chunk(&spans, facts());
+        let buckets = c.take(now, true);
+        let mut groups: Vec<(Vec<String>, u64)> = buckets[0]
+            .groups
+            .iter()
+            .filter(|(k, _)| k.span_kind == "client")
+            .map(|(k, g)| (k.peer_tags.clone(), g.hits))
+            .collect();
+        groups.sort();
+        let tags = |host: &str| {
+            vec![
+                "db.instance:notes".to_string(),
+                format!("out.host:{host}"),
+                "peer.service:postgres".to_string(),
+            ]
+        };
+        assert_eq!(groups, vec![(tags("db1"), 2), (tags("db2"), 1)]);
     }
 }
