@@ -259,7 +259,7 @@ async fn rules_by_service_resource_and_tags_decide_before_the_outgoing_call() {
     let (calendar, recorded) = recording_calendar().await;
     let rules = r#"[
         {"service":"notes","resource":"GET /notes","sample_rate":0},
-        {"name":"actix_web.request","tags":{"http.method":"P?ST"},"sample_rate":1},
+        {"name":"actix_web.request","tags":{"http.method":"P?ST","http.route":"/no*"},"sample_rate":1},
         {"service":"calendar","sample_rate":0}
     ]"#;
     let notes = notes(
@@ -286,6 +286,7 @@ async fn rules_by_service_resource_and_tags_decide_before_the_outgoing_call() {
         "only kept traces are limited"
     );
 
+    // Kept by the rule on tags: the server span has its route from the start.
     let kept = &wait_roots(&agent, "POST /notes", 1).await[0];
     assert_eq!(priority(kept), Some(2.0), "{kept}");
     assert_eq!(meta(kept, "_dd.p.dm"), Some("-3"));
