@@ -73,30 +73,27 @@ pub struct ServerSpanBuilder<E = std::convert::Infallible>(PhantomData<E>);
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
-/// The trace-context headers as `HeaderName`s: a lookup by `&str` parses the name, and copies
-/// it when it is not a standard header (all of these but `baggage`).
+/// The trace-context headers ([`propagation::HEADERS`]) as `HeaderName`s, in the same order: a
+/// lookup by `&str` parses the name, and copies it when it is not a standard header (all of
+/// these but `baggage`).
 static CONTEXT_HEADERS: [HeaderName; 13] = {
-    let h = propagation::HEADERS;
-    [
-        HeaderName::from_static(h[0]),
-        HeaderName::from_static(h[1]),
-        HeaderName::from_static(h[2]),
-        HeaderName::from_static(h[3]),
-        HeaderName::from_static(h[4]),
-        HeaderName::from_static(h[5]),
-        HeaderName::from_static(h[6]),
-        HeaderName::from_static(h[7]),
-        HeaderName::from_static(h[8]),
-        HeaderName::from_static(h[9]),
-        HeaderName::from_static(h[10]),
-        HeaderName::from_static(h[11]),
-        HeaderName::from_static(h[12]),
-    ]
+    macro_rules! names {
+        ($($i:literal)*) => { [$(HeaderName::from_static(propagation::HEADERS[$i]),)*] };
+    }
+    names!(0 1 2 3 4 5 6 7 8 9 10 11 12)
 };
+
+impl HeaderExtractor<'_> {
+    /// `key`'s static name when it is a trace-context header.
+    fn known(key: &str) -> Option<&'static HeaderName> {
+        let i = propagation::HEADERS.iter().position(|h| *h == key)?;
+        CONTEXT_HEADERS.get(i)
+    }
+}
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let value = match CONTEXT_HEADERS.iter().find(|name| name.as_str() == key) {
+        let value = match Self::known(key) {
             Some(name) => self.0.get(name),
             None => self.0.get(key),
         };
@@ -107,11 +104,11 @@ impl Extractor for HeaderExtractor<'_> {
     }
     /// Every value of a repeated header (W3C lets `tracestate` be split across several).
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let all: Vec<&str> = self
-            .0
-            .get_all(key)
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let values = match Self::known(key) {
+            Some(name) => self.0.get_all(name),
+            None => self.0.get_all(key),
+        };
+        let all: Vec<&str> = values.filter_map(|v| v.to_str().ok()).collect();
         (!all.is_empty()).then_some(all)
     }
 }
@@ -443,6 +440,27 @@ impl Routes {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    /// The extractor's static names are the trace-context headers, in order.
+    #[test]
+    fn context_headers_are_the_propagation_headers() {
+        let names: Vec<&str> = CONTEXT_HEADERS.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, propagation::HEADERS);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            HeaderName::from_static("tracestate"),
+            "a=1".parse().unwrap(),
+        );
+        headers.append(
+            HeaderName::from_static("tracestate"),
+            "b=2".parse().unwrap(),
+        );
+        headers.insert(HeaderName::from_static("x-other"), "o".parse().unwrap());
+        let extractor = HeaderExtractor(&headers);
+        assert_eq!(extractor.get_all("tracestate"), Some(vec!["a=1", "b=2"]));
+        assert_eq!(extractor.get("x-other"), Some("o"));
+        assert_eq!(extractor.get("traceparent"), None);
+    }
 
     /// The scheme and host of the server span's URL are those actix-web's connection info
     /// gives, whatever the proxy headers.
