@@ -76,18 +76,12 @@ struct HeaderExtractor<'a>(&'a HeaderMap);
 /// The trace-context headers ([`propagation::HEADERS`]) as `HeaderName`s, in the same order: a
 /// lookup by `&str` parses the name, and copies it when it is not a standard header (all of
 /// these but `baggage`).
-static CONTEXT_HEADERS: [HeaderName; 13] = {
-    macro_rules! names {
-        ($($i:literal)*) => { [$(HeaderName::from_static(propagation::HEADERS[$i]),)*] };
-    }
-    names!(0 1 2 3 4 5 6 7 8 9 10 11 12)
-};
+static CONTEXT_HEADERS: [HeaderName; 13] = propagation::context_header_names!(HeaderName);
 
 impl HeaderExtractor<'_> {
     /// `key`'s static name when it is a trace-context header.
     fn known(key: &str) -> Option<&'static HeaderName> {
-        let i = propagation::HEADERS.iter().position(|h| *h == key)?;
-        CONTEXT_HEADERS.get(i)
+        CONTEXT_HEADERS.get(propagation::header_index(key)?)
     }
 }
 

@@ -936,6 +936,29 @@ impl TextMapPropagator for DatadogW3cPropagator {
     }
 }
 
+/// [`HEADERS`] as an array of `$name::from_static(…)` (each HTTP crate has its own `HeaderName`
+/// type: actix-web's and reqwest's), for lookups and inserts without parsing the names.
+#[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(unused_macros))]
+macro_rules! context_header_names {
+    ($name:ty) => {
+        $crate::propagation::context_header_names!(@ $name; 0 1 2 3 4 5 6 7 8 9 10 11 12)
+    };
+    (@ $name:ty; $($i:literal)*) => {
+        [$(<$name>::from_static($crate::propagation::HEADERS[$i]),)*]
+    };
+}
+#[cfg_attr(
+    not(any(feature = "actix", feature = "reqwest")),
+    allow(unused_imports)
+)]
+pub(crate) use context_header_names;
+
+/// The position of `key` in [`HEADERS`], when it is one of them.
+#[cfg_attr(not(any(feature = "actix", feature = "reqwest")), allow(dead_code))]
+pub(crate) fn header_index(key: &str) -> Option<usize> {
+    HEADERS.iter().position(|h| *h == key)
+}
+
 /// Every header any propagation style reads (Datadog, W3C trace context, B3 single and multi,
 /// baggage), whichever styles are configured.
 pub const HEADERS: [&str; 13] = [

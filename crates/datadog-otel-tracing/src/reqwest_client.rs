@@ -1,6 +1,8 @@
 //! The reqwest-middleware integration: [`ClientSpanBackend`], the client span of outgoing calls
-//! for `reqwest-tracing`'s `TracingMiddleware`, which also injects the trace context (with the
-//! global propagator that [`crate::Pipeline::install`] sets).
+//! for `reqwest-tracing`'s `TracingMiddleware`, and [`traced_client`], which also injects the
+//! trace context (with the global propagator that [`crate::Pipeline::install`] sets) in a step
+//! of its own inside the client span, instead of reqwest-tracing's (which parses every header
+//! name, and panics on a value that is not a valid header value).
 //!
 //! ```
 //! use datadog_otel_tracing::reqwest_client::{traced_client, PeerService};
@@ -20,8 +22,10 @@
 use crate::error_chain;
 use crate::spans::record_error;
 use crate::web::HttpTracing;
-use reqwest_middleware::{ClientBuilder, Extension};
-use reqwest_tracing::TracingMiddleware;
+use opentelemetry::propagation::Injector;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest_middleware::{ClientBuilder, Extension, Middleware, Next};
+use reqwest_tracing::{DisableOtelPropagation, TracingMiddleware};
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -31,7 +35,54 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub fn traced_client(client: reqwest::Client, http: &HttpTracing) -> ClientBuilder {
     ClientBuilder::new(client)
         .with_init(Extension(http.clone()))
+        // The trace headers are written by `InjectContext`, inside the client span.
+        .with_init(Extension(DisableOtelPropagation))
         .with(TracingMiddleware::<ClientSpanBackend>::new())
+        .with(InjectContext)
+}
+
+/// Writes the trace context of the current span (the client span: this step runs inside
+/// `TracingMiddleware`'s) into the outgoing request through the global propagator.
+struct InjectContext;
+
+#[async_trait::async_trait]
+impl Middleware for InjectContext {
+    async fn handle(
+        &self,
+        mut req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let cx = Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        });
+        next.run(req, extensions).await
+    }
+}
+
+/// The trace-context headers as `HeaderName`s (see [`crate::propagation::HEADERS`]).
+static CONTEXT_HEADERS: [HeaderName; 13] = crate::propagation::context_header_names!(HeaderName);
+
+/// A request's headers as the propagator's carrier: the trace-context headers by their static
+/// names; a value that is no valid header value is left out.
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            return;
+        };
+        let name = match crate::propagation::header_index(key).and_then(|i| CONTEXT_HEADERS.get(i))
+        {
+            Some(name) => name.clone(),
+            None => match HeaderName::from_bytes(key.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        self.0.insert(name, value);
+    }
 }
 
 /// The service an outgoing call goes to, for the client span's `peer.service`
@@ -120,5 +171,30 @@ impl reqwest_tracing::ReqwestOtelSpanBackend for ClientSpanBackend {
                 record_error(span, kind, &error_chain(error));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod injector_tests {
+    use super::*;
+
+    /// The carrier writes the trace-context headers and any other, and leaves out a value that
+    /// no header can carry instead of failing the call.
+    #[test]
+    fn the_carrier_writes_valid_headers_and_leaves_out_invalid_values() {
+        let mut headers = HeaderMap::new();
+        let mut carrier = HeaderInjector(&mut headers);
+        carrier.set(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        );
+        carrier.set("x-datadog-tags", "_dd.p.dm=-0".into());
+        carrier.set("x-vendor", "v".into());
+        carrier.set("baggage", "a=\nb".into());
+        carrier.set("bad name", "v".into());
+        assert_eq!(headers.len(), 3, "{headers:?}");
+        assert_eq!(headers["x-datadog-tags"], "_dd.p.dm=-0");
+        assert_eq!(headers["x-vendor"], "v");
+        assert!(headers.get("baggage").is_none());
     }
 }
