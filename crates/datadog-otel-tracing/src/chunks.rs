@@ -393,19 +393,28 @@ pub(crate) mod tests {
         assert_eq!(buffer.waiting_spans(), 0);
     }
 
-    /// Partial flush: at the minimum, the ended spans of an open trace leave; the rest of the
-    /// trace makes the next chunk.
-    #[test]
-    fn partial_flush_sends_ended_spans_of_an_open_trace_at_the_minimum() {
+    /// A buffer with partial flush at 2 spans, and a trace of a root and two children, all three
+    /// started.
+    fn partial_flush_at_two() -> (ChunkBuffer, [SpanData; 3]) {
         let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10)).with_partial_flush(Some(2));
-        let now = Instant::now();
         let spans = [
             span(1, 1, 0, false),
             span(1, 2, 1, false),
             span(1, 3, 1, false),
         ];
-        start(&mut buffer, &spans.iter().collect::<Vec<_>>(), now);
-        let [root, two, three] = spans;
+        start(
+            &mut buffer,
+            &spans.iter().collect::<Vec<_>>(),
+            Instant::now(),
+        );
+        (buffer, spans)
+    }
+
+    /// Partial flush: at the minimum, the ended spans of an open trace leave; the rest of the
+    /// trace makes the next chunk.
+    #[test]
+    fn partial_flush_sends_ended_spans_of_an_open_trace_at_the_minimum() {
+        let (mut buffer, [root, two, three]) = partial_flush_at_two();
         assert!(end(&mut buffer, two).is_empty());
         let ready = end(&mut buffer, three);
         assert_eq!(ready.len(), 1);
@@ -420,15 +429,7 @@ pub(crate) mod tests {
     /// carry the chunk's facts, not its first span.
     #[test]
     fn a_partial_chunk_with_the_root_has_the_root_as_head() {
-        let mut buffer = ChunkBuffer::new(100, Duration::from_secs(10)).with_partial_flush(Some(2));
-        let now = Instant::now();
-        let spans = [
-            span(1, 1, 0, false),
-            span(1, 2, 1, false),
-            span(1, 3, 1, false),
-        ];
-        start(&mut buffer, &spans.iter().collect::<Vec<_>>(), now);
-        let [root, two, _three] = spans;
+        let (mut buffer, [root, two, _three]) = partial_flush_at_two();
         assert!(end(&mut buffer, two).is_empty());
         let ready = end(&mut buffer, root);
         assert_eq!(ids(&ready[0]), vec![2, 1]);

@@ -647,17 +647,6 @@ fn w3c_adds_nothing(primary: &SpanContext, extractor: &dyn Extractor) -> bool {
 /// `tracestate` members, and its parent when it differs (the primary's parent, or the
 /// `tracestate`'s `p:`, becomes `_dd.parent_id`).
 fn merge_w3c(primary: &SpanContext, w3c: &SpanContext) -> SpanContext {
-    // The usual case, a caller that sent both styles from one context: the same parent, and
-    // no other vendor in the `tracestate`: nothing to add.
-    if w3c.span_id() == primary.span_id()
-        && w3c
-            .trace_state()
-            .header_delimited("=", ",")
-            .split(',')
-            .all(|m| m.starts_with("dd="))
-    {
-        return primary.clone();
-    }
     let mut dd = DdState::from_trace_state(primary.trace_state());
     let mut parent = primary.span_id();
     if w3c.span_id() != parent {

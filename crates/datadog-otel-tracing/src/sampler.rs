@@ -307,22 +307,21 @@ impl ShouldSample for DatadogSampler {
                         trace_state: state.clone(),
                     };
                 }
+                // No priority came with the context.
                 let dd = DdState::from_trace_state(state);
-                return match dd.priority {
-                    Some(p) => result(p, state, dd, None, Vec::new(), remote),
+                return if remote && parent.is_sampled() {
                     // A caller that left the decision to us (Datadog headers without priority).
-                    None if remote && parent.is_sampled() => {
-                        let d = self.decide(trace_id, name, span_kind, attributes);
-                        result(d.priority, state, dd, Some((d.maker, d.ksr)), d.tags, true)
-                    }
-                    None => result(
+                    let d = self.decide(trace_id, name, span_kind, attributes);
+                    result(d.priority, state, dd, Some((d.maker, d.ksr)), d.tags, true)
+                } else {
+                    result(
                         dd.priority_or(parent.is_sampled()),
                         state,
                         dd,
                         None,
                         Vec::new(),
                         remote,
-                    ),
+                    )
                 };
             }
         }
@@ -345,15 +344,17 @@ fn root_state(priority: i32, maker: &'static str, ksr: Option<&str>) -> TraceSta
         static MADE: std::cell::RefCell<Vec<Made>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let make = || {
-        let mut dd = DdState {
-            priority: Some(priority),
-            ..DdState::default()
-        };
-        dd.set_tag("dm", maker);
-        if let Some(ksr) = ksr {
-            dd.set_tag("ksr", ksr);
-        }
-        dd.write_into(&TraceState::default())
+        let decided = Some((maker, ksr.map(str::to_string)));
+        let empty = TraceState::default();
+        result(
+            priority,
+            &empty,
+            DdState::default(),
+            decided,
+            Vec::new(),
+            false,
+        )
+        .trace_state
     };
     MADE.try_with(|made| {
         let mut made = made.borrow_mut();
